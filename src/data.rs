@@ -1,0 +1,692 @@
+//! Datasets: IDX folders (raw or gzipped, checksummed, memory-mapped) and in-memory arrays, the
+//! seeded train/validation holdout, and the mini-batch gatherer.
+//!
+//! Pixels stay as the mapped `u8` bytes; a batch is gathered on demand into one reused
+//! row-major `(batch, features)` `f32` buffer scaled to `[0, 1]` as `x / 255`. Nothing here
+//! knows about models.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::idx;
+use crate::mmap::{self, Bytes};
+use crate::rng::{self, Stream};
+
+/// The four standard IDX file names a dataset folder holds (each raw or with `.gz`).
+pub const FILE_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// The name of the checksum list in a dataset folder (`sha256sum` format, digests of the
+/// decompressed files).
+pub const SUMS_FILE: &str = "SHA256SUMS";
+
+/// Decompressed files larger than this are refused (a gzip bomb must not exhaust memory).
+const MAX_DECOMPRESSED: u64 = 1 << 32;
+
+/// `LUT[b] = b / 255` exactly as the division gives it, without dividing per pixel.
+static SCALE: [f32; 256] = {
+    let mut t = [0.0f32; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as f32 / 255.0;
+        i += 1;
+    }
+    t
+};
+
+/// How a file's checksum was checked.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ChecksumStatus {
+    /// The SHA-256 of the decompressed bytes matches `SHA256SUMS`.
+    Verified,
+    /// `SHA256SUMS` exists but does not list this file.
+    NotListed,
+    /// The folder has no `SHA256SUMS`.
+    NoSumsFile,
+    /// Verification was turned off ([`LoadOptions::verify`]).
+    Skipped,
+}
+
+/// Where a file's bytes came from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FileSource {
+    /// A raw IDX file, memory-mapped.
+    Raw,
+    /// Decompressed from `.gz` now and cached beside it as a raw file, then mapped.
+    DecompressedCached,
+    /// Decompressed from `.gz` into memory, since the folder could not be written.
+    DecompressedInMemory,
+}
+
+/// What loading found out about one of the four files.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FileReport {
+    /// The standard name (without `.gz`).
+    pub name: String,
+    /// Where the bytes came from.
+    pub source: FileSource,
+    /// The checksum outcome.
+    pub checksum: ChecksumStatus,
+}
+
+/// Options for [`Dataset::open_with`].
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Number of classes. Default `None`: the largest training label plus one.
+    pub classes: Option<usize>,
+    /// Verify SHA-256 digests against `SHA256SUMS` when the folder has one. Default `true`.
+    pub verify: bool,
+    /// Cache decompressed `.gz` files as raw files beside them. Default `true`.
+    pub write_cache: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            classes: None,
+            verify: true,
+            write_cache: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Pixels {
+    /// u8 pixels in an IDX file, starting at `offset`.
+    Idx { bytes: Bytes, offset: usize },
+    /// f32 features supplied by the caller.
+    Array(Array2<f32>),
+}
+
+/// One split of a dataset (training or test): samples with their labels.
+#[derive(Debug)]
+pub struct Split {
+    pixels: Pixels,
+    labels: Vec<u32>,
+    features: usize,
+}
+
+impl Split {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the split holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Features per sample (784 for MNIST).
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// All labels, in file order.
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    /// Samples per class, for `classes` classes.
+    pub fn class_histogram(&self, classes: usize) -> Vec<usize> {
+        let mut h = vec![0; classes];
+        for &l in &self.labels {
+            h[l as usize] += 1;
+        }
+        h
+    }
+
+    /// Copies the samples at `indices` into the rows of `x` (scaled to `[0, 1]` for IDX data)
+    /// and their labels into `y`.
+    ///
+    /// # Panics
+    /// If `x` is not `(indices.len(), features)` in standard layout, `y` is not
+    /// `indices.len()` long, or an index is out of range.
+    pub fn gather(&self, indices: &[usize], mut x: ArrayViewMut2<'_, f32>, y: &mut [u32]) {
+        let f = self.features;
+        assert_eq!(x.dim(), (indices.len(), f), "gather: destination shape");
+        assert_eq!(y.len(), indices.len(), "gather: label buffer length");
+        let dst = x
+            .as_slice_mut()
+            .expect("gather: destination must be in standard layout");
+        for ((row, &i), label) in dst.chunks_exact_mut(f).zip(indices).zip(y.iter_mut()) {
+            *label = self.labels[i];
+            match &self.pixels {
+                Pixels::Idx { bytes, offset } => {
+                    let src = &bytes[offset + i * f..offset + (i + 1) * f];
+                    for (d, &s) in row.iter_mut().zip(src) {
+                        *d = SCALE[s as usize];
+                    }
+                }
+                Pixels::Array(a) => row.copy_from_slice(
+                    a.row(i)
+                        .to_slice()
+                        .expect("in-memory features are standard layout"),
+                ),
+            }
+        }
+    }
+
+    /// The samples at `indices` as a new `(indices.len(), features)` matrix, with their labels.
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn rows(&self, indices: &[usize]) -> (Array2<f32>, Vec<u32>) {
+        let mut x = Array2::zeros((indices.len(), self.features));
+        let mut y = vec![0; indices.len()];
+        self.gather(indices, x.view_mut(), &mut y);
+        (x, y)
+    }
+}
+
+/// A dataset: a training split (from which the holdout is drawn) and a test split.
+#[derive(Debug)]
+pub struct Dataset {
+    /// The training split (`train-*` files).
+    pub train: Split,
+    /// The test split (`t10k-*` files).
+    pub test: Split,
+    classes: usize,
+    image_shape: Option<(usize, usize)>,
+    files: Vec<FileReport>,
+    notes: Vec<String>,
+}
+
+impl Dataset {
+    /// The bundled MNIST folder of this source tree (`data/mnist`).
+    pub fn bundled_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("mnist")
+    }
+
+    /// Opens the bundled MNIST with default options.
+    ///
+    /// # Errors
+    /// As [`Dataset::open_with`].
+    pub fn bundled() -> Result<Dataset> {
+        Dataset::open(Dataset::bundled_dir())
+    }
+
+    /// Opens an IDX dataset folder with default options.
+    ///
+    /// # Errors
+    /// As [`Dataset::open_with`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Dataset> {
+        Dataset::open_with(dir, &LoadOptions::default())
+    }
+
+    /// Opens a folder holding the four standard IDX files ([`FILE_NAMES`]), each raw or gzipped.
+    ///
+    /// Gzipped files are decompressed, checked against `SHA256SUMS` when present, and cached
+    /// raw beside the `.gz` (atomically: temp file, sync, rename), then memory-mapped. Where the
+    /// folder is read-only they are kept in memory and [`Dataset::notes`] says so.
+    ///
+    /// # Errors
+    /// [`Error::Read`] or [`Error::MissingFile`] for a missing folder or file; [`Error::Gzip`]
+    /// or [`Error::Checksum`] for corrupt data (no cache is written then); any IDX error from
+    /// [`crate::idx`]; [`Error::CountMismatch`], [`Error::Shape`] (train and test feature
+    /// counts differ) or [`Error::LabelOutOfRange`].
+    pub fn open_with(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Dataset> {
+        let dir = dir.as_ref();
+        let meta = std::fs::metadata(dir).map_err(|source| Error::Read {
+            path: dir.into(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::Read {
+                path: dir.into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder"),
+            });
+        }
+        let sums = read_sums(dir)?;
+        let mut files = Vec::with_capacity(4);
+        let mut in_memory = false;
+        let mut load = |name: &str| -> Result<(Bytes, PathBuf)> {
+            let (bytes, report, path) = load_file(dir, name, sums.as_ref(), opts)?;
+            in_memory |= report.source == FileSource::DecompressedInMemory;
+            files.push(report);
+            Ok((bytes, path))
+        };
+        let train = load_split(load(FILE_NAMES[0])?, load(FILE_NAMES[1])?)?;
+        let test = load_split(load(FILE_NAMES[2])?, load(FILE_NAMES[3])?)?;
+        let mut notes = Vec::new();
+        if in_memory {
+            notes.push(format!(
+                "{} is not writable: decompressed the data into memory instead of caching it",
+                dir.display()
+            ));
+        }
+        if train.0.features() != test.0.features() || train.1 != test.1 {
+            return Err(Error::Shape {
+                what: "test image size vs training image size (pixels)".into(),
+                expected: train.0.features(),
+                found: test.0.features(),
+            });
+        }
+        let classes = match opts.classes {
+            Some(c) => c,
+            None => train.0.labels.iter().max().map_or(0, |&m| m as usize + 1),
+        };
+        for (split, path) in [(&train.0, &train.2), (&test.0, &test.2)] {
+            check_labels(&split.labels, classes, path)?;
+        }
+        Ok(Dataset {
+            image_shape: Some(train.1),
+            train: train.0,
+            test: test.0,
+            classes,
+            files,
+            notes,
+        })
+    }
+
+    /// Builds a dataset from in-memory features (`(samples, features)`) and labels.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when a label vector's length differs from its matrix's rows or the two
+    /// matrices have different feature counts; [`Error::LabelOutOfRange`] for a label
+    /// `>= classes`.
+    pub fn from_arrays(
+        train_x: Array2<f32>,
+        train_y: Vec<u32>,
+        test_x: Array2<f32>,
+        test_y: Vec<u32>,
+        classes: usize,
+    ) -> Result<Dataset> {
+        let split = |x: Array2<f32>, y: Vec<u32>, what: &str| -> Result<Split> {
+            if x.nrows() != y.len() {
+                return Err(Error::Shape {
+                    what: format!("{what} labels vs {what} rows"),
+                    expected: x.nrows(),
+                    found: y.len(),
+                });
+            }
+            check_labels(&y, classes, Path::new(what))?;
+            let features = x.ncols();
+            Ok(Split {
+                pixels: Pixels::Array(x.as_standard_layout().into_owned()),
+                labels: y,
+                features,
+            })
+        };
+        let train = split(train_x, train_y, "train")?;
+        let test = split(test_x, test_y, "test")?;
+        if train.features != test.features {
+            return Err(Error::Shape {
+                what: "test features vs training features".into(),
+                expected: train.features,
+                found: test.features,
+            });
+        }
+        Ok(Dataset {
+            train,
+            test,
+            classes,
+            image_shape: None,
+            files: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Features per sample.
+    pub fn features(&self) -> usize {
+        self.train.features
+    }
+
+    /// `(rows, cols)` of each image for IDX data; `None` for in-memory data.
+    pub fn image_shape(&self) -> Option<(usize, usize)> {
+        self.image_shape
+    }
+
+    /// What loading found out about each file (empty for in-memory data).
+    pub fn files(&self) -> &[FileReport] {
+        &self.files
+    }
+
+    /// Things worth telling the user about how the data was loaded (the library never prints).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+}
+
+fn check_labels(labels: &[u32], classes: usize, path: &Path) -> Result<()> {
+    match labels.iter().position(|&l| l as usize >= classes) {
+        Some(index) => Err(Error::LabelOutOfRange {
+            path: path.into(),
+            index,
+            label: labels[index],
+            classes,
+        }),
+        None => Ok(()),
+    }
+}
+
+type LoadedSplit = (Split, (usize, usize), PathBuf);
+
+fn load_split(images: (Bytes, PathBuf), labels: (Bytes, PathBuf)) -> Result<LoadedSplit> {
+    let ih = idx::parse_images(&images.0, &images.1)?;
+    let lh = idx::parse_labels(&labels.0, &labels.1)?;
+    if ih.count != lh.count {
+        return Err(Error::CountMismatch {
+            images_path: images.1,
+            images: ih.count,
+            labels_path: labels.1,
+            labels: lh.count,
+        });
+    }
+    let label_values = labels.0[lh.offset..].iter().map(|&b| u32::from(b)).collect();
+    let split = Split {
+        pixels: Pixels::Idx {
+            bytes: images.0,
+            offset: ih.offset,
+        },
+        labels: label_values,
+        features: ih.features(),
+    };
+    Ok((split, (ih.rows, ih.cols), labels.1))
+}
+
+fn read_sums(dir: &Path) -> Result<Option<HashMap<String, String>>> {
+    let path = dir.join(SUMS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(Error::Read { path, source }),
+    };
+    let sums = text
+        .lines()
+        .filter_map(|line| {
+            let (digest, name) = line.trim().split_once(char::is_whitespace)?;
+            let name = name.trim_start().trim_start_matches('*');
+            Some((name.to_string(), digest.to_ascii_lowercase()))
+        })
+        .collect();
+    Ok(Some(sums))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn verify(
+    bytes: &[u8],
+    name: &str,
+    path: &Path,
+    sums: Option<&HashMap<String, String>>,
+    opts: &LoadOptions,
+) -> Result<ChecksumStatus> {
+    if !opts.verify {
+        return Ok(ChecksumStatus::Skipped);
+    }
+    let Some(sums) = sums else {
+        return Ok(ChecksumStatus::NoSumsFile);
+    };
+    let Some(expected) = sums.get(name) else {
+        return Ok(ChecksumStatus::NotListed);
+    };
+    let found = sha256_hex(bytes);
+    if &found != expected {
+        return Err(Error::Checksum {
+            path: path.into(),
+            expected: expected.clone(),
+            found,
+        });
+    }
+    Ok(ChecksumStatus::Verified)
+}
+
+fn load_file(
+    dir: &Path,
+    name: &str,
+    sums: Option<&HashMap<String, String>>,
+    opts: &LoadOptions,
+) -> Result<(Bytes, FileReport, PathBuf)> {
+    let raw = dir.join(name);
+    let gz = dir.join(format!("{name}.gz"));
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Read { path, source }
+    };
+    let report = |source, checksum| FileReport {
+        name: name.into(),
+        source,
+        checksum,
+    };
+    if raw.is_file() {
+        let file = File::open(&raw).map_err(read_err(&raw))?;
+        let bytes = mmap::map(&file).map_err(read_err(&raw))?;
+        let checksum = verify(&bytes, name, &raw, sums, opts)?;
+        return Ok((bytes, report(FileSource::Raw, checksum), raw));
+    }
+    if !gz.is_file() {
+        return Err(Error::MissingFile {
+            dir: dir.into(),
+            name: name.into(),
+        });
+    }
+    let data = decompress(&gz)?;
+    let checksum = verify(&data, name, &gz, sums, opts)?;
+    if opts.write_cache
+        && let Some(bytes) = write_cache(dir, &raw, &data)
+    {
+        return Ok((bytes, report(FileSource::DecompressedCached, checksum), raw));
+    }
+    Ok((
+        Bytes::Owned(data),
+        report(FileSource::DecompressedInMemory, checksum),
+        gz,
+    ))
+}
+
+fn decompress(gz: &Path) -> Result<Vec<u8>> {
+    let file = File::open(gz).map_err(|source| Error::Read {
+        path: gz.into(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(std::io::BufReader::new(file))
+        .take(MAX_DECOMPRESSED + 1)
+        .read_to_end(&mut out)
+        .map_err(|source| Error::Gzip {
+            path: gz.into(),
+            source,
+        })?;
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        return Err(Error::Gzip {
+            path: gz.into(),
+            source: std::io::Error::other(format!(
+                "decompresses to more than {MAX_DECOMPRESSED} bytes"
+            )),
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `data` to `raw` atomically and maps it; `None` when the folder cannot be written.
+fn write_cache(dir: &Path, raw: &Path, data: &[u8]) -> Option<Bytes> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".relumax-cache-")
+        .tempfile_in(dir)
+        .ok()?;
+    tmp.write_all(data).ok()?;
+    tmp.as_file().sync_all().ok()?;
+    let file = tmp.persist(raw).ok()?;
+    mmap::map(&file).ok()
+}
+
+/// The seeded train/validation holdout: disjoint, sorted index lists into the training split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holdout {
+    /// Indices used for training.
+    pub train: Vec<usize>,
+    /// Indices held out for validation.
+    pub val: Vec<usize>,
+}
+
+impl Holdout {
+    /// Shuffles `0..n` with the split stream of `seed` and holds out `round(n * val_fraction)`
+    /// samples for validation (12,000 of MNIST's 60,000 at the default 0.2). A fraction of 0
+    /// holds out nothing.
+    ///
+    /// # Panics
+    /// If `val_fraction` is not in `[0, 1)`.
+    pub fn new(n: usize, val_fraction: f64, seed: u64) -> Holdout {
+        assert!(
+            (0.0..1.0).contains(&val_fraction),
+            "val_fraction must be in [0, 1)"
+        );
+        let mut all: Vec<usize> = (0..n).collect();
+        shuffle(&mut all, &mut rng::stream(seed, Stream::Split, &[]));
+        let n_val = ((n as f64) * val_fraction).round() as usize;
+        let mut val = all.split_off(n - n_val);
+        all.sort_unstable();
+        val.sort_unstable();
+        Holdout { train: all, val }
+    }
+}
+
+/// A uniform integer in `0..bound` (Lemire's multiply-shift with rejection; unbiased).
+fn below(rng: &mut impl RngCore, bound: u64) -> u64 {
+    let threshold = bound.wrapping_neg() % bound;
+    loop {
+        let m = u128::from(rng.next_u64()) * u128::from(bound);
+        if (m as u64) >= threshold {
+            return (m >> 64) as u64;
+        }
+    }
+}
+
+/// Fisher-Yates shuffle with a pinned algorithm, so results do not move with `rand` versions.
+pub fn shuffle<T>(v: &mut [T], rng: &mut impl RngCore) {
+    for i in (1..v.len()).rev() {
+        let j = below(rng, i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// Gathers shuffled mini-batches into one reused buffer.
+///
+/// Each epoch's order is a fresh shuffle of the training indices drawn from the stream
+/// `(seed, Shuffle, epoch)`, so any epoch can be reproduced without replaying earlier ones.
+/// The last batch of an epoch is shorter when the batch size does not divide the number of
+/// samples; it is kept, not dropped (1,500 full batches of 32 for MNIST's 48,000).
+#[derive(Debug)]
+pub struct Batcher {
+    base: Vec<usize>,
+    order: Vec<usize>,
+    batch_size: usize,
+    seed: u64,
+    x: Array2<f32>,
+    y: Vec<u32>,
+}
+
+impl Batcher {
+    /// A batcher over `indices` of a split with `features` features.
+    ///
+    /// # Panics
+    /// If `batch_size` is zero.
+    pub fn new(indices: Vec<usize>, batch_size: usize, features: usize, seed: u64) -> Batcher {
+        assert!(batch_size > 0, "batch size must be positive");
+        Batcher {
+            order: indices.clone(),
+            base: indices,
+            batch_size,
+            seed,
+            x: Array2::zeros((batch_size, features)),
+            y: vec![0; batch_size],
+        }
+    }
+
+    /// Reorders the indices for `epoch` (0-based).
+    pub fn shuffle(&mut self, epoch: usize) {
+        self.order.copy_from_slice(&self.base);
+        shuffle(
+            &mut self.order,
+            &mut rng::stream(self.seed, Stream::Shuffle, &[epoch as u64]),
+        );
+    }
+
+    /// Batches per epoch, counting the short last one.
+    pub fn num_batches(&self) -> usize {
+        self.order.len().div_ceil(self.batch_size)
+    }
+
+    /// Number of samples per epoch.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The sample indices of batch `b` in the current order.
+    pub fn indices(&self, b: usize) -> &[usize] {
+        let start = b * self.batch_size;
+        &self.order[start..(start + self.batch_size).min(self.order.len())]
+    }
+
+    /// Gathers batch `b` of the current epoch from `split`: a `(rows, features)` view into the
+    /// reused buffer and the rows' labels.
+    ///
+    /// # Panics
+    /// If `b >= num_batches()` or `split` has a different feature count.
+    pub fn batch(&mut self, split: &Split, b: usize) -> (ArrayView2<'_, f32>, &[u32]) {
+        let start = b * self.batch_size;
+        let end = (start + self.batch_size).min(self.order.len());
+        assert!(start < end, "batch index out of range");
+        let rows = end - start;
+        split.gather(
+            &self.order[start..end],
+            self.x.slice_mut(s![..rows, ..]),
+            &mut self.y[..rows],
+        );
+        (self.x.slice(s![..rows, ..]), &self.y[..rows])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_table_is_exact_division() {
+        for b in 0..=255u8 {
+            assert_eq!(SCALE[b as usize], f32::from(b) / 255.0);
+        }
+        assert_eq!(SCALE[255], 1.0);
+    }
+
+    #[test]
+    fn below_is_in_range() {
+        let mut r = rng::stream(1, Stream::Shuffle, &[]);
+        for bound in [1u64, 2, 3, 7, 1000] {
+            for _ in 0..200 {
+                assert!(below(&mut r, bound) < bound);
+            }
+        }
+    }
+}

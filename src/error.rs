@@ -1,0 +1,192 @@
+//! The crate's one error type.
+//!
+//! Every failure a user can cause (a bad file, a bad flag, a model that does not fit the data)
+//! is a variant here, with the file or field it concerns and what was expected. Programmer
+//! mistakes (a kernel called with mismatched shapes) panic instead; see [`crate::kernels`].
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when loading data, training, or reading and writing models.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or folder could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file could not be written (read-only folder, full disk, a file where a folder should be).
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A dataset folder lacks one of the four standard IDX files.
+    #[error("{}: missing {name} (raw or .gz)", dir.display())]
+    MissingFile {
+        /// The dataset folder.
+        dir: PathBuf,
+        /// The standard file name that was looked for.
+        name: String,
+    },
+
+    /// An IDX file starts with the wrong magic number.
+    #[error("{}: wrong magic number: expected {expected} ({what}), found {found}", path.display())]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// The magic number for this kind of file (2051 for u8 images, 2049 for u8 labels).
+        expected: u32,
+        /// What the file kind is, in words.
+        what: &'static str,
+        /// The big-endian u32 the file starts with.
+        found: u32,
+    },
+
+    /// A gzip stream was given where raw IDX bytes were expected.
+    #[error("{}: is gzip-compressed, expected raw IDX bytes (name it with a .gz suffix)", path.display())]
+    Gzipped {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// An IDX file is shorter than its header says.
+    #[error("{}: truncated {part}: expected {expected} bytes, found {found}", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// `"header"` or `"body"`.
+        part: &'static str,
+        /// Bytes required.
+        expected: u64,
+        /// Bytes present.
+        found: u64,
+    },
+
+    /// An IDX file is longer than its header says.
+    #[error("{}: {extra} trailing bytes after the {expected} the header describes", path.display())]
+    TrailingBytes {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header describes.
+        expected: u64,
+        /// Bytes beyond that.
+        extra: u64,
+    },
+
+    /// The dimensions in an IDX header multiply past what can be addressed, or one is zero.
+    #[error("{}: bad dimensions {dims:?}: {reason}", path.display())]
+    BadDimensions {
+        /// The file.
+        path: PathBuf,
+        /// The dimensions as read.
+        dims: Vec<u32>,
+        /// Why they are unusable.
+        reason: &'static str,
+    },
+
+    /// An image file and its label file disagree on the number of samples.
+    #[error(
+        "{} holds {images} images but {} holds {labels} labels",
+        images_path.display(),
+        labels_path.display()
+    )]
+    CountMismatch {
+        /// The image file.
+        images_path: PathBuf,
+        /// Number of images.
+        images: usize,
+        /// The label file.
+        labels_path: PathBuf,
+        /// Number of labels.
+        labels: usize,
+    },
+
+    /// A label is not below the number of classes.
+    #[error("{}: label {label} at index {index} is not below the class count {classes}", path.display())]
+    LabelOutOfRange {
+        /// The label file.
+        path: PathBuf,
+        /// Sample index.
+        index: usize,
+        /// The offending label.
+        label: u32,
+        /// The number of classes.
+        classes: usize,
+    },
+
+    /// A decompressed file's SHA-256 differs from the one in `SHA256SUMS`.
+    #[error("{}: checksum mismatch: expected sha256 {expected}, found {found}", path.display())]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// Digest listed in `SHA256SUMS`.
+        expected: String,
+        /// Digest of the bytes read.
+        found: String,
+    },
+
+    /// A `.gz` file is not a valid gzip stream.
+    #[error("{}: corrupt gzip data", path.display())]
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Two parts of the data (or the data and a model) do not fit together.
+    #[error("shape mismatch: {what}: expected {expected}, found {found}")]
+    Shape {
+        /// What was compared.
+        what: String,
+        /// The expected size.
+        expected: usize,
+        /// The size found.
+        found: usize,
+    },
+
+    /// A configuration value is out of range.
+    #[error("invalid {field}: {reason}")]
+    Config {
+        /// The field or flag name.
+        field: &'static str,
+        /// What is wrong with it, including the value given.
+        reason: String,
+    },
+
+    /// A model file is not a relumax safetensors model.
+    #[error("{}: not a valid relumax model: {reason}", path.display())]
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Training produced a non-finite loss.
+    #[error(
+        "training diverged: loss is {loss} at epoch {epoch}, step {step}; try a lower learning rate (--lr)"
+    )]
+    Diverged {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step: usize,
+        /// The non-finite loss value.
+        loss: f32,
+    },
+}

@@ -1,0 +1,299 @@
+//! The numeric kernels of a training step, over plain ndarray views.
+//!
+//! - [`gemm`]: `C = alpha * A B + beta * C` through `cblas_sgemm` (operands must be standard
+//!   layout or `.t()` of it, which is what keeps ndarray on the BLAS path).
+//! - [`bias_relu_dropout`]: `h = relu(z + b) * m / (1 - p)`, in place, `(batch, width)`.
+//! - [`relu_dropout_backward`]: `dz = dh * [h > 0] / (1 - p)`, in place. A dropped unit and an
+//!   inactive ReLU both have `h = 0`, so the mask need not be stored.
+//! - [`softmax_cross_entropy`]: bias, log-sum-exp loss and the gradient `(S - Y) * scale`,
+//!   fused and in place, `(batch, classes)`.
+//! - [`bias_sgd`]: `b -= lr * sum_rows(dz)`, summed in row order.
+//!
+//! Element-wise kernels split rows into fixed chunks of [`CHUNK_ROWS`]. Each chunk draws its
+//! dropout mask from its own stream, keyed by the chunk index, and chunks run in parallel
+//! (rayon) only when the matrix is large enough to pay for it. Which thread runs a chunk
+//! never changes its result, so outputs are identical for any thread count.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use rand::RngCore;
+use rayon::prelude::*;
+
+use crate::rng::{self, Stream};
+
+/// Rows per fixed chunk of the element-wise kernels (and per dropout stream).
+pub const CHUNK_ROWS: usize = 8;
+
+/// Below this many elements, element-wise kernels run on the calling thread.
+const PAR_MIN_ELEMENTS: usize = 1 << 15;
+
+/// A dropout draw: drop probability `p` and the key of this (seed, epoch, step, layer).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    /// Probability of zeroing a unit, in `[0, 1)`.
+    pub p: f32,
+    /// Key of the mask; each row chunk derives its own stream from it.
+    pub key: u64,
+}
+
+impl Dropout {
+    /// The key for a layer's mask at a training step.
+    pub fn key(seed: u64, epoch: usize, step: usize, layer: usize) -> u64 {
+        rng::derive(
+            seed,
+            Stream::Dropout,
+            &[epoch as u64, step as u64, layer as u64],
+        )
+    }
+
+    /// `1 / (1 - p)`: the scale of kept units.
+    pub fn scale(&self) -> f32 {
+        1.0 / (1.0 - self.p)
+    }
+
+    /// A unit is kept when its 32-bit draw is at least this.
+    fn threshold(&self) -> u64 {
+        (f64::from(self.p) * 4_294_967_296.0) as u64
+    }
+}
+
+#[cold]
+#[track_caller]
+#[inline(never)]
+fn shape_error(what: &str, expected: (usize, usize), found: (usize, usize)) -> ! {
+    panic!("{what}: expected shape {expected:?}, found {found:?}")
+}
+
+#[track_caller]
+fn check(what: &str, expected: (usize, usize), found: (usize, usize)) {
+    if expected != found {
+        shape_error(what, expected, found);
+    }
+}
+
+/// `dst = alpha * a b + beta * dst`, through `cblas_sgemm`.
+///
+/// `a`, `b` and `dst` must each be standard layout or the transpose of a standard-layout view
+/// (with unit inner stride); ndarray would otherwise silently use its pure-Rust multiplier.
+///
+/// # Panics
+/// If shapes disagree (`a: (m, k)`, `b: (k, n)`, `dst: (m, n)`).
+#[track_caller]
+pub fn gemm(
+    dst: &mut ArrayViewMut2<'_, f32>,
+    beta: f32,
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    alpha: f32,
+) {
+    check("gemm rhs", (a.ncols(), dst.ncols()), b.dim());
+    check("gemm dst", (a.nrows(), b.ncols()), dst.dim());
+    general_mat_mul(alpha, a, b, beta, dst);
+}
+
+/// Runs `f(chunk_index, rows)` over fixed chunks of [`CHUNK_ROWS`] rows of a standard-layout
+/// matrix, in parallel when it is large.
+fn for_row_chunks<F>(m: &mut ArrayViewMut2<'_, f32>, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    let cols = m.ncols().max(1);
+    let len = m.len();
+    let slice = m
+        .as_slice_mut()
+        .expect("kernel operands must be in standard layout");
+    let chunk = CHUNK_ROWS * cols;
+    if len >= PAR_MIN_ELEMENTS && rayon::current_num_threads() > 1 {
+        slice
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        slice.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
+/// In place: `z <- relu(z + bias)`, then inverted dropout when `dropout` is given.
+///
+/// `z: (batch, width)` standard layout; `bias: (width,)`.
+///
+/// # Panics
+/// If `bias.len() != z.ncols()` or `z` is not standard layout.
+pub fn bias_relu_dropout(
+    mut z: ArrayViewMut2<'_, f32>,
+    bias: ArrayView1<'_, f32>,
+    dropout: Option<Dropout>,
+) {
+    let width = z.ncols();
+    check("bias", (width, 1), (bias.len(), 1));
+    let bias = bias.to_slice().expect("bias must be contiguous");
+    match dropout {
+        None => for_row_chunks(&mut z, |_, rows| {
+            for row in rows.chunks_exact_mut(width) {
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    *v = (*v + b).max(0.0);
+                }
+            }
+        }),
+        Some(d) => {
+            let scale = d.scale();
+            let threshold = d.threshold();
+            for_row_chunks(&mut z, |chunk, rows| {
+                let mut rng = rng::stream(d.key, Stream::Dropout, &[chunk as u64]);
+                for row in rows.chunks_exact_mut(width) {
+                    let mut pairs = row.chunks_exact_mut(2);
+                    let mut bias_pairs = bias.chunks_exact(2);
+                    for (v, b) in (&mut pairs).zip(&mut bias_pairs) {
+                        let r = rng.next_u64();
+                        v[0] = keep(v[0] + b[0], r & 0xffff_ffff, threshold, scale);
+                        v[1] = keep(v[1] + b[1], r >> 32, threshold, scale);
+                    }
+                    if let ([v], [b]) = (pairs.into_remainder(), bias_pairs.remainder()) {
+                        let r = rng.next_u64();
+                        *v = keep(*v + b, r & 0xffff_ffff, threshold, scale);
+                    }
+                }
+            })
+        }
+    }
+}
+
+#[inline(always)]
+fn keep(x: f32, draw: u64, threshold: u64, scale: f32) -> f32 {
+    if draw >= threshold {
+        x.max(0.0) * scale
+    } else {
+        0.0
+    }
+}
+
+/// In place: `grad <- grad * [h > 0] * scale`, the backward of [`bias_relu_dropout`] given its
+/// output `h` (`scale` is `1 / (1 - p)`, or 1 without dropout). ReLU'(0) is taken as 0.
+///
+/// # Panics
+/// If shapes differ or either is not standard layout.
+pub fn relu_dropout_backward(
+    mut grad: ArrayViewMut2<'_, f32>,
+    h: ArrayView2<'_, f32>,
+    scale: f32,
+) {
+    check("relu backward", grad.dim(), h.dim());
+    let cols = grad.ncols();
+    let h = h.to_slice().expect("activations must be standard layout");
+    for_row_chunks(&mut grad, |chunk, rows| {
+        let start = chunk * CHUNK_ROWS * cols;
+        let len = rows.len();
+        for (g, &a) in rows.iter_mut().zip(&h[start..start + len]) {
+            *g = if a > 0.0 { *g * scale } else { 0.0 };
+        }
+    });
+}
+
+/// Fused output layer: adds `bias` to `logits`, returns the summed cross-entropy loss of the
+/// rows against `labels` (log-sum-exp, stable for any logits), and when `grad_scale` is given
+/// overwrites `logits` with `(softmax - onehot) * grad_scale`, the loss gradient w.r.t. the
+/// logits (`grad_scale = 1 / batch` for the batch mean).
+///
+/// # Panics
+/// If `labels.len() != logits.nrows()`, a label is `>= logits.ncols()`, or `logits` is not
+/// standard layout.
+pub fn softmax_cross_entropy(
+    mut logits: ArrayViewMut2<'_, f32>,
+    bias: ArrayView1<'_, f32>,
+    labels: &[u32],
+    grad_scale: Option<f32>,
+) -> f64 {
+    let classes = logits.ncols();
+    check("labels", (logits.nrows(), 1), (labels.len(), 1));
+    check("bias", (classes, 1), (bias.len(), 1));
+    let bias = bias.to_slice().expect("bias must be contiguous");
+    let data = logits.as_slice_mut().expect("logits must be standard layout");
+    let mut total = 0.0f64;
+    for (row, &y) in data.chunks_exact_mut(classes.max(1)).zip(labels) {
+        let y = y as usize;
+        assert!(y < classes, "label {y} out of range for {classes} classes");
+        let (max, sum) = shifted_exp_sum(row, bias);
+        let log_sum = sum.ln() + max;
+        total += f64::from(log_sum - (row[y] + bias[y]));
+        if let Some(scale) = grad_scale {
+            let inv = 1.0 / sum;
+            for (j, (v, &b)) in row.iter_mut().zip(bias).enumerate() {
+                let p = (*v + b - max).exp() * inv;
+                *v = (p - f32::from(u8::from(j == y))) * scale;
+            }
+        }
+    }
+    total
+}
+
+/// For one row: `(max, sum_j exp(z_j + b_j - max))`.
+#[inline]
+fn shifted_exp_sum(row: &[f32], bias: &[f32]) -> (f32, f32) {
+    let max = row
+        .iter()
+        .zip(bias)
+        .map(|(&v, &b)| v + b)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let sum = row
+        .iter()
+        .zip(bias)
+        .map(|(&v, &b)| (v + b - max).exp())
+        .sum();
+    (max, sum)
+}
+
+/// In place: `logits <- softmax(logits + bias)` row by row.
+///
+/// # Panics
+/// If `bias.len() != logits.ncols()` or `logits` is not standard layout.
+pub fn softmax(mut logits: ArrayViewMut2<'_, f32>, bias: ArrayView1<'_, f32>) {
+    let classes = logits.ncols();
+    check("bias", (classes, 1), (bias.len(), 1));
+    let bias = bias.to_slice().expect("bias must be contiguous");
+    let data = logits.as_slice_mut().expect("logits must be standard layout");
+    for row in data.chunks_exact_mut(classes.max(1)) {
+        let (max, sum) = shifted_exp_sum(row, bias);
+        let inv = 1.0 / sum;
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v = (*v + b - max).exp() * inv;
+        }
+    }
+}
+
+/// Index of the largest value of each row (the first on ties).
+pub fn argmax_rows(m: ArrayView2<'_, f32>, out: &mut [u32]) {
+    check("argmax out", (m.nrows(), 1), (out.len(), 1));
+    for (row, o) in m.rows().into_iter().zip(out) {
+        let mut best = 0;
+        for (j, &v) in row.iter().enumerate() {
+            if v > row[best] {
+                best = j;
+            }
+        }
+        *o = best as u32;
+    }
+}
+
+/// `bias <- bias - lr * sum_rows(grad)`, summing rows in order (deterministic).
+///
+/// # Panics
+/// If `bias.len() != grad.ncols()`.
+pub fn bias_sgd(mut bias: ArrayViewMut1<'_, f32>, grad: ArrayView2<'_, f32>, lr: f32) {
+    check("bias grad", (bias.len(), 1), (grad.ncols(), 1));
+    let b = bias.as_slice_mut().expect("bias must be contiguous");
+    // Column blocks keep the accumulator on the stack: no allocation per step.
+    const BLOCK: usize = 64;
+    for (blk, bb) in b.chunks_mut(BLOCK).enumerate() {
+        let start = blk * BLOCK;
+        let mut acc = [0.0f32; BLOCK];
+        for row in grad.rows() {
+            let row = row.to_slice().expect("gradient must be standard layout");
+            for (a, &g) in acc.iter_mut().zip(&row[start..start + bb.len()]) {
+                *a += g;
+            }
+        }
+        for (b, a) in bb.iter_mut().zip(&acc) {
+            *b -= lr * a;
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! A dense layer: `z = x W + b`, `x: (batch, inputs)`, `W: (inputs, outputs)`, `b: (outputs,)`.
+//!
+//! `W` is stored row-major as `(inputs, outputs)`, so the forward product `x W`, the input
+//! gradient `dz W^T` and the weight gradient `x^T dz` all reach `cblas_sgemm` without copies.
+
+use ndarray::{Array1, Array2};
+use rand::RngCore;
+
+use crate::init::{self, Init};
+
+/// One fully connected layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense {
+    /// Weights, `(inputs, outputs)`, standard layout.
+    pub weight: Array2<f32>,
+    /// Biases, `(outputs,)`.
+    pub bias: Array1<f32>,
+}
+
+impl Dense {
+    /// A layer with initialised weights and zero biases.
+    pub fn new(inputs: usize, outputs: usize, init: Init, rng: &mut impl RngCore) -> Dense {
+        Dense {
+            weight: init::weights(inputs, outputs, init, rng),
+            bias: Array1::zeros(outputs),
+        }
+    }
+
+    /// Number of inputs.
+    pub fn inputs(&self) -> usize {
+        self.weight.nrows()
+    }
+
+    /// Number of outputs.
+    pub fn outputs(&self) -> usize {
+        self.weight.ncols()
+    }
+
+    /// Number of parameters (weights and biases).
+    pub fn parameters(&self) -> usize {
+        self.weight.len() + self.bias.len()
+    }
+}

@@ -1,0 +1,333 @@
+//! The multilayer perceptron and its forward pass.
+//!
+//! `sizes = [inputs, hidden_1, ..., hidden_k, classes]`. Hidden layers compute
+//! `h = relu(x W + b) * m / (1 - p)` (dropout only in training), the output layer
+//! `s = softmax(h W + b)` with cross-entropy loss. Activations live in a [`Workspace`] sized once
+//! for a number of rows, so a training step allocates nothing.
+
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
+
+use crate::error::{Error, Result};
+use crate::init::Init;
+use crate::kernels::{self, Dropout};
+use crate::layer::Dense;
+use crate::rng::{self, Stream};
+
+/// Largest layer width accepted (a 65,536 x 65,536 weight matrix is already 16 GiB).
+pub const MAX_WIDTH: usize = 1 << 16;
+
+/// A ReLU + softmax multilayer perceptron.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mlp {
+    layers: Vec<Dense>,
+}
+
+/// Dropout for one training step: probability `p`, and the coordinates from which each layer's
+/// mask stream is derived.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepDropout {
+    /// Drop probability in `[0, 1)`; 0 disables dropout.
+    pub p: f32,
+    /// The run seed.
+    pub seed: u64,
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// 0-based step within the epoch.
+    pub step: usize,
+}
+
+impl StepDropout {
+    /// The dropout of hidden layer `layer` at this step, or `None` when `p == 0`.
+    pub fn layer(&self, layer: usize) -> Option<Dropout> {
+        (self.p > 0.0).then(|| Dropout {
+            p: self.p,
+            key: Dropout::key(self.seed, self.epoch, self.step, layer),
+        })
+    }
+}
+
+/// Reused buffers for forward and backward passes of up to `rows` samples.
+#[derive(Debug)]
+pub struct Workspace {
+    /// `acts[l]`: output of layer `l`, `(rows, sizes[l + 1])`; the last holds logits, then the
+    /// output gradient.
+    pub(crate) acts: Vec<Array2<f32>>,
+    /// Two ping-pong gradient buffers of `rows * widest hidden layer` floats, viewed as
+    /// contiguous `(rows, width)` matrices of whatever width a layer needs.
+    pub(crate) grads: [Vec<f32>; 2],
+    rows: usize,
+}
+
+impl Workspace {
+    /// Buffers for `model` and batches of up to `rows` samples.
+    pub fn new(model: &Mlp, rows: usize) -> Workspace {
+        let sizes = model.sizes();
+        let widest = sizes[1..sizes.len() - 1].iter().copied().max().unwrap_or(0);
+        Workspace {
+            acts: sizes[1..].iter().map(|&n| Array2::zeros((rows, n))).collect(),
+            grads: [vec![0.0; rows * widest], vec![0.0; rows * widest]],
+            rows,
+        }
+    }
+
+    /// The largest batch these buffers hold.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn fits(&self, model: &Mlp, rows: usize) -> bool {
+        rows <= self.rows
+            && self.acts.len() == model.layers.len()
+            && self
+                .acts
+                .iter()
+                .zip(&model.layers)
+                .all(|(a, l)| a.ncols() == l.outputs())
+    }
+}
+
+#[cold]
+#[track_caller]
+#[inline(never)]
+fn workspace_error(rows: usize) -> ! {
+    panic!("workspace does not fit this model and a batch of {rows} rows")
+}
+
+impl Mlp {
+    /// A freshly initialised network with layer sizes `[inputs, hidden..., classes]`.
+    ///
+    /// Layer `l`'s weights come from the stream `(seed, Init, l)`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when fewer than two sizes are given or a size is 0 or above
+    /// [`MAX_WIDTH`].
+    pub fn new(sizes: &[usize], init: Init, seed: u64) -> Result<Mlp> {
+        validate_sizes(sizes)?;
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(l, w)| {
+                Dense::new(
+                    w[0],
+                    w[1],
+                    init,
+                    &mut rng::stream(seed, Stream::Init, &[l as u64]),
+                )
+            })
+            .collect();
+        Ok(Mlp { layers })
+    }
+
+    /// A network from existing layers.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when consecutive layers do not chain or a bias length differs from its
+    /// layer's outputs; [`Error::Config`] for an empty list.
+    pub fn from_layers(layers: Vec<Dense>) -> Result<Mlp> {
+        if layers.is_empty() {
+            return Err(Error::Config {
+                field: "layers",
+                reason: "a network needs at least one layer".into(),
+            });
+        }
+        for (l, layer) in layers.iter().enumerate() {
+            if layer.bias.len() != layer.outputs() {
+                return Err(Error::Shape {
+                    what: format!("layer {l} bias length"),
+                    expected: layer.outputs(),
+                    found: layer.bias.len(),
+                });
+            }
+            if let Some(next) = layers.get(l + 1)
+                && next.inputs() != layer.outputs()
+            {
+                return Err(Error::Shape {
+                    what: format!("layer {} inputs", l + 1),
+                    expected: layer.outputs(),
+                    found: next.inputs(),
+                });
+            }
+        }
+        let mut layers = layers;
+        for layer in &mut layers {
+            if !layer.weight.is_standard_layout() {
+                layer.weight = layer.weight.as_standard_layout().into_owned();
+            }
+        }
+        Ok(Mlp { layers })
+    }
+
+    /// `[inputs, hidden..., classes]`.
+    pub fn sizes(&self) -> Vec<usize> {
+        std::iter::once(self.inputs())
+            .chain(self.layers.iter().map(Dense::outputs))
+            .collect()
+    }
+
+    /// Input features.
+    pub fn inputs(&self) -> usize {
+        self.layers[0].inputs()
+    }
+
+    /// Output classes.
+    pub fn classes(&self) -> usize {
+        self.layers[self.layers.len() - 1].outputs()
+    }
+
+    /// Hidden layer widths.
+    pub fn hidden(&self) -> Vec<usize> {
+        self.layers[..self.layers.len() - 1]
+            .iter()
+            .map(Dense::outputs)
+            .collect()
+    }
+
+    /// The layers, input first.
+    pub fn layers(&self) -> &[Dense] {
+        &self.layers
+    }
+
+    /// Mutable access to the layers (shapes must be kept).
+    pub fn layers_mut(&mut self) -> &mut [Dense] {
+        &mut self.layers
+    }
+
+    /// Total number of parameters.
+    pub fn parameters(&self) -> usize {
+        self.layers.iter().map(Dense::parameters).sum()
+    }
+
+    /// Forward pass of a training step: fills `ws` with every layer's output for `x`
+    /// (`(rows, inputs)`), then replaces the logits with the loss gradient `(S - Y) / rows`.
+    /// Returns the summed cross-entropy loss over the rows.
+    ///
+    /// # Panics
+    /// If `x` has the wrong number of columns or is not standard layout, `labels.len()` differs
+    /// from `x.nrows()`, or `ws` was made for another model or fewer rows.
+    pub fn forward_train(
+        &self,
+        x: ArrayView2<'_, f32>,
+        labels: &[u32],
+        ws: &mut Workspace,
+        dropout: StepDropout,
+    ) -> f64 {
+        let rows = x.nrows();
+        let last = self.layers.len() - 1;
+        self.forward_hidden(x, ws, |l| dropout.layer(l));
+        let logits = ws.acts[last].slice_mut(s![..rows, ..]);
+        kernels::softmax_cross_entropy(
+            logits,
+            self.layers[last].bias.view(),
+            labels,
+            Some(1.0 / rows as f32),
+        )
+    }
+
+    /// Runs every layer's product (and the hidden layers' bias + ReLU + dropout), leaving the
+    /// output layer's product `h W` without its bias in `ws.acts[last]`.
+    fn forward_hidden(
+        &self,
+        x: ArrayView2<'_, f32>,
+        ws: &mut Workspace,
+        dropout: impl Fn(usize) -> Option<Dropout>,
+    ) {
+        let rows = x.nrows();
+        if x.ncols() != self.inputs() || !ws.fits(self, rows) {
+            workspace_error(rows);
+        }
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (before, after) = ws.acts.split_at_mut(l);
+            let input = if l == 0 {
+                x.view()
+            } else {
+                before[l - 1].slice(s![..rows, ..])
+            };
+            let mut z = after[0].slice_mut(s![..rows, ..]);
+            kernels::gemm(&mut z, 0.0, &input, &layer.weight.view(), 1.0);
+            if l < last {
+                kernels::bias_relu_dropout(z, layer.bias.view(), dropout(l));
+            }
+        }
+    }
+
+    /// Inference on a chunk: summed loss and predicted classes for `x` (no dropout).
+    /// `ws.acts[last]` is left holding the logits (bias included).
+    ///
+    /// # Panics
+    /// As [`Mlp::forward_train`]; also if `predictions.len() != x.nrows()`.
+    pub fn loss_and_predict(
+        &self,
+        x: ArrayView2<'_, f32>,
+        labels: &[u32],
+        predictions: &mut [u32],
+        ws: &mut Workspace,
+    ) -> f64 {
+        let rows = x.nrows();
+        let last = self.layers.len() - 1;
+        self.forward_hidden(x, ws, |_| None);
+        let loss = kernels::softmax_cross_entropy(
+            ws.acts[last].slice_mut(s![..rows, ..]),
+            self.layers[last].bias.view(),
+            labels,
+            None,
+        );
+        kernels::argmax_rows(ws.acts[last].slice(s![..rows, ..]), predictions);
+        loss
+    }
+
+    /// Class probabilities for each row of `x` (`(samples, inputs)` -> `(samples, classes)`),
+    /// without dropout.
+    ///
+    /// # Panics
+    /// If `x.ncols() != self.inputs()`.
+    pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        const CHUNK: usize = 1024;
+        let x = x.as_standard_layout();
+        let mut out = Array2::zeros((x.nrows(), self.classes()));
+        let mut ws = Workspace::new(self, CHUNK.min(x.nrows()).max(1));
+        let last = self.layers.len() - 1;
+        for (xc, mut oc) in x
+            .axis_chunks_iter(ndarray::Axis(0), CHUNK)
+            .zip(out.axis_chunks_iter_mut(ndarray::Axis(0), CHUNK))
+        {
+            self.forward_hidden(xc, &mut ws, |_| None);
+            let rows = xc.nrows();
+            let mut logits: ArrayViewMut2<'_, f32> = ws.acts[last].slice_mut(s![..rows, ..]);
+            kernels::softmax(logits.view_mut(), self.layers[last].bias.view());
+            oc.assign(&logits);
+        }
+        out
+    }
+
+    /// The most probable class of each row of `x`.
+    ///
+    /// # Panics
+    /// If `x.ncols() != self.inputs()`.
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Vec<u32> {
+        let p = self.predict_proba(x);
+        let mut out = vec![0; p.nrows()];
+        kernels::argmax_rows(p.view(), &mut out);
+        out
+    }
+}
+
+/// Checks layer sizes `[inputs, hidden..., classes]`.
+///
+/// # Errors
+/// [`Error::Config`] naming the offending size.
+pub fn validate_sizes(sizes: &[usize]) -> Result<()> {
+    if sizes.len() < 2 {
+        return Err(Error::Config {
+            field: "sizes",
+            reason: format!("need at least inputs and classes, got {sizes:?}"),
+        });
+    }
+    if let Some(&bad) = sizes.iter().find(|&&n| n == 0 || n > MAX_WIDTH) {
+        return Err(Error::Config {
+            field: "hidden",
+            reason: format!("every layer width must be in 1..={MAX_WIDTH}, got {bad}"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Saving and loading models as safetensors.
+//!
+//! Tensors `layers.{l}.weight` (`(inputs, outputs)`, f32, so `logits = x @ W + b` in numpy or
+//! `x @ W + b` in PyTorch) and `layers.{l}.bias`. The header metadata holds `format`
+//! (`relumax-mlp`), `version`, `sizes` (comma-separated) and, when given, the training
+//! `config` as JSON. Files are written atomically: temp file, sync, rename.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::error::{Error, Result};
+use crate::layer::Dense;
+use crate::model::{self, Mlp};
+
+const FORMAT: &str = "relumax-mlp";
+const VERSION: &str = "1";
+
+/// Largest model file read (1 GiB holds a 16k x 16k network).
+const MAX_MODEL_BYTES: u64 = 1 << 30;
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Serialises `model` (with optional extra metadata such as the training config) to bytes.
+pub fn to_bytes(model: &Mlp, metadata: &[(&str, String)]) -> Vec<u8> {
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = model
+        .layers()
+        .iter()
+        .enumerate()
+        .flat_map(|(l, layer)| {
+            let w = layer.weight.as_standard_layout();
+            [
+                (
+                    format!("layers.{l}.weight"),
+                    vec![layer.inputs(), layer.outputs()],
+                    f32_bytes(w.as_slice().expect("standard layout")),
+                ),
+                (
+                    format!("layers.{l}.bias"),
+                    vec![layer.outputs()],
+                    f32_bytes(layer.bias.as_slice().expect("contiguous")),
+                ),
+            ]
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .expect("shape matches byte length");
+            (name.clone(), view)
+        })
+        .collect();
+    let mut meta: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect();
+    meta.insert("format".into(), FORMAT.into());
+    meta.insert("version".into(), VERSION.into());
+    let sizes: Vec<String> = model.sizes().iter().map(usize::to_string).collect();
+    meta.insert("sizes".into(), sizes.join(","));
+    safetensors::serialize(views, Some(meta)).expect("relumax tensors always serialise")
+}
+
+/// Writes `model` to `path` atomically, with extra `metadata`.
+///
+/// # Errors
+/// [`Error::Write`] when the folder cannot be written or the disk fills; no partial file is
+/// left behind.
+pub fn save(model: &Mlp, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
+    write_atomic(path, &to_bytes(model, metadata))
+}
+
+/// Writes `bytes` to `path` through a synced temporary file in the same folder and a rename,
+/// so readers see the old file or the whole new one, never part of it.
+///
+/// # Errors
+/// [`Error::Write`] naming `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let err = |source| Error::Write {
+        path: path.into(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".relumax-")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// A loaded model and its metadata.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The network.
+    pub model: Mlp,
+    /// The header metadata (`format`, `version`, `sizes`, `config`, ...).
+    pub metadata: HashMap<String, String>,
+}
+
+/// Reads a model written by [`save`].
+///
+/// # Errors
+/// [`Error::Read`] when the file cannot be read; [`Error::Model`] when it is not safetensors,
+/// is truncated, lies about sizes, has a dtype other than f32, lacks a tensor, or its shapes
+/// do not chain.
+pub fn load(path: &Path) -> Result<LoadedModel> {
+    let read_err = |source| Error::Read {
+        path: path.into(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(read_err)?.len();
+    let bad = |reason: String| Error::Model {
+        path: path.into(),
+        reason,
+    };
+    if len > MAX_MODEL_BYTES {
+        return Err(bad(format!("{len} bytes is larger than the {MAX_MODEL_BYTES}-byte limit")));
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    from_bytes(&bytes).map_err(bad)
+}
+
+/// Parses model bytes; the error is a reason to attach to a file name.
+fn from_bytes(bytes: &[u8]) -> std::result::Result<LoadedModel, String> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("not safetensors ({e})"))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    match metadata.get("format").map(String::as_str) {
+        Some(FORMAT) => {}
+        Some(other) => return Err(format!("format is {other:?}, expected {FORMAT:?}")),
+        None => return Err(format!("no \"format\" metadata (expected {FORMAT:?})")),
+    }
+    let sizes: Vec<usize> = metadata
+        .get("sizes")
+        .ok_or("no \"sizes\" metadata")?
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("bad \"sizes\" metadata: {e}"))?;
+    model::validate_sizes(&sizes).map_err(|e| e.to_string())?;
+    let tensor = |name: String, shape: &[usize]| -> std::result::Result<Vec<f32>, String> {
+        let t = st.tensor(&name).map_err(|_| format!("missing tensor {name}"))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(format!("{name} has dtype {:?}, expected F32", t.dtype()));
+        }
+        if t.shape() != shape {
+            return Err(format!(
+                "{name} has shape {:?}, expected {shape:?}",
+                t.shape()
+            ));
+        }
+        Ok(t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+    let layers = sizes
+        .windows(2)
+        .enumerate()
+        .map(|(l, w)| {
+            let weight = tensor(format!("layers.{l}.weight"), &[w[0], w[1]])?;
+            let bias = tensor(format!("layers.{l}.bias"), &[w[1]])?;
+            Ok(Dense {
+                weight: Array2::from_shape_vec((w[0], w[1]), weight).map_err(|e| e.to_string())?,
+                bias: Array1::from(bias),
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    if st.len() != layers.len() * 2 {
+        return Err(format!(
+            "holds {} tensors, expected {} for sizes {sizes:?}",
+            st.len(),
+            layers.len() * 2
+        ));
+    }
+    let model = Mlp::from_layers(layers).map_err(|e| e.to_string())?;
+    Ok(LoadedModel { model, metadata })
+}

@@ -1,0 +1,120 @@
+//! Mini-batch SGD with the backward pass fused into the update.
+//!
+//! For layer `l` (last to first), with `dz` the loss gradient w.r.t. its pre-activation
+//! (already divided by the batch size):
+//!
+//! - `dh = dz W^T` (the previous layer's output gradient), taken from the old `W`;
+//! - `W <- W - lr * x^T dz`, one `sgemm` with `beta = 1`: no gradient buffer, no update pass;
+//! - `b <- b - lr * sum_rows(dz)`;
+//! - `dz_prev = dh * [h_prev > 0] / (1 - p)`.
+//!
+//! With momentum `mu > 0` the gradient goes through a velocity instead:
+//! `V <- mu V + x^T dz`, `W <- W - lr V` (PyTorch's convention).
+
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Zip, s};
+
+use crate::kernels;
+use crate::model::{Mlp, StepDropout, Workspace};
+
+/// Plain SGD, optionally with momentum.
+#[derive(Debug)]
+pub struct Sgd {
+    lr: f32,
+    momentum: f32,
+    velocity: Vec<(Array2<f32>, Array1<f32>)>,
+}
+
+impl Sgd {
+    /// SGD with learning rate `lr` and momentum `momentum` (0 for none).
+    pub fn new(model: &Mlp, lr: f32, momentum: f32) -> Sgd {
+        let velocity = if momentum > 0.0 {
+            model
+                .layers()
+                .iter()
+                .map(|l| (Array2::zeros(l.weight.raw_dim()), Array1::zeros(l.outputs())))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Sgd {
+            lr,
+            momentum,
+            velocity,
+        }
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    /// One training step on a batch: forward with dropout, backward, update. Returns the
+    /// batch's summed loss (divide by `x.nrows()` for the mean).
+    ///
+    /// # Panics
+    /// As [`Mlp::forward_train`].
+    pub fn step(
+        &mut self,
+        model: &mut Mlp,
+        ws: &mut Workspace,
+        x: ArrayView2<'_, f32>,
+        labels: &[u32],
+        dropout: StepDropout,
+    ) -> f64 {
+        let loss = model.forward_train(x, labels, ws, dropout);
+        self.backward(model, ws, x, dropout.p);
+        loss
+    }
+
+    fn backward(&mut self, model: &mut Mlp, ws: &mut Workspace, x: ArrayView2<'_, f32>, p: f32) {
+        let rows = x.nrows();
+        let scale = 1.0 / (1.0 - p);
+        let n = model.layers().len();
+        let Workspace { acts, grads, .. } = ws;
+        let [g0, g1] = grads;
+        for l in (0..n).rev() {
+            let layer = &mut model.layers_mut()[l];
+            let (inputs, outputs) = (layer.inputs(), layer.outputs());
+            // dz of the last layer is in the logits buffer; below it, the gradients alternate
+            // between the two flat buffers: layer l's dh goes to grads[(n - 1 - l) % 2].
+            let (dz_buf, dh_buf): (&[f32], &mut [f32]) = if l == n - 1 {
+                (acts[l].as_slice().expect("standard layout"), &mut g0[..])
+            } else if (n - 1 - l) % 2 == 1 {
+                (&g0[..], &mut g1[..])
+            } else {
+                (&g1[..], &mut g0[..])
+            };
+            let dz = ArrayView2::from_shape((rows, outputs), &dz_buf[..rows * outputs])
+                .expect("gradient buffer holds the batch");
+            let input = if l == 0 {
+                x.view()
+            } else {
+                acts[l - 1].slice(s![..rows, ..])
+            };
+            // The first layer's input gradient is never needed: skip its product.
+            let mut dh = (l > 0).then(|| {
+                ArrayViewMut2::from_shape((rows, inputs), &mut dh_buf[..rows * inputs])
+                    .expect("gradient buffer holds the batch")
+            });
+            if let Some(dh) = &mut dh {
+                kernels::gemm(dh, 0.0, &dz, &layer.weight.t(), 1.0);
+            }
+            if self.velocity.is_empty() {
+                kernels::gemm(&mut layer.weight.view_mut(), 1.0, &input.t(), &dz, -self.lr);
+                kernels::bias_sgd(layer.bias.view_mut(), dz, self.lr);
+            } else {
+                let (vw, vb) = &mut self.velocity[l];
+                kernels::gemm(&mut vw.view_mut(), self.momentum, &input.t(), &dz, 1.0);
+                layer.weight.scaled_add(-self.lr, vw);
+                vb.mapv_inplace(|v| v * self.momentum);
+                kernels::bias_sgd(vb.view_mut(), dz, -1.0);
+                Zip::from(&mut layer.bias)
+                    .and(&*vb)
+                    .for_each(|b, &v| *b -= self.lr * v);
+            }
+            if let Some(dh) = dh {
+                kernels::relu_dropout_backward(dh, acts[l - 1].slice(s![..rows, ..]), scale);
+            }
+        }
+    }
+}

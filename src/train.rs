@@ -1,0 +1,514 @@
+//! The training loop: configuration, holdout, epochs of shuffled mini-batches, evaluation.
+//!
+//! The only module that sees both a dataset and a model. It never prints: progress goes to the
+//! caller's callback as [`Event`]s, and the callback can stop training early.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use ndarray::{Array2, s};
+
+use crate::data::{Batcher, Dataset, Holdout, Split};
+use crate::error::{Error, Result};
+use crate::ffi;
+use crate::init::Init;
+use crate::model::{self, Mlp, StepDropout, Workspace};
+use crate::optim::Sgd;
+
+/// Rows per evaluation chunk (validation and test run in large batches).
+pub const EVAL_ROWS: usize = 1000;
+
+/// Steps averaged into each point of the running training-loss curve.
+pub const CURVE_EVERY: usize = 50;
+
+/// Hyper-parameters of a training run. `Default` is the paper's configuration.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Hidden layer widths, input side first. Default `[128]`.
+    pub hidden: Vec<usize>,
+    /// Passes over the training split. Default 4.
+    pub epochs: usize,
+    /// SGD learning rate. Default 0.0085.
+    pub lr: f32,
+    /// Samples per mini-batch. Default 32.
+    pub batch_size: usize,
+    /// Dropout probability of every hidden unit during training. Default 0.5.
+    pub dropout: f32,
+    /// Fraction of the training split held out for validation. Default 0.2.
+    pub val_fraction: f64,
+    /// Train on the whole training split with no validation (the paper's "1875 iterations"
+    /// reading). Default `false`.
+    pub full_train: bool,
+    /// SGD momentum (0 disables it). Default 0.
+    pub momentum: f32,
+    /// Weight initialisation. Default He, `N(0, 2 / fan_in)`.
+    pub init: Init,
+    /// The run seed: init, split, shuffle and dropout streams all derive from it. Default 0.
+    pub seed: u64,
+    /// Threads for OpenBLAS and for the element-wise kernels; `None` uses every core.
+    /// Default `None`.
+    pub threads: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            hidden: vec![128],
+            epochs: 4,
+            lr: 0.0085,
+            batch_size: 32,
+            dropout: 0.5,
+            val_fraction: 0.2,
+            full_train: false,
+            momentum: 0.0,
+            init: Init::He,
+            seed: 0,
+            threads: None,
+        }
+    }
+}
+
+/// Largest learning rate accepted: anything above diverges on these networks at once.
+pub const MAX_LR: f32 = 10.0;
+
+impl TrainConfig {
+    /// Checks every field's range.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first field out of range and the value given.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field, reason: String| Err(Error::Config { field, reason });
+        if self.hidden.is_empty() {
+            return bad("hidden", "at least one hidden layer is required".into());
+        }
+        if let Some(&w) = self
+            .hidden
+            .iter()
+            .find(|&&w| w == 0 || w > model::MAX_WIDTH)
+        {
+            return bad(
+                "hidden",
+                format!("widths must be in 1..={}, got {w}", model::MAX_WIDTH),
+            );
+        }
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1, got 0".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR) {
+            return bad(
+                "lr",
+                format!("must be finite and in (0, {MAX_LR}], got {}", self.lr),
+            );
+        }
+        if self.batch_size == 0 {
+            return bad("batch-size", "must be at least 1, got 0".into());
+        }
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            return bad("dropout", format!("must be in [0, 1), got {}", self.dropout));
+        }
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            return bad(
+                "val-fraction",
+                format!("must be in (0, 1), got {}", self.val_fraction),
+            );
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad(
+                "momentum",
+                format!("must be in [0, 1), got {}", self.momentum),
+            );
+        }
+        if self.threads == Some(0) {
+            return bad("threads", "must be at least 1, got 0".into());
+        }
+        Ok(())
+    }
+
+    /// Layer sizes for a dataset: `[features, hidden..., classes]`.
+    pub fn sizes(&self, features: usize, classes: usize) -> Vec<usize> {
+        std::iter::once(features)
+            .chain(self.hidden.iter().copied())
+            .chain(std::iter::once(classes))
+            .collect()
+    }
+
+    /// The thread count actually used.
+    pub fn thread_count(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
+    /// A short name such as `2x2048` or `512-256`.
+    pub fn arch_name(&self) -> String {
+        match self.hidden.as_slice() {
+            [first, rest @ ..] if rest.iter().all(|w| w == first) => {
+                format!("{}x{first}", self.hidden.len())
+            }
+            widths => widths
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("-"),
+        }
+    }
+}
+
+/// Loss, accuracy and confusion matrix on a set of samples.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// Number of samples.
+    pub samples: usize,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Metrics of one finished epoch.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (with dropout).
+    pub train_loss: f64,
+    /// Validation loss, absent with `full_train`.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy, absent with `full_train`.
+    pub val_accuracy: Option<f64>,
+    /// Seconds spent in training steps (evaluation excluded).
+    pub train_seconds: f64,
+    /// Training samples per second.
+    pub samples_per_second: f64,
+}
+
+/// A point of the running training-loss curve.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CurvePoint {
+    /// Global iteration (1-based) at the end of the averaged window.
+    pub iteration: usize,
+    /// Mean training loss over the window.
+    pub loss: f64,
+}
+
+/// What [`Trainer::fit`] reports while it runs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A training step finished.
+    Step {
+        /// 0-based epoch.
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step: usize,
+        /// Steps per epoch.
+        steps: usize,
+        /// Mean loss of the epoch so far.
+        running_loss: f64,
+    },
+    /// An epoch finished and was evaluated.
+    Epoch(&'a EpochMetrics),
+}
+
+/// The outcome of [`Trainer::fit`].
+#[derive(Debug)]
+pub struct TrainResult {
+    /// The trained network.
+    pub model: Mlp,
+    /// One entry per finished epoch.
+    pub epochs: Vec<EpochMetrics>,
+    /// The running training loss, averaged over windows of [`CURVE_EVERY`] steps.
+    pub curve: Vec<CurvePoint>,
+    /// Evaluation on the test split.
+    pub test: Evaluation,
+    /// Seconds spent in training steps over all epochs.
+    pub train_seconds: f64,
+    /// True when the callback stopped training before the last epoch.
+    pub stopped_early: bool,
+}
+
+/// Trains networks with a validated [`TrainConfig`].
+#[derive(Clone, Debug)]
+pub struct Trainer {
+    config: TrainConfig,
+}
+
+impl Trainer {
+    /// A trainer for `config`.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::validate`].
+    pub fn new(config: TrainConfig) -> Result<Trainer> {
+        config.validate()?;
+        Ok(Trainer { config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Initialises a network for `data` and trains it; see [`Trainer::fit_model`].
+    ///
+    /// # Errors
+    /// As [`Trainer::fit_model`].
+    pub fn fit(
+        &self,
+        data: &Dataset,
+        on_event: impl FnMut(&Event<'_>) -> ControlFlow<()> + Send,
+    ) -> Result<TrainResult> {
+        let c = &self.config;
+        let model = Mlp::new(
+            &c.sizes(data.features(), data.classes()),
+            c.init,
+            c.seed,
+        )?;
+        self.fit_model(model, data, on_event)
+    }
+
+    /// Trains `model` on `data` for the configured epochs, then evaluates it on the test split.
+    ///
+    /// Sets OpenBLAS's (process-wide) thread count for the duration and runs the element-wise
+    /// kernels in a rayon pool of the same size; training runs on that pool's thread, which is
+    /// why `on_event` must be `Send`. `on_event` sees every step and epoch; returning
+    /// `ControlFlow::Break(())` stops after the current step (the epoch is then not reported).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the model does not fit the data or the batch size exceeds the
+    /// training samples; [`Error::Diverged`] when a loss is not finite.
+    pub fn fit_model(
+        &self,
+        mut model: Mlp,
+        data: &Dataset,
+        mut on_event: impl FnMut(&Event<'_>) -> ControlFlow<()> + Send,
+    ) -> Result<TrainResult> {
+        let c = &self.config;
+        check_fits(&model, data)?;
+        let holdout = if c.full_train {
+            Holdout {
+                train: (0..data.train.len()).collect(),
+                val: Vec::new(),
+            }
+        } else {
+            Holdout::new(data.train.len(), c.val_fraction, c.seed)
+        };
+        if holdout.train.len() < c.batch_size {
+            return Err(Error::Config {
+                field: "batch-size",
+                reason: format!(
+                    "{} exceeds the {} training samples",
+                    c.batch_size,
+                    holdout.train.len()
+                ),
+            });
+        }
+        let threads = c.thread_count();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::Config {
+                field: "threads",
+                reason: format!("cannot start {threads} threads: {e}"),
+            })?;
+        let previous_blas = ffi::blas_threads();
+        ffi::set_blas_threads(threads);
+        let result = pool.install(|| {
+            self.run_epochs(&mut model, data, &holdout, &mut on_event)
+                .map(|(epochs, curve, secs, stopped)| {
+                    let test = evaluate(&model, &data.test, None);
+                    (epochs, curve, secs, stopped, test)
+                })
+        });
+        ffi::set_blas_threads(previous_blas);
+        let (epochs, curve, train_seconds, stopped_early, test) = result?;
+        Ok(TrainResult {
+            model,
+            epochs,
+            curve,
+            test,
+            train_seconds,
+            stopped_early,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn run_epochs(
+        &self,
+        model: &mut Mlp,
+        data: &Dataset,
+        holdout: &Holdout,
+        on_event: &mut impl FnMut(&Event<'_>) -> ControlFlow<()>,
+    ) -> Result<(Vec<EpochMetrics>, Vec<CurvePoint>, f64, bool)> {
+        let c = &self.config;
+        let mut batcher = Batcher::new(
+            holdout.train.clone(),
+            c.batch_size,
+            data.features(),
+            c.seed,
+        );
+        let mut ws = Workspace::new(model, c.batch_size);
+        let mut sgd = Sgd::new(model, c.lr, c.momentum);
+        let mut eval_buf = EvalBuffers::new(model, data.features());
+        let steps = batcher.num_batches();
+        let mut epochs = Vec::with_capacity(c.epochs);
+        let mut curve = Vec::with_capacity(c.epochs * steps / CURVE_EVERY + 1);
+        let (mut window, mut window_len, mut total_secs) = (0.0f64, 0usize, 0.0f64);
+        for epoch in 0..c.epochs {
+            batcher.shuffle(epoch);
+            let start = Instant::now();
+            let mut loss_sum = 0.0f64;
+            for step in 0..steps {
+                let (x, y) = batcher.batch(&data.train, step);
+                let rows = y.len();
+                let dropout = StepDropout {
+                    p: c.dropout,
+                    seed: c.seed,
+                    epoch,
+                    step,
+                };
+                let loss = sgd.step(model, &mut ws, x, y, dropout) / rows as f64;
+                if !loss.is_finite() {
+                    return Err(Error::Diverged {
+                        epoch: epoch + 1,
+                        step: step + 1,
+                        loss: loss as f32,
+                    });
+                }
+                loss_sum += loss;
+                window += loss;
+                window_len += 1;
+                if window_len == CURVE_EVERY {
+                    curve.push(CurvePoint {
+                        iteration: epoch * steps + step + 1,
+                        loss: window / CURVE_EVERY as f64,
+                    });
+                    (window, window_len) = (0.0, 0);
+                }
+                let event = Event::Step {
+                    epoch,
+                    step: step + 1,
+                    steps,
+                    running_loss: loss_sum / (step + 1) as f64,
+                };
+                if on_event(&event).is_break() {
+                    return Ok((epochs, curve, total_secs + secs(start), true));
+                }
+            }
+            let train_seconds = secs(start);
+            total_secs += train_seconds;
+            let val = (!holdout.val.is_empty())
+                .then(|| eval_buf.evaluate(model, &data.train, Some(&holdout.val)));
+            let metrics = EpochMetrics {
+                epoch: epoch + 1,
+                train_loss: loss_sum / steps as f64,
+                val_loss: val.as_ref().map(|v| v.loss),
+                val_accuracy: val.as_ref().map(|v| v.accuracy),
+                train_seconds,
+                samples_per_second: batcher.len() as f64 / train_seconds.max(1e-12),
+            };
+            let stop = on_event(&Event::Epoch(&metrics)).is_break();
+            epochs.push(metrics);
+            if stop && epoch + 1 < c.epochs {
+                return Ok((epochs, curve, total_secs, true));
+            }
+        }
+        Ok((epochs, curve, total_secs, false))
+    }
+}
+
+fn secs(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
+
+/// Checks that `model` takes `data`'s features and predicts its classes.
+///
+/// # Errors
+/// [`Error::Shape`] naming the mismatch.
+pub fn check_fits(model: &Mlp, data: &Dataset) -> Result<()> {
+    if model.inputs() != data.features() {
+        return Err(Error::Shape {
+            what: "model inputs vs dataset features".into(),
+            expected: data.features(),
+            found: model.inputs(),
+        });
+    }
+    if model.classes() != data.classes() {
+        return Err(Error::Shape {
+            what: "model classes vs dataset classes".into(),
+            expected: data.classes(),
+            found: model.classes(),
+        });
+    }
+    Ok(())
+}
+
+/// Reused buffers for evaluating in chunks of [`EVAL_ROWS`].
+struct EvalBuffers {
+    x: Array2<f32>,
+    y: Vec<u32>,
+    pred: Vec<u32>,
+    ws: Workspace,
+    indices: Vec<usize>,
+}
+
+impl EvalBuffers {
+    fn new(model: &Mlp, features: usize) -> EvalBuffers {
+        EvalBuffers {
+            x: Array2::zeros((EVAL_ROWS, features)),
+            y: vec![0; EVAL_ROWS],
+            pred: vec![0; EVAL_ROWS],
+            ws: Workspace::new(model, EVAL_ROWS),
+            indices: Vec::with_capacity(EVAL_ROWS),
+        }
+    }
+
+    fn evaluate(&mut self, model: &Mlp, split: &Split, indices: Option<&[usize]>) -> Evaluation {
+        let n = indices.map_or(split.len(), <[usize]>::len);
+        let classes = model.classes();
+        let mut confusion = vec![vec![0usize; classes]; classes];
+        let (mut loss, mut correct) = (0.0f64, 0usize);
+        for start in (0..n).step_by(EVAL_ROWS) {
+            let end = (start + EVAL_ROWS).min(n);
+            let rows = end - start;
+            self.indices.clear();
+            match indices {
+                Some(ix) => self.indices.extend_from_slice(&ix[start..end]),
+                None => self.indices.extend(start..end),
+            }
+            split.gather(
+                &self.indices,
+                self.x.slice_mut(s![..rows, ..]),
+                &mut self.y[..rows],
+            );
+            loss += model.loss_and_predict(
+                self.x.slice(s![..rows, ..]),
+                &self.y[..rows],
+                &mut self.pred[..rows],
+                &mut self.ws,
+            );
+            for (&t, &p) in self.y[..rows].iter().zip(&self.pred[..rows]) {
+                confusion[t as usize][p as usize] += 1;
+                correct += usize::from(t == p);
+            }
+        }
+        let denom = n.max(1) as f64;
+        Evaluation {
+            loss: loss / denom,
+            accuracy: correct as f64 / denom,
+            samples: n,
+            confusion,
+        }
+    }
+}
+
+/// Evaluates `model` on `split` (all of it, or the samples at `indices`) without dropout.
+///
+/// # Panics
+/// If the model's inputs differ from the split's features (see [`check_fits`]) or an index is
+/// out of range.
+pub fn evaluate(model: &Mlp, split: &Split, indices: Option<&[usize]>) -> Evaluation {
+    EvalBuffers::new(model, split.features()).evaluate(model, split, indices)
+}
