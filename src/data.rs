@@ -526,10 +526,7 @@ fn decompress(gz: &Path) -> Result<Vec<u8>> {
 
 /// Writes `data` to `raw` atomically and maps it; `None` when the folder cannot be written.
 fn write_cache(dir: &Path, raw: &Path, data: &[u8]) -> Option<Bytes> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".relumax-cache-")
-        .tempfile_in(dir)
-        .ok()?;
+    let mut tmp = crate::model_file::temp_file_in(dir, ".relumax-cache-").ok()?;
     tmp.write_all(data).ok()?;
     tmp.as_file().sync_all().ok()?;
     let file = tmp.persist(raw).ok()?;

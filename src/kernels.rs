@@ -189,10 +189,19 @@ pub fn relu_dropout_backward(
     });
 }
 
-/// Fused output layer: adds `bias` to `logits`, returns the summed cross-entropy loss of the
-/// rows against `labels` (log-sum-exp, stable for any logits), and when `grad_scale` is given
+/// Summed loss and number of correct predictions over a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BatchStats {
+    /// Sum of the rows' cross-entropy losses.
+    pub loss: f64,
+    /// Rows whose largest logit is at the label (the first largest on ties).
+    pub correct: usize,
+}
+
+/// Fused output layer: adds `bias` to `logits`, sums the rows' cross-entropy against `labels`
+/// (log-sum-exp, stable for any logits) and counts correct predictions. With `grad_scale`,
 /// overwrites `logits` with `(softmax - onehot) * grad_scale`, the loss gradient w.r.t. the
-/// logits (`grad_scale = 1 / batch` for the batch mean).
+/// logits (`grad_scale = 1 / batch` for the batch mean); without it, leaves `logits + bias`.
 ///
 /// # Panics
 /// If `labels.len() != logits.nrows()`, a label is `>= logits.ncols()`, or `logits` is not
@@ -202,43 +211,50 @@ pub fn softmax_cross_entropy(
     bias: ArrayView1<'_, f32>,
     labels: &[u32],
     grad_scale: Option<f32>,
-) -> f64 {
+) -> BatchStats {
     let classes = logits.ncols();
     check("labels", (logits.nrows(), 1), (labels.len(), 1));
     check("bias", (classes, 1), (bias.len(), 1));
     let bias = bias.to_slice().expect("bias must be contiguous");
     let data = logits.as_slice_mut().expect("logits must be standard layout");
-    let mut total = 0.0f64;
+    let mut stats = BatchStats::default();
     for (row, &y) in data.chunks_exact_mut(classes.max(1)).zip(labels) {
         let y = y as usize;
         assert!(y < classes, "label {y} out of range for {classes} classes");
-        let (max, sum) = shifted_exp_sum(row, bias);
-        let log_sum = sum.ln() + max;
-        total += f64::from(log_sum - (row[y] + bias[y]));
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+        let (max, sum) = shifted_exp_sum(row);
+        stats.loss += f64::from(sum.ln() + max - row[y]);
+        stats.correct += usize::from(first_argmax(row) == y);
         if let Some(scale) = grad_scale {
             let inv = 1.0 / sum;
-            for (j, (v, &b)) in row.iter_mut().zip(bias).enumerate() {
-                let p = (*v + b - max).exp() * inv;
+            for (j, v) in row.iter_mut().enumerate() {
+                let p = (*v - max).exp() * inv;
                 *v = (p - f32::from(u8::from(j == y))) * scale;
             }
         }
     }
-    total
+    stats
 }
 
-/// For one row: `(max, sum_j exp(z_j + b_j - max))`.
+/// Index of the first largest value.
 #[inline]
-fn shifted_exp_sum(row: &[f32], bias: &[f32]) -> (f32, f32) {
-    let max = row
-        .iter()
-        .zip(bias)
-        .map(|(&v, &b)| v + b)
-        .fold(f32::NEG_INFINITY, f32::max);
-    let sum = row
-        .iter()
-        .zip(bias)
-        .map(|(&v, &b)| (v + b - max).exp())
-        .sum();
+fn first_argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+/// For one row: `(max, sum_j exp(z_j - max))`.
+#[inline]
+fn shifted_exp_sum(row: &[f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum = row.iter().map(|&v| (v - max).exp()).sum();
     (max, sum)
 }
 
@@ -252,10 +268,13 @@ pub fn softmax(mut logits: ArrayViewMut2<'_, f32>, bias: ArrayView1<'_, f32>) {
     let bias = bias.to_slice().expect("bias must be contiguous");
     let data = logits.as_slice_mut().expect("logits must be standard layout");
     for row in data.chunks_exact_mut(classes.max(1)) {
-        let (max, sum) = shifted_exp_sum(row, bias);
-        let inv = 1.0 / sum;
         for (v, &b) in row.iter_mut().zip(bias) {
-            *v = (*v + b - max).exp() * inv;
+            *v += b;
+        }
+        let (max, sum) = shifted_exp_sum(row);
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp() * inv;
         }
     }
 }
@@ -264,13 +283,10 @@ pub fn softmax(mut logits: ArrayViewMut2<'_, f32>, bias: ArrayView1<'_, f32>) {
 pub fn argmax_rows(m: ArrayView2<'_, f32>, out: &mut [u32]) {
     check("argmax out", (m.nrows(), 1), (out.len(), 1));
     for (row, o) in m.rows().into_iter().zip(out) {
-        let mut best = 0;
-        for (j, &v) in row.iter().enumerate() {
-            if v > row[best] {
-                best = j;
-            }
-        }
-        *o = best as u32;
+        *o = match row.to_slice() {
+            Some(r) => first_argmax(r),
+            None => first_argmax(&row.to_vec()),
+        } as u32;
     }
 }
 

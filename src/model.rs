@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
 
 use crate::error::{Error, Result};
 use crate::init::Init;
-use crate::kernels::{self, Dropout};
+use crate::kernels::{self, BatchStats, Dropout};
 use crate::layer::Dense;
 use crate::rng::{self, Stream};
 
@@ -199,7 +199,7 @@ impl Mlp {
 
     /// Forward pass of a training step: fills `ws` with every layer's output for `x`
     /// (`(rows, inputs)`), then replaces the logits with the loss gradient `(S - Y) / rows`.
-    /// Returns the summed cross-entropy loss over the rows.
+    /// Returns the summed cross-entropy loss and the correct predictions (with dropout).
     ///
     /// # Panics
     /// If `x` has the wrong number of columns or is not standard layout, `labels.len()` differs
@@ -210,7 +210,7 @@ impl Mlp {
         labels: &[u32],
         ws: &mut Workspace,
         dropout: StepDropout,
-    ) -> f64 {
+    ) -> BatchStats {
         let rows = x.nrows();
         let last = self.layers.len() - 1;
         self.forward_hidden(x, ws, |l| dropout.layer(l));
@@ -251,7 +251,8 @@ impl Mlp {
         }
     }
 
-    /// Inference on a chunk: summed loss and predicted classes for `x` (no dropout).
+    /// Inference on a chunk: summed loss, correct count and predicted classes for `x`
+    /// (no dropout).
     /// `ws.acts[last]` is left holding the logits (bias included).
     ///
     /// # Panics
@@ -262,18 +263,18 @@ impl Mlp {
         labels: &[u32],
         predictions: &mut [u32],
         ws: &mut Workspace,
-    ) -> f64 {
+    ) -> BatchStats {
         let rows = x.nrows();
         let last = self.layers.len() - 1;
         self.forward_hidden(x, ws, |_| None);
-        let loss = kernels::softmax_cross_entropy(
+        let stats = kernels::softmax_cross_entropy(
             ws.acts[last].slice_mut(s![..rows, ..]),
             self.layers[last].bias.view(),
             labels,
             None,
         );
         kernels::argmax_rows(ws.acts[last].slice(s![..rows, ..]), predictions);
-        loss
+        stats
     }
 
     /// Class probabilities for each row of `x` (`(samples, inputs)` -> `(samples, classes)`),

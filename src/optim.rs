@@ -13,7 +13,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Zip, s};
 
-use crate::kernels;
+use crate::kernels::{self, BatchStats};
 use crate::model::{Mlp, StepDropout, Workspace};
 
 /// Plain SGD, optionally with momentum.
@@ -49,7 +49,7 @@ impl Sgd {
     }
 
     /// One training step on a batch: forward with dropout, backward, update. Returns the
-    /// batch's summed loss (divide by `x.nrows()` for the mean).
+    /// batch's summed loss (divide by `x.nrows()` for the mean) and correct predictions.
     ///
     /// # Panics
     /// As [`Mlp::forward_train`].
@@ -60,10 +60,10 @@ impl Sgd {
         x: ArrayView2<'_, f32>,
         labels: &[u32],
         dropout: StepDropout,
-    ) -> f64 {
-        let loss = model.forward_train(x, labels, ws, dropout);
+    ) -> BatchStats {
+        let stats = model.forward_train(x, labels, ws, dropout);
         self.backward(model, ws, x, dropout.p);
-        loss
+        stats
     }
 
     fn backward(&mut self, model: &mut Mlp, ws: &mut Workspace, x: ArrayView2<'_, f32>, p: f32) {

@@ -175,6 +175,8 @@ pub struct EpochMetrics {
     pub epoch: usize,
     /// Mean training loss over the epoch's batches (with dropout).
     pub train_loss: f64,
+    /// Training accuracy over the epoch's batches (with dropout, weights changing as it goes).
+    pub train_accuracy: f64,
     /// Validation loss, absent with `full_train`.
     pub val_loss: Option<f64>,
     /// Validation accuracy, absent with `full_train`.
@@ -359,7 +361,7 @@ impl Trainer {
         for epoch in 0..c.epochs {
             batcher.shuffle(epoch);
             let start = Instant::now();
-            let mut loss_sum = 0.0f64;
+            let (mut loss_sum, mut correct) = (0.0f64, 0usize);
             for step in 0..steps {
                 let (x, y) = batcher.batch(&data.train, step);
                 let rows = y.len();
@@ -369,7 +371,9 @@ impl Trainer {
                     epoch,
                     step,
                 };
-                let loss = sgd.step(model, &mut ws, x, y, dropout) / rows as f64;
+                let stats = sgd.step(model, &mut ws, x, y, dropout);
+                let loss = stats.loss / rows as f64;
+                correct += stats.correct;
                 if !loss.is_finite() {
                     return Err(Error::Diverged {
                         epoch: epoch + 1,
@@ -404,6 +408,7 @@ impl Trainer {
             let metrics = EpochMetrics {
                 epoch: epoch + 1,
                 train_loss: loss_sum / steps as f64,
+                train_accuracy: correct as f64 / batcher.len() as f64,
                 val_loss: val.as_ref().map(|v| v.loss),
                 val_accuracy: val.as_ref().map(|v| v.accuracy),
                 train_seconds,
@@ -469,7 +474,7 @@ impl EvalBuffers {
         let n = indices.map_or(split.len(), <[usize]>::len);
         let classes = model.classes();
         let mut confusion = vec![vec![0usize; classes]; classes];
-        let (mut loss, mut correct) = (0.0f64, 0usize);
+        let mut loss = 0.0f64;
         for start in (0..n).step_by(EVAL_ROWS) {
             let end = (start + EVAL_ROWS).min(n);
             let rows = end - start;
@@ -483,17 +488,19 @@ impl EvalBuffers {
                 self.x.slice_mut(s![..rows, ..]),
                 &mut self.y[..rows],
             );
-            loss += model.loss_and_predict(
-                self.x.slice(s![..rows, ..]),
-                &self.y[..rows],
-                &mut self.pred[..rows],
-                &mut self.ws,
-            );
+            loss += model
+                .loss_and_predict(
+                    self.x.slice(s![..rows, ..]),
+                    &self.y[..rows],
+                    &mut self.pred[..rows],
+                    &mut self.ws,
+                )
+                .loss;
             for (&t, &p) in self.y[..rows].iter().zip(&self.pred[..rows]) {
                 confusion[t as usize][p as usize] += 1;
-                correct += usize::from(t == p);
             }
         }
+        let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
         let denom = n.max(1) as f64;
         Evaluation {
             loss: loss / denom,

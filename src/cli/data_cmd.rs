@@ -1,0 +1,54 @@
+//! `relumax data`: what a dataset folder holds, and whether it checks out.
+
+use relumax::{Dataset, Split};
+use serde_json::json;
+
+use super::DataOpt;
+use super::common::{data_dir, json_line, open_data};
+
+fn histogram(split: &Split, data: &Dataset) -> Vec<usize> {
+    split.class_histogram(data.classes())
+}
+
+pub fn run(opt: &DataOpt, as_json: bool) -> anyhow::Result<()> {
+    let data = open_data(opt)?;
+    let dir = data_dir(opt);
+    let shape = data.image_shape();
+    if as_json {
+        let split = |s: &Split| {
+            json!({"samples": s.len(), "class_histogram": histogram(s, &data)})
+        };
+        let v = json!({
+            "dir": dir,
+            "image_shape": shape,
+            "features": data.features(),
+            "classes": data.classes(),
+            "train": split(&data.train),
+            "test": split(&data.test),
+            "files": data.files(),
+        });
+        println!("{}", json_line(&v));
+        return Ok(());
+    }
+    println!("dataset   {}", dir.display());
+    match shape {
+        Some((r, c)) => println!("images    {r} x {c} = {} pixels, u8", data.features()),
+        None => println!("features  {}", data.features()),
+    }
+    println!("classes   {}", data.classes());
+    for (name, split) in [("train", &data.train), ("test", &data.test)] {
+        let h = histogram(split, &data);
+        let cells: Vec<String> = h.iter().enumerate().map(|(c, n)| format!("{c}:{n}")).collect();
+        println!("{name:<9} {} samples; per class {}", split.len(), cells.join(" "));
+    }
+    for f in data.files() {
+        let word = |v: serde_json::Value| v.as_str().unwrap_or("?").replace('_', " ");
+        println!(
+            "file      {:<26} {:<22} checksum {}",
+            f.name,
+            word(serde_json::to_value(&f.source)?),
+            word(serde_json::to_value(&f.checksum)?)
+        );
+    }
+    Ok(())
+}

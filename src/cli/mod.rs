@@ -1,0 +1,71 @@
+//! Command-line definitions and dispatch.
+
+mod common;
+mod data_cmd;
+mod eval_cmd;
+mod plot;
+mod progress;
+mod run_dir;
+mod train_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit code for training that diverged (non-finite loss).
+pub const EXIT_DIVERGED: u8 = 3;
+
+/// Train and study the ReLU + softmax MLPs of the MNIST paper, fast and reproducibly.
+#[derive(Debug, Parser)]
+#[command(name = "relumax", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Describe a dataset: counts, image shape, class histogram, checksum status.
+    Data(DataArgs),
+    /// Train one network and save its model, metrics and learning curves.
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a saved model on a dataset's test split.
+    Eval(eval_cmd::EvalArgs),
+}
+
+/// Where the data comes from.
+#[derive(Debug, Args, Clone)]
+pub struct DataOpt {
+    /// Dataset folder holding the four standard IDX files, raw or .gz
+    /// [default: the bundled MNIST]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct DataArgs {
+    #[command(flatten)]
+    data: DataOpt,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Data(a) => data_cmd::run(&a.data, a.json),
+        Command::Train(a) => train_cmd::run(&a),
+        Command::Eval(a) => eval_cmd::run(&a),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code for an error: [`EXIT_DIVERGED`] for diverged training, 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<relumax::Error>() {
+        Some(relumax::Error::Diverged { .. }) => EXIT_DIVERGED,
+        _ => 1,
+    }
+}

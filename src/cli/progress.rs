@@ -1,0 +1,68 @@
+//! Training progress on stderr: a bar with samples/s and running loss while a terminal is
+//! attached, nothing otherwise (the commands print one line per epoch themselves).
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use relumax::Event;
+
+/// A progress display for one training run.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    batch_size: usize,
+}
+
+impl Progress {
+    /// A bar labelled `label`, shown only when `enabled` and stderr is a terminal.
+    pub fn new(enabled: bool, label: &str, batch_size: usize) -> Progress {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} epoch {msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Progress { bar, batch_size }
+    }
+
+    /// Updates the bar for a training event.
+    pub fn update(&self, event: &Event<'_>) {
+        let Some(bar) = &self.bar else { return };
+        if let Event::Step { epoch, step, steps, running_loss, .. } = event {
+            if *step == 1 {
+                bar.reset();
+                bar.set_length(*steps as u64);
+            }
+            bar.set_position(*step as u64);
+            if step % 25 == 1 || step == steps {
+                bar.set_message(format!(
+                    "{} loss {running_loss:.4} ({} samples/batch)",
+                    epoch + 1,
+                    self.batch_size
+                ));
+            }
+        }
+    }
+
+    /// Prints a line without tearing the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

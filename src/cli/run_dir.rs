@@ -1,0 +1,78 @@
+//! Output folders that are complete or absent: files are written into a hidden temporary
+//! folder beside the target, which is renamed into place only when everything is written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tempfile::TempDir;
+
+/// A run folder being written.
+pub struct RunDir {
+    tmp: TempDir,
+    target: PathBuf,
+}
+
+impl RunDir {
+    /// Starts writing the folder `target` (its parent is created if needed).
+    pub fn new(target: &Path) -> anyhow::Result<RunDir> {
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if parent.exists() && !parent.is_dir() {
+            anyhow::bail!("cannot write {}: {} is not a folder", target.display(), parent.display());
+        }
+        if target.exists() && !target.is_dir() {
+            anyhow::bail!("cannot write {}: it exists and is not a folder", target.display());
+        }
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let name = target.file_name().map_or("run".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.partial-"))
+            .tempdir_in(&parent)
+            .with_context(|| format!("cannot write in {}", parent.display()))?;
+        Ok(RunDir { tmp, target: target.to_path_buf() })
+    }
+
+    /// The path a file named `name` gets while the folder is being written.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Writes one file into the folder.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        relumax::write_atomic(&self.file(name), bytes)
+            .with_context(|| format!("while writing {}", self.target.display()))
+    }
+
+    /// Moves the finished folder into place, replacing an older one, and returns its path.
+    pub fn commit(self) -> anyhow::Result<PathBuf> {
+        let RunDir { tmp, target } = self;
+        let written = tmp.keep();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&written, std::fs::Permissions::from_mode(0o755));
+        }
+        let old = target.exists().then(|| {
+            let mut name = target.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".old-{}", std::process::id()));
+            target.with_file_name(name)
+        });
+        let result = (|| {
+            if let Some(old) = &old {
+                std::fs::rename(&target, old)?;
+            }
+            std::fs::rename(&written, &target)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&written);
+            return Err(e).with_context(|| format!("cannot write {}", target.display()));
+        }
+        if let Some(old) = old {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        Ok(target)
+    }
+}

@@ -1,0 +1,258 @@
+//! `relumax train`: one training run, written to a run folder that is complete or absent.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use relumax::{Dataset, Event, Init, TrainConfig, TrainResult, Trainer, build_info};
+use serde_json::{Value, json};
+
+use super::DataOpt;
+use super::common::{data_dir, json_line, open_data};
+use super::eval_cmd::print_evaluation;
+use super::plot;
+use super::progress::Progress;
+use super::run_dir::RunDir;
+
+/// Hyper-parameters shared by the commands that train; unset flags keep the paper's values.
+#[derive(Debug, Args, Clone, Default)]
+pub struct HyperArgs {
+    /// Hidden layer widths: one width (repeated --layers times) or a comma-separated list
+    /// such as 512,256 [default: 128]
+    #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
+    pub hidden: Vec<usize>,
+    /// Number of hidden layers when --hidden gives one width [default: 1]
+    #[arg(long, value_name = "N")]
+    pub layers: Option<usize>,
+    /// Passes over the training split [default: 4]
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// SGD learning rate, in (0, 10] [default: 0.0085]
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// Samples per mini-batch [default: 32]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Dropout probability of hidden units, in [0, 1) [default: 0.5]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub dropout: Option<f32>,
+    /// Fraction of the training split held out for validation, in (0, 1) [default: 0.2]
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub val_fraction: Option<f64>,
+    /// Train on the whole training split, with no validation
+    #[arg(long)]
+    pub full_train: bool,
+    /// SGD momentum, in [0, 1) [default: 0]
+    #[arg(long, value_name = "M", allow_negative_numbers = true)]
+    pub momentum: Option<f32>,
+    /// Weight initialisation: he (N(0, 2/fan_in)) or xavier (N(0, 1/fan_in)) [default: he]
+    #[arg(long, value_name = "SCHEME")]
+    pub init: Option<Init>,
+    /// Seed of every random stream (init, split, shuffle, dropout) [default: 0]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Threads for OpenBLAS and the kernels [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl HyperArgs {
+    /// The validated configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<TrainConfig> {
+        let d = TrainConfig::default();
+        let hidden = match (self.hidden.as_slice(), self.layers) {
+            (_, Some(0)) => anyhow::bail!("invalid --layers: must be at least 1, got 0"),
+            ([], layers) => vec![d.hidden[0]; layers.unwrap_or(1)],
+            ([w], layers) => vec![*w; layers.unwrap_or(1)],
+            (ws, Some(n)) if n != ws.len() => anyhow::bail!(
+                "invalid --layers: {n} does not match the {} widths given to --hidden",
+                ws.len()
+            ),
+            (ws, _) => ws.to_vec(),
+        };
+        let config = TrainConfig {
+            hidden,
+            epochs: self.epochs.unwrap_or(d.epochs),
+            lr: self.lr.unwrap_or(d.lr),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            dropout: self.dropout.unwrap_or(d.dropout),
+            val_fraction: self.val_fraction.unwrap_or(d.val_fraction),
+            full_train: self.full_train,
+            momentum: self.momentum.unwrap_or(d.momentum),
+            init: self.init.unwrap_or(d.init),
+            seed: self.seed.unwrap_or(d.seed),
+            threads: self.threads.or(d.threads),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    hp: HyperArgs,
+    #[command(flatten)]
+    data: DataOpt,
+    /// Output folder [default: runs/<layers>x<width>-seed<seed>]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Print one JSON object per epoch and a final one on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The default run folder of a configuration.
+pub fn default_run_dir(root: &Path, config: &TrainConfig) -> PathBuf {
+    root.join(format!("{}-seed{}", config.arch_name(), config.seed))
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = args.hp.config()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_run_dir(Path::new("runs"), &config));
+    let data = open_data(&args.data)?;
+    let progress = Progress::new(!args.no_progress, &config.arch_name(), config.batch_size);
+    let as_json = args.json;
+    let print_epoch = |e: &relumax::EpochMetrics| {
+        if as_json {
+            progress.println(&json_line(&epoch_json(e)));
+        } else {
+            progress.println(&epoch_line(e, config.epochs));
+        }
+    };
+    let outcome = train_to_dir(&config, &data, &data_dir(&args.data), &out, |event| {
+        progress.update(event);
+        if let Event::Epoch(e) = event {
+            print_epoch(e);
+        }
+    });
+    progress.finish();
+    let (result, dir) = outcome?;
+    let summary = final_json(&result, &dir);
+    if as_json {
+        println!("{}", json_line(&summary));
+    } else {
+        print_evaluation("test", &result.test);
+        println!(
+            "trained in {:.2} s ({:.0} samples/s); saved {}",
+            result.train_seconds,
+            summary["samples_per_second"].as_f64().unwrap_or(0.0),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A one-line text summary of an epoch.
+pub fn epoch_line(e: &relumax::EpochMetrics, epochs: usize) -> String {
+    let val = match (e.val_loss, e.val_accuracy) {
+        (Some(l), Some(a)) => format!("  val loss {l:.4} acc {a:.4}"),
+        _ => String::new(),
+    };
+    format!(
+        "epoch {}/{epochs}  train loss {:.4} acc {:.4}{val}  {:.2} s ({:.0} samples/s)",
+        e.epoch, e.train_loss, e.train_accuracy, e.train_seconds, e.samples_per_second
+    )
+}
+
+fn epoch_json(e: &relumax::EpochMetrics) -> Value {
+    let mut v = serde_json::to_value(e).expect("metrics serialise");
+    v["type"] = json!("epoch");
+    v
+}
+
+/// The final summary of a run, as printed by `--json` and stored in `metrics.jsonl`.
+pub fn final_json(result: &TrainResult, dir: &Path) -> Value {
+    let samples: f64 = result
+        .epochs
+        .iter()
+        .map(|e| e.samples_per_second * e.train_seconds)
+        .sum();
+    json!({
+        "type": "final",
+        "out": dir,
+        "epochs": result.epochs.len(),
+        "test_loss": result.test.loss,
+        "test_accuracy": result.test.accuracy,
+        "test_samples": result.test.samples,
+        "confusion": result.test.confusion,
+        "train_seconds": result.train_seconds,
+        "samples_per_second": samples / result.train_seconds.max(1e-12),
+        "stopped_early": result.stopped_early,
+    })
+}
+
+/// Everything saved beside a result, so the run can be repeated exactly.
+pub fn config_json(config: &TrainConfig, data: &Dataset, data_dir: &Path) -> Value {
+    json!({
+        "config": config,
+        "threads_used": config.thread_count(),
+        "data": {
+            "dir": data_dir,
+            "features": data.features(),
+            "classes": data.classes(),
+            "train_samples": data.train.len(),
+            "test_samples": data.test.len(),
+        },
+        "relumax_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": build_info::GIT_REVISION,
+        "target_features": build_info::TARGET_FEATURES,
+        "blas": relumax::blas_config(),
+    })
+}
+
+/// Trains `config` on `data` and writes the run folder `out` (model, config, metrics, curves),
+/// whole or not at all. `on_event` sees every training event.
+pub fn train_to_dir(
+    config: &TrainConfig,
+    data: &Dataset,
+    data_dir: &Path,
+    out: &Path,
+    mut on_event: impl FnMut(&Event<'_>) + Send,
+) -> anyhow::Result<(TrainResult, PathBuf)> {
+    let run = RunDir::new(out)?;
+    let trainer = Trainer::new(config.clone())?;
+    let mut steps = 0;
+    let result = trainer.fit(data, |event| {
+        if let Event::Step { steps: s, .. } = event {
+            steps = *s;
+        }
+        on_event(event);
+        ControlFlow::Continue(())
+    })?;
+    let cfg = config_json(config, data, data_dir);
+    let cfg_text = serde_json::to_string_pretty(&cfg)?;
+    run.write("config.json", format!("{cfg_text}\n").as_bytes())?;
+    let mut metrics = String::new();
+    for e in &result.epochs {
+        metrics += &json_line(&epoch_json(e));
+        metrics.push('\n');
+    }
+    for p in &result.curve {
+        metrics += &json_line(&json!({"type": "curve", "iteration": p.iteration, "loss": p.loss}));
+        metrics.push('\n');
+    }
+    metrics += &json_line(&final_json(&result, out));
+    metrics.push('\n');
+    run.write("metrics.jsonl", metrics.as_bytes())?;
+    let meta = [("config", serde_json::to_string(&cfg["config"])?)];
+    let model_path = run.file("model.safetensors");
+    relumax::save_model(&result.model, &model_path, &meta)?;
+    let panels = plot::learning_curves(&config.arch_name(), &result.epochs, &result.curve, steps);
+    plot::write_panels(
+        &panels,
+        &["iteration", "epoch"],
+        Some(&run.file("curves.png")),
+        Some(&run.file("curves.svg")),
+    )
+    .context("cannot draw the learning curves")?;
+    let dir = run.commit()?;
+    Ok((result, dir))
+}
