@@ -15,7 +15,7 @@
 //! never changes its result, so outputs are identical for any thread count.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, s};
 use rand::RngCore;
 use rayon::prelude::*;
 
@@ -71,10 +71,23 @@ fn check(what: &str, expected: (usize, usize), found: (usize, usize)) {
     }
 }
 
+/// The inner dimension of every `sgemm` call is a multiple of this, or below it.
+///
+/// OpenBLAS's single-threaded and threaded drivers block the inner dimension `k` differently
+/// when `Q < k < 2Q` (`Q` = 320 for single precision on this machine's Cooperlake kernels): one
+/// splits at `round_up(k / 2, UNROLL_M)`, the other at `(k + 1) / 2`, so the partial sums, and
+/// the rounding, differ with the thread count unless `k` is a multiple of `2 * UNROLL_M`.
+/// Measured on OpenBLAS 0.3.21: every `k > 320` that is not a multiple of 32 gave different
+/// bits with 1 and 2 threads (784, MNIST's input width, among them), every multiple of 32 gave
+/// identical bits. Splitting `k` into a multiple of 64 and a remainder below 64 makes each
+/// call's blocking independent of the thread count.
+pub const GEMM_K_ALIGN: usize = 64;
+
 /// `dst = alpha * a b + beta * dst`, through `cblas_sgemm`.
 ///
 /// `a`, `b` and `dst` must each be standard layout or the transpose of a standard-layout view
-/// (with unit inner stride); ndarray would otherwise silently use its pure-Rust multiplier.
+/// (unit inner stride); ndarray would otherwise silently use its pure-Rust multiplier. The
+/// result is bit-identical for any OpenBLAS thread count (see [`GEMM_K_ALIGN`]).
 ///
 /// # Panics
 /// If shapes disagree (`a: (m, k)`, `b: (k, n)`, `dst: (m, n)`).
@@ -88,7 +101,14 @@ pub fn gemm(
 ) {
     check("gemm rhs", (a.ncols(), dst.ncols()), b.dim());
     check("gemm dst", (a.nrows(), b.ncols()), dst.dim());
-    general_mat_mul(alpha, a, b, beta, dst);
+    let k = a.ncols();
+    let main = k - k % GEMM_K_ALIGN;
+    if main == 0 || main == k {
+        general_mat_mul(alpha, a, b, beta, dst);
+    } else {
+        general_mat_mul(alpha, &a.slice(s![.., ..main]), &b.slice(s![..main, ..]), beta, dst);
+        general_mat_mul(alpha, &a.slice(s![.., main..]), &b.slice(s![main.., ..]), 1.0, dst);
+    }
 }
 
 /// Runs `f(chunk_index, rows)` over fixed chunks of [`CHUNK_ROWS`] rows of a standard-layout
