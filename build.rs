@@ -36,16 +36,13 @@ fn openblas_found() -> bool {
         .filter_map(|v| env::var(v).ok())
         .flat_map(|v| v.split(':').map(String::from).collect::<Vec<_>>())
         .collect();
-    dirs.extend(
-        [
-            format!("/usr/lib/{arch}-linux-gnu"),
-            "/usr/lib64".into(),
-            "/usr/lib".into(),
-            "/usr/local/lib".into(),
-            "/opt/OpenBLAS/lib".into(),
-        ]
-        .into_iter(),
-    );
+    dirs.extend([
+        format!("/usr/lib/{arch}-linux-gnu"),
+        "/usr/lib64".into(),
+        "/usr/lib".into(),
+        "/usr/local/lib".into(),
+        "/opt/OpenBLAS/lib".into(),
+    ]);
     dirs.iter().any(|d| {
         ["libopenblas.so", "libopenblas.a"]
             .iter()

@@ -33,5 +33,7 @@ pub fn blas_config() -> String {
         return "unknown".into();
     }
     // SAFETY: non-null, NUL-terminated, static lifetime per OpenBLAS's API.
-    unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
 }

@@ -190,7 +190,13 @@ mod tests {
         assert_eq!((h.count, h.rows, h.cols, h.offset), (2, 3, 4, 16));
         assert_eq!(&bytes[h.offset..], &px[..]);
         let lb = encode_labels(&[1, 2, 3]);
-        assert_eq!(parse_labels(&lb, p()).unwrap(), LabelsHeader { count: 3, offset: 8 });
+        assert_eq!(
+            parse_labels(&lb, p()).unwrap(),
+            LabelsHeader {
+                count: 3,
+                offset: 8
+            }
+        );
     }
 
     #[test]

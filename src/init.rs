@@ -79,7 +79,11 @@ mod tests {
             let w = weights(400, 500, init, &mut stream(3, Stream::Init, &[0]));
             let n = w.len() as f64;
             let mean = w.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-            let var = w.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+            let var = w
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / n;
             let want = gain / 400.0;
             assert!(mean.abs() < 3e-4, "mean {mean}");
             assert!((var / want - 1.0).abs() < 0.01, "var {var} want {want}");

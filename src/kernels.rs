@@ -106,8 +106,20 @@ pub fn gemm(
     if main == 0 || main == k {
         general_mat_mul(alpha, a, b, beta, dst);
     } else {
-        general_mat_mul(alpha, &a.slice(s![.., ..main]), &b.slice(s![..main, ..]), beta, dst);
-        general_mat_mul(alpha, &a.slice(s![.., main..]), &b.slice(s![main.., ..]), 1.0, dst);
+        general_mat_mul(
+            alpha,
+            &a.slice(s![.., ..main]),
+            &b.slice(s![..main, ..]),
+            beta,
+            dst,
+        );
+        general_mat_mul(
+            alpha,
+            &a.slice(s![.., main..]),
+            &b.slice(s![main.., ..]),
+            1.0,
+            dst,
+        );
     }
 }
 
@@ -129,7 +141,10 @@ where
             .enumerate()
             .for_each(|(i, c)| f(i, c));
     } else {
-        slice.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        slice
+            .chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
 }
 
@@ -192,11 +207,7 @@ fn keep(x: f32, draw: u64, threshold: u64, scale: f32) -> f32 {
 ///
 /// # Panics
 /// If shapes differ or either is not standard layout.
-pub fn relu_dropout_backward(
-    mut grad: ArrayViewMut2<'_, f32>,
-    h: ArrayView2<'_, f32>,
-    scale: f32,
-) {
+pub fn relu_dropout_backward(mut grad: ArrayViewMut2<'_, f32>, h: ArrayView2<'_, f32>, scale: f32) {
     check("relu backward", grad.dim(), h.dim());
     let cols = grad.ncols();
     let h = h.to_slice().expect("activations must be standard layout");
@@ -236,7 +247,9 @@ pub fn softmax_cross_entropy(
     check("labels", (logits.nrows(), 1), (labels.len(), 1));
     check("bias", (classes, 1), (bias.len(), 1));
     let bias = bias.to_slice().expect("bias must be contiguous");
-    let data = logits.as_slice_mut().expect("logits must be standard layout");
+    let data = logits
+        .as_slice_mut()
+        .expect("logits must be standard layout");
     let mut stats = BatchStats::default();
     for (row, &y) in data.chunks_exact_mut(classes.max(1)).zip(labels) {
         let y = y as usize;
@@ -286,7 +299,9 @@ pub fn softmax(mut logits: ArrayViewMut2<'_, f32>, bias: ArrayView1<'_, f32>) {
     let classes = logits.ncols();
     check("bias", (classes, 1), (bias.len(), 1));
     let bias = bias.to_slice().expect("bias must be contiguous");
-    let data = logits.as_slice_mut().expect("logits must be standard layout");
+    let data = logits
+        .as_slice_mut()
+        .expect("logits must be standard layout");
     for row in data.chunks_exact_mut(classes.max(1)) {
         for (v, &b) in row.iter_mut().zip(bias) {
             *v += b;

@@ -64,7 +64,10 @@ impl Workspace {
         let sizes = model.sizes();
         let widest = sizes[1..sizes.len() - 1].iter().copied().max().unwrap_or(0);
         Workspace {
-            acts: sizes[1..].iter().map(|&n| Array2::zeros((rows, n))).collect(),
+            acts: sizes[1..]
+                .iter()
+                .map(|&n| Array2::zeros((rows, n)))
+                .collect(),
             grads: [vec![0.0; rows * widest], vec![0.0; rows * widest]],
             rows,
         }

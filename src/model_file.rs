@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use ndarray::{Array1, Array2};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::layer::Dense;
@@ -22,49 +22,53 @@ const VERSION: &str = "1";
 /// Largest model file read (1 GiB holds a 16k x 16k network).
 const MAX_MODEL_BYTES: u64 = 1 << 30;
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 /// Serialises `model` (with optional extra metadata such as the training config) to bytes.
+///
+/// The header is written here rather than by `safetensors::serialize`, whose metadata map is a
+/// `HashMap`: its key order, and so the file's bytes, would change from run to run. Here keys
+/// are sorted, so the same model and metadata always give the same bytes. The layout is the
+/// safetensors format: a little-endian u64 header length, the JSON header padded with spaces to
+/// a multiple of 8 bytes, then the tensors' little-endian data in header order.
 pub fn to_bytes(model: &Mlp, metadata: &[(&str, String)]) -> Vec<u8> {
-    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = model
-        .layers()
+    let mut meta: serde_json::Map<String, serde_json::Value> = metadata
         .iter()
-        .enumerate()
-        .flat_map(|(l, layer)| {
-            let w = layer.weight.as_standard_layout();
-            [
-                (
-                    format!("layers.{l}.weight"),
-                    vec![layer.inputs(), layer.outputs()],
-                    f32_bytes(w.as_slice().expect("standard layout")),
-                ),
-                (
-                    format!("layers.{l}.bias"),
-                    vec![layer.outputs()],
-                    f32_bytes(layer.bias.as_slice().expect("contiguous")),
-                ),
-            ]
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = buffers
-        .iter()
-        .map(|(name, shape, bytes)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .expect("shape matches byte length");
-            (name.clone(), view)
-        })
-        .collect();
-    let mut meta: HashMap<String, String> = metadata
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .map(|(k, v)| ((*k).to_string(), v.clone().into()))
         .collect();
     meta.insert("format".into(), FORMAT.into());
     meta.insert("version".into(), VERSION.into());
     let sizes: Vec<String> = model.sizes().iter().map(usize::to_string).collect();
-    meta.insert("sizes".into(), sizes.join(","));
-    safetensors::serialize(views, Some(meta)).expect("relumax tensors always serialise")
+    meta.insert("sizes".into(), sizes.join(",").into());
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), meta.into());
+    let mut data: Vec<u8> = Vec::with_capacity(model.parameters() * 4);
+    for (l, layer) in model.layers().iter().enumerate() {
+        let weight = layer.weight.as_standard_layout();
+        let tensors = [
+            (
+                "weight",
+                vec![layer.inputs(), layer.outputs()],
+                weight.as_slice(),
+            ),
+            ("bias", vec![layer.outputs()], layer.bias.as_slice()),
+        ];
+        for (name, shape, values) in tensors {
+            let start = data.len();
+            for v in values.expect("contiguous parameters") {
+                data.extend_from_slice(&v.to_le_bytes());
+            }
+            header.insert(
+                format!("layers.{l}.{name}"),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+            );
+        }
+    }
+    let mut json = serde_json::to_vec(&header).expect("JSON values always serialise");
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + data.len());
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&data);
+    out
 }
 
 /// Writes `model` to `path` atomically, with extra `metadata`.
@@ -136,7 +140,9 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
         reason,
     };
     if len > MAX_MODEL_BYTES {
-        return Err(bad(format!("{len} bytes is larger than the {MAX_MODEL_BYTES}-byte limit")));
+        return Err(bad(format!(
+            "{len} bytes is larger than the {MAX_MODEL_BYTES}-byte limit"
+        )));
     }
     let bytes = std::fs::read(path).map_err(read_err)?;
     from_bytes(&bytes).map_err(bad)
@@ -161,7 +167,9 @@ fn from_bytes(bytes: &[u8]) -> std::result::Result<LoadedModel, String> {
         .map_err(|e| format!("bad \"sizes\" metadata: {e}"))?;
     model::validate_sizes(&sizes).map_err(|e| e.to_string())?;
     let tensor = |name: String, shape: &[usize]| -> std::result::Result<Vec<f32>, String> {
-        let t = st.tensor(&name).map_err(|_| format!("missing tensor {name}"))?;
+        let t = st
+            .tensor(&name)
+            .map_err(|_| format!("missing tensor {name}"))?;
         if t.dtype() != Dtype::F32 {
             return Err(format!("{name} has dtype {:?}, expected F32", t.dtype()));
         }
@@ -171,8 +179,7 @@ fn from_bytes(bytes: &[u8]) -> std::result::Result<LoadedModel, String> {
                 t.shape()
             ));
         }
-        Ok(t
-            .data()
+        Ok(t.data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())

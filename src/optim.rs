@@ -31,7 +31,12 @@ impl Sgd {
             model
                 .layers()
                 .iter()
-                .map(|l| (Array2::zeros(l.weight.raw_dim()), Array1::zeros(l.outputs())))
+                .map(|l| {
+                    (
+                        Array2::zeros(l.weight.raw_dim()),
+                        Array1::zeros(l.outputs()),
+                    )
+                })
                 .collect()
         } else {
             Vec::new()

@@ -105,7 +105,10 @@ impl TrainConfig {
             return bad("batch-size", "must be at least 1, got 0".into());
         }
         if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
-            return bad("dropout", format!("must be in [0, 1), got {}", self.dropout));
+            return bad(
+                "dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            );
         }
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             return bad(
@@ -263,11 +266,7 @@ impl Trainer {
         on_event: impl FnMut(&Event<'_>) -> ControlFlow<()> + Send,
     ) -> Result<TrainResult> {
         let c = &self.config;
-        let model = Mlp::new(
-            &c.sizes(data.features(), data.classes()),
-            c.init,
-            c.seed,
-        )?;
+        let model = Mlp::new(&c.sizes(data.features(), data.classes()), c.init, c.seed)?;
         self.fit_model(model, data, on_event)
     }
 
@@ -345,12 +344,8 @@ impl Trainer {
         on_event: &mut impl FnMut(&Event<'_>) -> ControlFlow<()>,
     ) -> Result<(Vec<EpochMetrics>, Vec<CurvePoint>, f64, bool)> {
         let c = &self.config;
-        let mut batcher = Batcher::new(
-            holdout.train.clone(),
-            c.batch_size,
-            data.features(),
-            c.seed,
-        );
+        let mut batcher =
+            Batcher::new(holdout.train.clone(), c.batch_size, data.features(), c.seed);
         let mut ws = Workspace::new(model, c.batch_size);
         let mut sgd = Sgd::new(model, c.lr, c.momentum);
         let mut eval_buf = EvalBuffers::new(model, data.features());

@@ -49,14 +49,25 @@ fn wrong_magic_is_rejected() {
     let lb = encode_labels(&[1, 2]);
     let err = parse_images(&lb, p()).unwrap_err();
     assert!(
-        matches!(err, Error::BadMagic { expected: 2051, found: 2049, .. }),
+        matches!(
+            err,
+            Error::BadMagic {
+                expected: 2051,
+                found: 2049,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("bad-file"), "{err}");
     let im = encode_images(&[0; 4], 1, 2, 2);
     assert!(matches!(
         parse_labels(&im, p()),
-        Err(Error::BadMagic { expected: 2049, found: 2051, .. })
+        Err(Error::BadMagic {
+            expected: 2049,
+            found: 2051,
+            ..
+        })
     ));
 }
 
@@ -73,13 +84,24 @@ fn truncated_header_and_body_are_rejected() {
     for cut in [0, 3, 4, 10, 15] {
         let err = parse_images(&im[..cut], p()).unwrap_err();
         assert!(
-            matches!(err, Error::Truncated { part: "header", .. } | Error::BadMagic { .. }),
+            matches!(
+                err,
+                Error::Truncated { part: "header", .. } | Error::BadMagic { .. }
+            ),
             "cut {cut}: {err}"
         );
     }
     let err = parse_images(&im[..im.len() - 1], p()).unwrap_err();
     assert!(
-        matches!(err, Error::Truncated { part: "body", expected: 28, found: 27, .. }),
+        matches!(
+            err,
+            Error::Truncated {
+                part: "body",
+                expected: 28,
+                found: 27,
+                ..
+            }
+        ),
         "{err}"
     );
     let lb = encode_labels(&[1, 2, 3]);
@@ -99,7 +121,11 @@ fn trailing_bytes_are_rejected() {
     im.push(0);
     assert!(matches!(
         parse_images(&im, p()),
-        Err(Error::TrailingBytes { expected: 28, extra: 1, .. })
+        Err(Error::TrailingBytes {
+            expected: 28,
+            extra: 1,
+            ..
+        })
     ));
 }
 
@@ -119,7 +145,10 @@ fn overflowing_or_zero_dimensions_are_rejected_without_allocating() {
     assert!(matches!(err, Error::BadDimensions { .. }), "{err}");
     // 2^40 images of one pixel: fails on length, never allocates 1 TiB.
     let err = parse_images(&header([1 << 20, 1 << 10, 1 << 10]), p()).unwrap_err();
-    assert!(matches!(err, Error::Truncated { part: "body", .. }), "{err}");
+    assert!(
+        matches!(err, Error::Truncated { part: "body", .. }),
+        "{err}"
+    );
 }
 
 fn write_files(dir: &Path, files: &[(&str, Vec<u8>)]) {
@@ -138,7 +167,14 @@ fn count_mismatch_is_rejected() {
     write_files(tmp.path(), &f);
     let err = Dataset::open(tmp.path()).unwrap_err();
     assert!(
-        matches!(err, Error::CountMismatch { images: 20, labels: 19, .. }),
+        matches!(
+            err,
+            Error::CountMismatch {
+                images: 20,
+                labels: 19,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -155,14 +191,28 @@ fn label_at_or_above_class_count_is_rejected() {
     write_files(tmp.path(), &f);
     let err = Dataset::open(tmp.path()).unwrap_err();
     assert!(
-        matches!(err, Error::LabelOutOfRange { index: 4, label: 3, classes: 3, .. }),
+        matches!(
+            err,
+            Error::LabelOutOfRange {
+                index: 4,
+                label: 3,
+                classes: 3,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("t10k-labels-idx1-ubyte"), "{err}");
     // An explicit class count applies to the training labels too.
-    let opts = LoadOptions { classes: Some(2), ..Default::default() };
+    let opts = LoadOptions {
+        classes: Some(2),
+        ..Default::default()
+    };
     let err = Dataset::open_with(tmp.path(), &opts).unwrap_err();
-    assert!(matches!(err, Error::LabelOutOfRange { classes: 2, .. }), "{err}");
+    assert!(
+        matches!(err, Error::LabelOutOfRange { classes: 2, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -170,17 +220,30 @@ fn train_and_test_image_sizes_must_agree() {
     let tmp = tempfile::tempdir().unwrap();
     let s = synthetic(20, 10, 4, 4, 3);
     let mut f = files(&s).to_vec();
-    f[2].1 = encode_images(&vec![0; 10 * 20], 10, 4, 5);
+    f[2].1 = encode_images(&[0; 10 * 20], 10, 4, 5);
     write_files(tmp.path(), &f);
     let err = Dataset::open(tmp.path()).unwrap_err();
-    assert!(matches!(err, Error::Shape { expected: 16, found: 20, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                expected: 16,
+                found: 20,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_folder_and_missing_file_are_named() {
     let err = Dataset::open("/nonexistent/relumax-data").unwrap_err();
     assert!(matches!(err, Error::Read { .. }), "{err}");
-    assert!(err.to_string().contains("/nonexistent/relumax-data"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/relumax-data"),
+        "{err}"
+    );
     let (_tmp, dir) = small_dataset(false);
     std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
     let err = Dataset::open(&dir).unwrap_err();
@@ -204,7 +267,11 @@ fn gzipped_folder_is_verified_cached_and_then_mapped() {
     let all: Vec<usize> = (0..first.train.len()).collect();
     assert_eq!(first.train.rows(&all), second.train.rows(&all));
     // No temporary files are left behind.
-    assert!(listing(&dir).iter().all(|n| !n.starts_with('.')), "{:?}", listing(&dir));
+    assert!(
+        listing(&dir).iter().all(|n| !n.starts_with('.')),
+        "{:?}",
+        listing(&dir)
+    );
 }
 
 #[test]
@@ -217,7 +284,10 @@ fn corrupt_gzip_is_reported_and_leaves_no_cache() {
     std::fs::write(&gz, bytes).unwrap();
     let err = Dataset::open(&dir).unwrap_err();
     assert!(matches!(err, Error::Gzip { .. }), "{err}");
-    assert!(err.to_string().contains("train-images-idx3-ubyte.gz"), "{err}");
+    assert!(
+        err.to_string().contains("train-images-idx3-ubyte.gz"),
+        "{err}"
+    );
     assert!(!dir.join("train-images-idx3-ubyte").exists());
     assert!(listing(&dir).iter().all(|n| !n.starts_with('.')));
 }
@@ -227,16 +297,27 @@ fn checksum_mismatch_is_reported_and_leaves_no_cache() {
     let (_tmp, dir) = small_dataset(true);
     let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
     let bad = sums.replacen(|c: char| c.is_ascii_hexdigit(), "0", 1);
-    let bad = if bad == sums { sums.replacen('0', "1", 1) } else { bad };
+    let bad = if bad == sums {
+        sums.replacen('0', "1", 1)
+    } else {
+        bad
+    };
     std::fs::write(dir.join("SHA256SUMS"), bad).unwrap();
     let err = Dataset::open(&dir).unwrap_err();
     assert!(matches!(err, Error::Checksum { .. }), "{err}");
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
     assert!(!dir.join("train-images-idx3-ubyte").exists());
     // Verification can be turned off.
-    let opts = LoadOptions { verify: false, ..Default::default() };
+    let opts = LoadOptions {
+        verify: false,
+        ..Default::default()
+    };
     let data = Dataset::open_with(&dir, &opts).unwrap();
-    assert!(data.files().iter().all(|f| f.checksum == ChecksumStatus::Skipped));
+    assert!(
+        data.files()
+            .iter()
+            .all(|f| f.checksum == ChecksumStatus::Skipped)
+    );
 }
 
 #[test]
@@ -244,9 +325,16 @@ fn raw_folder_without_sums_loads() {
     let tmp = tempfile::tempdir().unwrap();
     write_dataset(tmp.path(), &synthetic(50, 20, 3, 5, 7), false, false);
     let data = Dataset::open(tmp.path()).unwrap();
-    assert_eq!((data.train.len(), data.test.len(), data.features()), (50, 20, 15));
+    assert_eq!(
+        (data.train.len(), data.test.len(), data.features()),
+        (50, 20, 15)
+    );
     assert_eq!(data.image_shape(), Some((3, 5)));
-    assert!(data.files().iter().all(|f| f.checksum == ChecksumStatus::NoSumsFile));
+    assert!(
+        data.files()
+            .iter()
+            .all(|f| f.checksum == ChecksumStatus::NoSumsFile)
+    );
     assert!(data.files().iter().all(|f| f.source == FileSource::Raw));
 }
 
@@ -259,14 +347,25 @@ fn unwritable_cache_falls_back_to_memory_and_says_so_once() {
         std::fs::create_dir(dir.join(name)).unwrap();
     }
     let data = Dataset::open(&dir).unwrap();
-    assert!(data.files().iter().all(|f| f.source == FileSource::DecompressedInMemory));
+    assert!(
+        data.files()
+            .iter()
+            .all(|f| f.source == FileSource::DecompressedInMemory)
+    );
     assert_eq!(data.notes().len(), 1, "{:?}", data.notes());
     assert!(data.notes()[0].contains("into memory"));
     assert_eq!(data.train.len(), 1000);
-    let opts = LoadOptions { write_cache: false, ..Default::default() };
+    let opts = LoadOptions {
+        write_cache: false,
+        ..Default::default()
+    };
     let (_tmp2, dir2) = small_dataset(true);
     let data = Dataset::open_with(&dir2, &opts).unwrap();
-    assert!(data.files().iter().all(|f| f.source == FileSource::DecompressedInMemory));
+    assert!(
+        data.files()
+            .iter()
+            .all(|f| f.source == FileSource::DecompressedInMemory)
+    );
     assert!(!dir2.join("train-images-idx3-ubyte").exists());
 }
 
@@ -315,11 +414,18 @@ fn batches_cover_every_index_once_per_epoch_and_keep_the_short_last_batch() {
     }
     assert_ne!(orders[0], orders[1], "each epoch reshuffles");
     b.shuffle(1);
-    let again: Vec<usize> = (0..b.num_batches()).flat_map(|i| b.indices(i).to_vec()).collect();
+    let again: Vec<usize> = (0..b.num_batches())
+        .flat_map(|i| b.indices(i).to_vec())
+        .collect();
     let mut b2 = Batcher::new(h.train.clone(), 32, data.features(), 5);
     b2.shuffle(1);
-    let twice: Vec<usize> = (0..b2.num_batches()).flat_map(|i| b2.indices(i).to_vec()).collect();
-    assert_eq!(again, twice, "an epoch's order depends only on (seed, epoch)");
+    let twice: Vec<usize> = (0..b2.num_batches())
+        .flat_map(|i| b2.indices(i).to_vec())
+        .collect();
+    assert_eq!(
+        again, twice,
+        "an epoch's order depends only on (seed, epoch)"
+    );
 }
 
 #[test]
@@ -342,10 +448,16 @@ fn in_memory_datasets_take_any_shape() {
     let x = Array2::from_shape_fn((30, 5), |(i, j)| (i * j) as f32);
     let y: Vec<u32> = (0..30).map(|i| i % 3).collect();
     let data = Dataset::from_arrays(x.clone(), y.clone(), x.clone(), y.clone(), 3).unwrap();
-    assert_eq!((data.features(), data.classes(), data.image_shape()), (5, 3, None));
+    assert_eq!(
+        (data.features(), data.classes(), data.image_shape()),
+        (5, 3, None)
+    );
     assert_eq!(data.train.rows(&[7]).0.row(0), x.row(7));
     let err = Dataset::from_arrays(x.clone(), y[..29].to_vec(), x.clone(), y.clone(), 3);
     assert!(matches!(err, Err(Error::Shape { .. })));
     let err = Dataset::from_arrays(x.clone(), y.clone(), x, y, 2).unwrap_err();
-    assert!(matches!(err, Error::LabelOutOfRange { classes: 2, .. }), "{err}");
+    assert!(
+        matches!(err, Error::LabelOutOfRange { classes: 2, .. }),
+        "{err}"
+    );
 }

@@ -12,7 +12,12 @@ use relumax::{
 };
 
 fn no_dropout() -> StepDropout {
-    StepDropout { p: 0.0, seed: 0, epoch: 0, step: 0 }
+    StepDropout {
+        p: 0.0,
+        seed: 0,
+        epoch: 0,
+        step: 0,
+    }
 }
 
 #[test]
@@ -27,16 +32,32 @@ fn softmax_cross_entropy_golden_values() {
     let stats =
         kernels::softmax_cross_entropy(logits.view_mut(), bias.view(), &labels, Some(1.0 / 3.0));
     let want_loss = 0.2881319601202188 + 3.801480671371369 + 2000.3000000000002;
-    assert!((stats.loss - want_loss).abs() < 2e-4 * want_loss.max(1.0), "{}", stats.loss);
+    assert!(
+        (stats.loss - want_loss).abs() < 2e-4 * want_loss.max(1.0),
+        "{}",
+        stats.loss
+    );
     assert_eq!(stats.correct, 1); // only row 0 predicts its label
     let want = [
-        [0.027688330149825205, 0.05575744980454694, -0.08344577995437215],
-        [-0.32588744246489115, 0.02472122827716437, 0.3011662141877268],
+        [
+            0.027688330149825205,
+            0.05575744980454694,
+            -0.08344577995437215,
+        ],
+        [
+            -0.32588744246489115,
+            0.02472122827716437,
+            0.3011662141877268,
+        ],
         [0.3333333333333333, -0.3333333333333333, 0.0],
     ];
     for (r, row) in want.iter().enumerate() {
         for (j, &w) in row.iter().enumerate() {
-            assert!((f64::from(logits[[r, j]]) - w).abs() < 1e-6, "[{r},{j}] {}", logits[[r, j]]);
+            assert!(
+                (f64::from(logits[[r, j]]) - w).abs() < 1e-6,
+                "[{r},{j}] {}",
+                logits[[r, j]]
+            );
         }
     }
     // Without a gradient the logits are left with the bias added.
@@ -49,7 +70,13 @@ fn softmax_cross_entropy_golden_values() {
 fn params(m: &Mlp) -> Vec<f32> {
     m.layers()
         .iter()
-        .flat_map(|l| l.weight.iter().chain(l.bias.iter()).copied().collect::<Vec<_>>())
+        .flat_map(|l| {
+            l.weight
+                .iter()
+                .chain(l.bias.iter())
+                .copied()
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -76,10 +103,17 @@ fn param_mut(m: &mut Mlp, mut k: usize) -> &mut f32 {
 fn gradient_check(sizes: &[usize], p: f32) {
     let rows = 5;
     let model = Mlp::new(sizes, Init::He, 11).unwrap();
-    let x = Array2::from_shape_fn((rows, sizes[0]), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0);
+    let x = Array2::from_shape_fn((rows, sizes[0]), |(i, j)| {
+        ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0
+    });
     let classes = *sizes.last().unwrap() as u32;
     let labels: Vec<u32> = (0..rows as u32).map(|i| i % classes).collect();
-    let dropout = StepDropout { p, seed: 3, epoch: 1, step: 2 };
+    let dropout = StepDropout {
+        p,
+        seed: 3,
+        epoch: 1,
+        step: 2,
+    };
     let mut ws = Workspace::new(&model, rows);
     let loss = |m: &Mlp, ws: &mut Workspace| {
         f64::from(m.forward_train(x.view(), &labels, ws, dropout).loss as f32) / rows as f64
@@ -106,7 +140,10 @@ fn gradient_check(sizes: &[usize], p: f32) {
         );
         worst = worst.max(err);
     }
-    assert!(analytic.iter().any(|g| g.abs() > 1e-2), "gradients are not all ~0");
+    assert!(
+        analytic.iter().any(|g| g.abs() > 1e-2),
+        "gradients are not all ~0"
+    );
     if p > 0.0 {
         // The mask really mattered: the gradient differs from the one without dropout.
         let mut plain = model.clone();
@@ -146,17 +183,30 @@ fn momentum_first_step_equals_plain_sgd_and_later_steps_accumulate() {
     plain.step(&mut a, &mut ws, x.view(), &y, no_dropout());
     heavy.step(&mut b, &mut ws, x.view(), &y, no_dropout());
     let dist = |m: &Mlp| {
-        params(m).iter().zip(params(&before)).map(|(p, q)| f64::from(p - q).powi(2)).sum::<f64>()
+        params(m)
+            .iter()
+            .zip(params(&before))
+            .map(|(p, q)| f64::from(p - q).powi(2))
+            .sum::<f64>()
     };
     assert!(dist(&b) > dist(&a) * 1.5, "{} vs {}", dist(&b), dist(&a));
 }
 
 fn train(config: TrainConfig, data: &Dataset) -> TrainResult {
-    Trainer::new(config).unwrap().fit(data, |_| ControlFlow::Continue(())).unwrap()
+    Trainer::new(config)
+        .unwrap()
+        .fit(data, |_| ControlFlow::Continue(()))
+        .unwrap()
 }
 
 fn one_epoch(seed: u64, threads: usize) -> TrainConfig {
-    TrainConfig { hidden: vec![128], epochs: 1, seed, threads: Some(threads), ..Default::default() }
+    TrainConfig {
+        hidden: vec![128],
+        epochs: 1,
+        seed,
+        threads: Some(threads),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -164,11 +214,24 @@ fn paper_1x128_reaches_the_papers_accuracy() {
     // The paper reports 0.9202 for 1x128 after 4 epochs; the numpy and PyTorch peers reach
     // 0.9243 and 0.9244 at seed 0 on this split.
     let data = Dataset::bundled().unwrap();
-    let r = train(TrainConfig { threads: Some(2), ..Default::default() }, &data);
-    assert!(r.test.accuracy >= 0.915, "test accuracy {}", r.test.accuracy);
+    let r = train(
+        TrainConfig {
+            threads: Some(2),
+            ..Default::default()
+        },
+        &data,
+    );
+    assert!(
+        r.test.accuracy >= 0.915,
+        "test accuracy {}",
+        r.test.accuracy
+    );
     assert!(r.test.loss < 0.31, "test loss {}", r.test.loss);
     let val: Vec<f64> = r.epochs.iter().map(|e| e.val_accuracy.unwrap()).collect();
-    assert!(val.windows(2).all(|w| w[1] > w[0]), "validation accuracy rises: {val:?}");
+    assert!(
+        val.windows(2).all(|w| w[1] > w[0]),
+        "validation accuracy rises: {val:?}"
+    );
 }
 
 #[test]
@@ -186,7 +249,10 @@ fn one_epoch_of_1x128_learns_and_is_bit_identical() {
     for other in [&b, &c] {
         assert_eq!(a.model, other.model);
         assert_eq!(a.test, other.test);
-        assert_eq!(a.epochs[0].train_loss.to_bits(), other.epochs[0].train_loss.to_bits());
+        assert_eq!(
+            a.epochs[0].train_loss.to_bits(),
+            other.epochs[0].train_loss.to_bits()
+        );
         assert_eq!(a.epochs[0].val_loss, other.epochs[0].val_loss);
         assert_eq!(a.curve, other.curve);
     }
@@ -211,19 +277,33 @@ fn two_hidden_layers_are_reproducible_across_thread_counts() {
     let a = train(config(1), &data);
     let b = train(config(2), &data);
     assert_eq!(a.model, b.model);
-    assert_eq!(a.epochs, b.epochs.iter().map(|e| relumax::EpochMetrics {
-        train_seconds: a.epochs[e.epoch - 1].train_seconds,
-        samples_per_second: a.epochs[e.epoch - 1].samples_per_second,
-        ..e.clone()
-    }).collect::<Vec<_>>());
-    assert!(a.test.accuracy > 0.9, "synthetic data is easy: {}", a.test.accuracy);
+    assert_eq!(
+        a.epochs,
+        b.epochs
+            .iter()
+            .map(|e| relumax::EpochMetrics {
+                train_seconds: a.epochs[e.epoch - 1].train_seconds,
+                samples_per_second: a.epochs[e.epoch - 1].samples_per_second,
+                ..e.clone()
+            })
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        a.test.accuracy > 0.9,
+        "synthetic data is easy: {}",
+        a.test.accuracy
+    );
 }
 
 #[test]
 fn callback_sees_every_step_and_can_stop_early() {
     let (_tmp, dir) = common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
-    let trainer = Trainer::new(TrainConfig { epochs: 3, ..Default::default() }).unwrap();
+    let trainer = Trainer::new(TrainConfig {
+        epochs: 3,
+        ..Default::default()
+    })
+    .unwrap();
     let (mut steps, mut epochs) = (0, 0);
     let r = trainer
         .fit(&data, |e| {
@@ -232,7 +312,11 @@ fn callback_sees_every_step_and_can_stop_early() {
                 Event::Epoch(_) => epochs += 1,
                 _ => {}
             }
-            if epochs == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if epochs == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })
         .unwrap();
     assert_eq!(epochs, 2);
@@ -246,15 +330,19 @@ fn full_train_uses_every_training_sample_and_skips_validation() {
     let (_tmp, dir) = common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
     let mut steps = 0;
-    let r = Trainer::new(TrainConfig { epochs: 1, full_train: true, ..Default::default() })
-        .unwrap()
-        .fit(&data, |e| {
-            if let Event::Step { steps: s, .. } = e {
-                steps = *s;
-            }
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+    let r = Trainer::new(TrainConfig {
+        epochs: 1,
+        full_train: true,
+        ..Default::default()
+    })
+    .unwrap()
+    .fit(&data, |e| {
+        if let Event::Step { steps: s, .. } = e {
+            steps = *s;
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     assert_eq!(steps, 1000usize.div_ceil(32));
     assert_eq!(r.epochs[0].val_loss, None);
 }
@@ -263,7 +351,14 @@ fn full_train_uses_every_training_sample_and_skips_validation() {
 fn save_load_round_trip_gives_identical_predictions() {
     let (_tmp, dir) = common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
-    let r = train(TrainConfig { hidden: vec![32, 16], epochs: 1, ..Default::default() }, &data);
+    let r = train(
+        TrainConfig {
+            hidden: vec![32, 16],
+            epochs: 1,
+            ..Default::default()
+        },
+        &data,
+    );
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("m.safetensors");
     save_model(&r.model, &path, &[("note", "hello".into())]).unwrap();
@@ -273,14 +368,21 @@ fn save_load_round_trip_gives_identical_predictions() {
     assert_eq!(loaded.metadata["sizes"], "64,32,16,4");
     let all: Vec<usize> = (0..data.test.len()).collect();
     let (x, _) = data.test.rows(&all);
-    assert_eq!(loaded.model.predict_proba(x.view()), r.model.predict_proba(x.view()));
+    assert_eq!(
+        loaded.model.predict_proba(x.view()),
+        r.model.predict_proba(x.view())
+    );
     let p = r.model.predict_proba(x.view());
     for row in p.rows() {
         assert!((row.sum() - 1.0).abs() < 1e-5);
     }
     // predict agrees with evaluate's accuracy.
     let pred = r.model.predict(x.view());
-    let acc = pred.iter().zip(data.test.labels()).filter(|(a, b)| a == b).count() as f64
+    let acc = pred
+        .iter()
+        .zip(data.test.labels())
+        .filter(|(a, b)| a == b)
+        .count() as f64
         / data.test.len() as f64;
     assert!((acc - r.test.accuracy).abs() < 1e-12);
 }
@@ -293,12 +395,20 @@ fn bad_model_files_are_rejected_with_reasons() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("text", b"hello, not a model".to_vec(), "not safetensors"),
         ("empty", Vec::new(), "not safetensors"),
-        ("truncated", good[..good.len() - 5].to_vec(), "not safetensors"),
-        ("huge-header", {
-            let mut b = good.clone();
-            b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
-            b
-        }, "not safetensors"),
+        (
+            "truncated",
+            good[..good.len() - 5].to_vec(),
+            "not safetensors",
+        ),
+        (
+            "huge-header",
+            {
+                let mut b = good.clone();
+                b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+                b
+            },
+            "not safetensors",
+        ),
     ];
     for (name, bytes, want) in cases {
         let path = tmp.path().join(name);
@@ -318,36 +428,157 @@ fn model_that_does_not_fit_the_data_is_rejected() {
     let data = Dataset::open(&dir).unwrap();
     let model = Mlp::new(&[784, 8, 10], Init::He, 0).unwrap();
     let err = relumax::check_fits(&model, &data).unwrap_err();
-    assert!(err.to_string().contains("model inputs vs dataset features"), "{err}");
+    assert!(
+        err.to_string().contains("model inputs vs dataset features"),
+        "{err}"
+    );
     let err = Trainer::new(TrainConfig::default())
         .unwrap()
         .fit_model(model, &data, |_| ControlFlow::Continue(()))
         .unwrap_err();
-    assert!(matches!(err, Error::Shape { expected: 64, found: 784, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                expected: 64,
+                found: 784,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_config_values_are_rejected() {
     let d = TrainConfig::default();
     let cases: Vec<(TrainConfig, &str)> = vec![
-        (TrainConfig { hidden: vec![0], ..d.clone() }, "hidden"),
-        (TrainConfig { hidden: vec![], ..d.clone() }, "hidden"),
-        (TrainConfig { hidden: vec![128, 0], ..d.clone() }, "hidden"),
-        (TrainConfig { dropout: 1.0, ..d.clone() }, "dropout"),
-        (TrainConfig { dropout: -0.1, ..d.clone() }, "dropout"),
-        (TrainConfig { dropout: f32::NAN, ..d.clone() }, "dropout"),
-        (TrainConfig { lr: 0.0, ..d.clone() }, "lr"),
-        (TrainConfig { lr: -1.0, ..d.clone() }, "lr"),
-        (TrainConfig { lr: f32::NAN, ..d.clone() }, "lr"),
-        (TrainConfig { lr: f32::INFINITY, ..d.clone() }, "lr"),
-        (TrainConfig { lr: 1e9, ..d.clone() }, "lr"),
-        (TrainConfig { batch_size: 0, ..d.clone() }, "batch-size"),
-        (TrainConfig { epochs: 0, ..d.clone() }, "epochs"),
-        (TrainConfig { val_fraction: 0.0, ..d.clone() }, "val-fraction"),
-        (TrainConfig { val_fraction: 1.0, ..d.clone() }, "val-fraction"),
-        (TrainConfig { val_fraction: f64::NAN, ..d.clone() }, "val-fraction"),
-        (TrainConfig { momentum: 1.0, ..d.clone() }, "momentum"),
-        (TrainConfig { threads: Some(0), ..d.clone() }, "threads"),
+        (
+            TrainConfig {
+                hidden: vec![0],
+                ..d.clone()
+            },
+            "hidden",
+        ),
+        (
+            TrainConfig {
+                hidden: vec![],
+                ..d.clone()
+            },
+            "hidden",
+        ),
+        (
+            TrainConfig {
+                hidden: vec![128, 0],
+                ..d.clone()
+            },
+            "hidden",
+        ),
+        (
+            TrainConfig {
+                dropout: 1.0,
+                ..d.clone()
+            },
+            "dropout",
+        ),
+        (
+            TrainConfig {
+                dropout: -0.1,
+                ..d.clone()
+            },
+            "dropout",
+        ),
+        (
+            TrainConfig {
+                dropout: f32::NAN,
+                ..d.clone()
+            },
+            "dropout",
+        ),
+        (
+            TrainConfig {
+                lr: 0.0,
+                ..d.clone()
+            },
+            "lr",
+        ),
+        (
+            TrainConfig {
+                lr: -1.0,
+                ..d.clone()
+            },
+            "lr",
+        ),
+        (
+            TrainConfig {
+                lr: f32::NAN,
+                ..d.clone()
+            },
+            "lr",
+        ),
+        (
+            TrainConfig {
+                lr: f32::INFINITY,
+                ..d.clone()
+            },
+            "lr",
+        ),
+        (
+            TrainConfig {
+                lr: 1e9,
+                ..d.clone()
+            },
+            "lr",
+        ),
+        (
+            TrainConfig {
+                batch_size: 0,
+                ..d.clone()
+            },
+            "batch-size",
+        ),
+        (
+            TrainConfig {
+                epochs: 0,
+                ..d.clone()
+            },
+            "epochs",
+        ),
+        (
+            TrainConfig {
+                val_fraction: 0.0,
+                ..d.clone()
+            },
+            "val-fraction",
+        ),
+        (
+            TrainConfig {
+                val_fraction: 1.0,
+                ..d.clone()
+            },
+            "val-fraction",
+        ),
+        (
+            TrainConfig {
+                val_fraction: f64::NAN,
+                ..d.clone()
+            },
+            "val-fraction",
+        ),
+        (
+            TrainConfig {
+                momentum: 1.0,
+                ..d.clone()
+            },
+            "momentum",
+        ),
+        (
+            TrainConfig {
+                threads: Some(0),
+                ..d.clone()
+            },
+            "threads",
+        ),
     ];
     for (config, field) in cases {
         let err = Trainer::new(config.clone()).unwrap_err();
@@ -364,10 +595,14 @@ fn divergence_stops_with_a_clear_error() {
     let x = Array2::from_elem((64, 4), 1e30f32);
     let y: Vec<u32> = (0..64).map(|i| i % 2).collect();
     let data = Dataset::from_arrays(x.clone(), y.clone(), x, y, 2).unwrap();
-    let err = Trainer::new(TrainConfig { lr: 10.0, epochs: 1, ..Default::default() })
-        .unwrap()
-        .fit(&data, |_| ControlFlow::Continue(()))
-        .unwrap_err();
+    let err = Trainer::new(TrainConfig {
+        lr: 10.0,
+        epochs: 1,
+        ..Default::default()
+    })
+    .unwrap()
+    .fit(&data, |_| ControlFlow::Continue(()))
+    .unwrap_err();
     assert!(matches!(err, Error::Diverged { epoch: 1, .. }), "{err}");
     assert!(err.to_string().contains("lower learning rate"), "{err}");
 }
@@ -376,8 +611,13 @@ fn divergence_stops_with_a_clear_error() {
 fn he_and_xavier_initialise_differently_and_biases_start_at_zero() {
     let he = Mlp::new(&[784, 256, 10], Init::He, 0).unwrap();
     let xa = Mlp::new(&[784, 256, 10], Init::Xavier, 0).unwrap();
-    let var = |w: &Array2<f32>| w.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / w.len() as f64;
+    let var =
+        |w: &Array2<f32>| w.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / w.len() as f64;
     let ratio = var(&he.layers()[0].weight) / var(&xa.layers()[0].weight);
     assert!((ratio - 2.0).abs() < 1e-6, "{ratio}");
-    assert!(he.layers().iter().all(|l| l.bias == Array1::<f32>::zeros(l.outputs())));
+    assert!(
+        he.layers()
+            .iter()
+            .all(|l| l.bias == Array1::<f32>::zeros(l.outputs()))
+    );
 }

@@ -15,9 +15,7 @@ pub fn run(opt: &DataOpt, as_json: bool) -> anyhow::Result<()> {
     let dir = data_dir(opt);
     let shape = data.image_shape();
     if as_json {
-        let split = |s: &Split| {
-            json!({"samples": s.len(), "class_histogram": histogram(s, &data)})
-        };
+        let split = |s: &Split| json!({"samples": s.len(), "class_histogram": histogram(s, &data)});
         let v = json!({
             "dir": dir,
             "image_shape": shape,
@@ -38,8 +36,16 @@ pub fn run(opt: &DataOpt, as_json: bool) -> anyhow::Result<()> {
     println!("classes   {}", data.classes());
     for (name, split) in [("train", &data.train), ("test", &data.test)] {
         let h = histogram(split, &data);
-        let cells: Vec<String> = h.iter().enumerate().map(|(c, n)| format!("{c}:{n}")).collect();
-        println!("{name:<9} {} samples; per class {}", split.len(), cells.join(" "));
+        let cells: Vec<String> = h
+            .iter()
+            .enumerate()
+            .map(|(c, n)| format!("{c}:{n}"))
+            .collect();
+        println!(
+            "{name:<9} {} samples; per class {}",
+            split.len(),
+            cells.join(" ")
+        );
     }
     for f in data.files() {
         let word = |v: serde_json::Value| v.as_str().unwrap_or("?").replace('_', " ");

@@ -24,7 +24,11 @@ pub struct EvalArgs {
 
 /// Resolves a run folder to its model file.
 pub fn model_path(path: &std::path::Path) -> PathBuf {
-    if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() }
+    if path.is_dir() {
+        path.join("model.safetensors")
+    } else {
+        path.to_path_buf()
+    }
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {

@@ -18,7 +18,14 @@ pub const EXIT_DIVERGED: u8 = 3;
 
 /// Train and study the ReLU + softmax MLPs of the MNIST paper, fast and reproducibly.
 #[derive(Debug, Parser)]
-#[command(name = "relumax", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "relumax",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

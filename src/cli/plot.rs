@@ -67,7 +67,10 @@ pub fn learning_curves(
     }
     let mut acc = vec![Series {
         label: "training accuracy".into(),
-        points: epochs.iter().map(|e| (e.epoch as f64, e.train_accuracy)).collect(),
+        points: epochs
+            .iter()
+            .map(|e| (e.epoch as f64, e.train_accuracy))
+            .collect(),
         color: BLUE,
         markers: true,
     }];
@@ -124,13 +127,14 @@ fn draw_panel<DB: DrawingBackend>(
     for s in series {
         let color = s.color;
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))?
             .label(s.label.clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
         if s.markers {
-            chart.draw_series(
-                s.points.iter().map(|&p| Circle::new(p, 4, color.filled())),
-            )?;
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         }
     }
     chart
@@ -167,9 +171,13 @@ pub fn write_panels(
     let size = (CURVES_SIZE.0 * panels.len() as u32 / 2, CURVES_SIZE.1);
     if let Some(svg) = svg {
         let mut text = String::new();
-        draw_all(SVGBackend::with_string(&mut text, size).into_drawing_area(), panels, x_labels)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("cannot draw {}", svg.display()))?;
+        draw_all(
+            SVGBackend::with_string(&mut text, size).into_drawing_area(),
+            panels,
+            x_labels,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot draw {}", svg.display()))?;
         relumax::write_atomic(svg, text.as_bytes())?;
     }
     if let Some(png) = png {

@@ -35,7 +35,14 @@ impl Progress {
     /// Updates the bar for a training event.
     pub fn update(&self, event: &Event<'_>) {
         let Some(bar) = &self.bar else { return };
-        if let Event::Step { epoch, step, steps, running_loss, .. } = event {
+        if let Event::Step {
+            epoch,
+            step,
+            steps,
+            running_loss,
+            ..
+        } = event
+        {
             if *step == 1 {
                 bar.reset();
                 bar.set_length(*steps as u64);

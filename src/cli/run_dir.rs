@@ -20,19 +20,31 @@ impl RunDir {
             _ => PathBuf::from("."),
         };
         if parent.exists() && !parent.is_dir() {
-            anyhow::bail!("cannot write {}: {} is not a folder", target.display(), parent.display());
+            anyhow::bail!(
+                "cannot write {}: {} is not a folder",
+                target.display(),
+                parent.display()
+            );
         }
         if target.exists() && !target.is_dir() {
-            anyhow::bail!("cannot write {}: it exists and is not a folder", target.display());
+            anyhow::bail!(
+                "cannot write {}: it exists and is not a folder",
+                target.display()
+            );
         }
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
-        let name = target.file_name().map_or("run".into(), |n| n.to_string_lossy().into_owned());
+        let name = target
+            .file_name()
+            .map_or("run".into(), |n| n.to_string_lossy().into_owned());
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}.partial-"))
             .tempdir_in(&parent)
             .with_context(|| format!("cannot write in {}", parent.display()))?;
-        Ok(RunDir { tmp, target: target.to_path_buf() })
+        Ok(RunDir {
+            tmp,
+            target: target.to_path_buf(),
+        })
     }
 
     /// The path a file named `name` gets while the folder is being written.

@@ -20,7 +20,7 @@ use super::run_dir::RunDir;
 pub struct HyperArgs {
     /// Hidden layer widths: one width (repeated --layers times) or a comma-separated list
     /// such as 512,256 [default: 128]
-    #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
+    #[arg(long, value_delimiter = ',', value_name = "WIDTHS", action = clap::ArgAction::Set)]
     pub hidden: Vec<usize>,
     /// Number of hidden layers when --hidden gives one width [default: 1]
     #[arg(long, value_name = "N")]

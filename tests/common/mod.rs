@@ -19,7 +19,13 @@ pub struct Synthetic {
     pub cols: usize,
 }
 
-pub fn synthetic(n_train: usize, n_test: usize, rows: usize, cols: usize, classes: u8) -> Synthetic {
+pub fn synthetic(
+    n_train: usize,
+    n_test: usize,
+    rows: usize,
+    cols: usize,
+    classes: u8,
+) -> Synthetic {
     let f = rows * cols;
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
@@ -45,7 +51,14 @@ pub fn synthetic(n_train: usize, n_test: usize, rows: usize, cols: usize, classe
     };
     let (train_images, train_labels) = make(n_train);
     let (test_images, test_labels) = make(n_test);
-    Synthetic { train_images, train_labels, test_images, test_labels, rows, cols }
+    Synthetic {
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        rows,
+        cols,
+    }
 }
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -55,7 +68,10 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The four IDX files of `s`, by standard name.
@@ -63,9 +79,15 @@ pub fn files(s: &Synthetic) -> [(&'static str, Vec<u8>); 4] {
     let n_train = s.train_labels.len();
     let n_test = s.test_labels.len();
     [
-        ("train-images-idx3-ubyte", encode_images(&s.train_images, n_train, s.rows, s.cols)),
+        (
+            "train-images-idx3-ubyte",
+            encode_images(&s.train_images, n_train, s.rows, s.cols),
+        ),
         ("train-labels-idx1-ubyte", encode_labels(&s.train_labels)),
-        ("t10k-images-idx3-ubyte", encode_images(&s.test_images, n_test, s.rows, s.cols)),
+        (
+            "t10k-images-idx3-ubyte",
+            encode_images(&s.test_images, n_test, s.rows, s.cols),
+        ),
         ("t10k-labels-idx1-ubyte", encode_labels(&s.test_labels)),
     ]
 }

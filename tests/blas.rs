@@ -1,0 +1,160 @@
+//! Proof that the hot path reaches OpenBLAS, and that its results do not depend on the thread
+//! count.
+//!
+//! This test binary defines its own `cblas_sgemm`, which the linker prefers over OpenBLAS's
+//! for every call made from the binary (ndarray's included). It counts the call and forwards
+//! it to the real function found with `dlsym(RTLD_NEXT)`. If ndarray fell back to its
+//! pure-Rust multiplier, the count would stay at zero. (The same idea as ndarray's
+//! `blas-mock-tests`, without replacing the arithmetic.)
+
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ndarray::{Array2, s};
+use relumax::{Init, Mlp, Sgd, StepDropout, Workspace, kernels, set_blas_threads};
+
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+type Sgemm = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    f32,
+    *const f32,
+    c_int,
+    *const f32,
+    c_int,
+    f32,
+    *mut f32,
+    c_int,
+);
+
+unsafe extern "C" {
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+}
+
+/// glibc's `RTLD_NEXT`.
+const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
+
+/// Counts the call, then runs OpenBLAS's `cblas_sgemm`.
+///
+/// # Safety
+/// Called only by CBLAS users with valid arguments, which are passed through unchanged.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cblas_sgemm(
+    layout: c_int,
+    trans_a: c_int,
+    trans_b: c_int,
+    m: c_int,
+    n: c_int,
+    k: c_int,
+    alpha: f32,
+    a: *const f32,
+    lda: c_int,
+    b: *const f32,
+    ldb: c_int,
+    beta: f32,
+    c: *mut f32,
+    ldc: c_int,
+) {
+    CALLS.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: RTLD_NEXT finds the next definition after this binary: OpenBLAS's, which has
+    // exactly this signature.
+    unsafe {
+        let real = dlsym(RTLD_NEXT, c"cblas_sgemm".as_ptr());
+        assert!(!real.is_null(), "OpenBLAS's cblas_sgemm not found");
+        let real: Sgemm = std::mem::transmute(real);
+        real(
+            layout, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+        );
+    }
+}
+
+fn calls_during(f: impl FnOnce()) -> usize {
+    let before = CALLS.load(Ordering::SeqCst);
+    f();
+    CALLS.load(Ordering::SeqCst) - before
+}
+
+fn counting_step(sizes: &[usize]) -> usize {
+    let mut model = Mlp::new(sizes, Init::He, 0).unwrap();
+    let mut ws = Workspace::new(&model, 32);
+    let x = Array2::from_elem((32, sizes[0]), 0.5f32);
+    let y: Vec<u32> = (0..32).map(|i| i % 10).collect();
+    let mut sgd = Sgd::new(&model, 0.01, 0.0);
+    let dropout = StepDropout {
+        p: 0.5,
+        seed: 0,
+        epoch: 0,
+        step: 0,
+    };
+    calls_during(|| {
+        sgd.step(&mut model, &mut ws, x.view(), &y, dropout);
+    })
+}
+
+fn pseudo_random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    Array2::from_shape_fn((rows, cols), |_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    })
+}
+
+// One test function: the call counter is global to this binary, so nothing may run beside it.
+#[test]
+fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
+    // The counter really sees a fallback: a strided operand keeps ndarray off BLAS.
+    let a = pseudo_random(64, 128, 1);
+    let b = pseudo_random(128, 64, 2);
+    let mut c = Array2::<f32>::zeros((64, 32));
+    let strided = calls_during(|| {
+        kernels::gemm(
+            &mut c.view_mut(),
+            0.0,
+            &a.view(),
+            &b.slice(s![.., ..;2]),
+            1.0,
+        )
+    });
+    assert_eq!(strided, 0, "a strided operand must not reach BLAS");
+    let mut c = Array2::<f32>::zeros((64, 64));
+    assert_eq!(
+        calls_during(|| kernels::gemm(&mut c.view_mut(), 0.0, &a.view(), &b.view(), 1.0)),
+        1
+    );
+
+    // 784 -> 128 -> 10: forward x W0 (k = 784 is issued as 768 + 16) and h W1; backward
+    // dz W1^T, the fused updates of W1 and W0 (the first layer's input gradient is skipped).
+    assert_eq!(counting_step(&[784, 128, 10]), 3 + 3);
+    // 784 -> 256 -> 256 -> 10: forward 2 + 1 + 1; backward (dh, W) for two layers and W0.
+    assert_eq!(counting_step(&[784, 256, 256, 10]), 4 + 2 + 2 + 1);
+
+    // Every inner dimension, with 1 and 2 OpenBLAS threads: identical bits.
+    for (m, n) in [(32, 520), (200, 64)] {
+        for k in (8..1200).step_by(8) {
+            let a = pseudo_random(m, k, 3);
+            let b = pseudo_random(k, n, 4);
+            let run = |threads| {
+                set_blas_threads(threads);
+                let mut c = pseudo_random(m, n, 5);
+                kernels::gemm(&mut c.view_mut(), 1.0, &a.view(), &b.view(), -0.5);
+                c
+            };
+            let (one, two) = (run(1), run(2));
+            let differ = one
+                .iter()
+                .zip(&two)
+                .filter(|(p, q)| p.to_bits() != q.to_bits())
+                .count();
+            assert_eq!(differ, 0, "m {m} n {n} k {k}: {differ} elements differ");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The real `relumax` binary: happy paths and bad input, exit codes and messages, and that
+//! failures leave no output behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{listing, small_dataset};
+
+fn relumax(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relumax"))
+        .args(args)
+        .output()
+        .expect("the relumax binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean failure: the exit code, one line on stderr containing `needle`, no panic.
+fn assert_fails(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = relumax(&["--help"]);
+    assert!(o.status.success());
+    for cmd in ["data", "train", "eval"] {
+        assert!(stdout(&o).contains(cmd), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn data_describes_the_bundled_mnist() {
+    let o = relumax(&["data"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("60000 samples"), "{out}");
+    assert!(out.contains("10000 samples"), "{out}");
+    assert!(out.contains("28 x 28"), "{out}");
+    assert!(out.contains("1:6742"), "{out}");
+    assert_eq!(out.matches("checksum verified").count(), 4, "{out}");
+    let o = relumax(&["data", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["train"]["samples"], 60000);
+    assert_eq!(v["test"]["class_histogram"][1], 1135);
+}
+
+#[test]
+fn data_fails_cleanly_on_a_corrupted_copy() {
+    let (_tmp, dir) = small_dataset(true);
+    let gz = dir.join("t10k-images-idx3-ubyte.gz");
+    let bytes = std::fs::read(&gz).unwrap();
+    std::fs::write(&gz, &bytes[..bytes.len() / 3]).unwrap();
+    let o = relumax(&["data", "--data", dir.to_str().unwrap()]);
+    assert_fails(&o, 1, "t10k-images-idx3-ubyte.gz: corrupt gzip data");
+    assert!(!dir.join("t10k-images-idx3-ubyte").exists());
+    let o = relumax(&["data", "--data", "/nonexistent/folder"]);
+    assert_fails(&o, 1, "/nonexistent/folder");
+}
+
+fn train_small(dir: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--hidden",
+        "32",
+        "--epochs",
+        "2",
+        "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    relumax(&args)
+}
+
+#[test]
+fn train_writes_a_complete_run_folder_and_eval_agrees() {
+    let (tmp, dir) = small_dataset(false);
+    let out = tmp.path().join("runs").join("small");
+    let o = train_small(&dir, &out, &["--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["type"], "epoch");
+    assert_eq!(lines[1]["epoch"], 2);
+    let fin = &lines[2];
+    assert_eq!(fin["type"], "final");
+    for key in [
+        "test_loss",
+        "test_accuracy",
+        "train_seconds",
+        "samples_per_second",
+    ] {
+        assert!(fin[key].as_f64().is_some(), "{key} in {fin}");
+    }
+    let acc = fin["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "{acc}");
+    assert_eq!(
+        listing(&out),
+        [
+            "config.json",
+            "curves.png",
+            "curves.svg",
+            "metrics.jsonl",
+            "model.safetensors"
+        ]
+    );
+    assert_eq!(
+        listing(&tmp.path().join("runs")),
+        ["small"],
+        "no temporary folders left"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["config"]["hidden"][0], 32);
+    assert_eq!(config["config"]["lr"].as_f64().unwrap() as f32, 0.0085);
+    let png = std::fs::read(out.join("curves.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let svg = std::fs::read_to_string(out.join("curves.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("validation loss"));
+
+    let model = out.join("model.safetensors");
+    let o = relumax(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ev: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(ev["test_accuracy"].as_f64().unwrap(), acc);
+    // Text output, given the run folder instead of the file.
+    let o = relumax(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("confusion matrix"));
+
+    // Same seed, same bytes.
+    let again = tmp.path().join("again");
+    assert!(train_small(&dir, &again, &[]).status.success());
+    let bytes = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert!(bytes(&out) == bytes(&again), "model files differ");
+}
+
+#[test]
+fn bad_flags_are_rejected_before_anything_is_written() {
+    let (tmp, dir) = small_dataset(false);
+    let out = tmp.path().join("out");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--lr", "1e9"], "invalid lr"),
+        (&["--lr", "0"], "invalid lr"),
+        (&["--lr", "-0.1"], "invalid lr"),
+        (&["--lr", "nan"], "invalid lr"),
+        (&["--lr", "inf"], "invalid lr"),
+        (&["--hidden", "0"], "invalid hidden"),
+        (&["--hidden", "64,0"], "invalid hidden"),
+        (&["--layers", "0"], "invalid --layers"),
+        (&["--hidden", "64,32", "--layers", "3"], "invalid --layers"),
+        (&["--dropout", "1"], "invalid dropout"),
+        (&["--dropout", "-0.5"], "invalid dropout"),
+        (&["--batch-size", "0"], "invalid batch-size"),
+        (
+            &["--batch-size", "5000"],
+            "exceeds the 800 training samples",
+        ),
+        (&["--val-fraction", "1"], "invalid val-fraction"),
+        (&["--val-fraction", "0"], "invalid val-fraction"),
+        (&["--epochs", "0"], "invalid epochs"),
+        (&["--momentum", "1.5"], "invalid momentum"),
+        (&["--threads", "0"], "invalid threads"),
+    ];
+    for (flags, needle) in cases {
+        let o = train_small(&dir, &out, flags);
+        assert_eq!(o.status.code(), Some(1), "{flags:?}: {}", stderr(&o));
+        assert_fails(&o, 1, needle);
+        assert!(!out.exists(), "{flags:?} left {out:?}");
+        assert!(
+            listing(tmp.path()).iter().all(|n| !n.starts_with('.')),
+            "{flags:?}"
+        );
+    }
+    // Values clap cannot parse are usage errors (exit 2).
+    let o = train_small(&dir, &out, &["--hidden", "abc"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = train_small(&dir, &out, &["--init", "zeros"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown init"));
+}
+
+#[test]
+fn unwritable_output_is_a_clean_error() {
+    let (tmp, dir) = small_dataset(false);
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let o = train_small(&dir, &file.join("run"), &[]);
+    assert_fails(&o, 1, "not a folder");
+    let o = train_small(&dir, &file, &[]);
+    assert_fails(&o, 1, "not a folder");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn eval_rejects_bad_and_misfitting_models() {
+    let (tmp, dir) = small_dataset(false);
+    let junk = tmp.path().join("junk.safetensors");
+    std::fs::write(&junk, b"PK\x03\x04 not a model").unwrap();
+    let o = relumax(&[
+        "eval",
+        "--model",
+        junk.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+    ]);
+    assert_fails(&o, 1, "junk.safetensors: not a valid relumax model");
+    // A model for MNIST's 784 inputs on a dataset of 64 features.
+    let mnist_model = tmp.path().join("mnist.safetensors");
+    let model = relumax::Mlp::new(&[784, 16, 10], relumax::Init::He, 0).unwrap();
+    relumax::save_model(&model, &mnist_model, &[]).unwrap();
+    let o = relumax(&[
+        "eval",
+        "--model",
+        mnist_model.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+    ]);
+    assert_fails(
+        &o,
+        1,
+        "model inputs vs dataset features: expected 64, found 784",
+    );
+    let o = relumax(&["eval", "--model", "/nonexistent.safetensors"]);
+    assert_fails(&o, 1, "cannot read /nonexistent.safetensors");
+}
+
+#[test]
+fn divergence_has_its_own_exit_code_and_saves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // The largest accepted learning rate blows up a wide network within a few steps.
+    let o = relumax(&[
+        "train",
+        "--out",
+        out.to_str().unwrap(),
+        "--hidden",
+        "2048",
+        "--layers",
+        "2",
+        "--lr",
+        "10",
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]);
+    assert_fails(&o, 3, "training diverged: loss is NaN at epoch 1, step");
+    assert!(stderr(&o).contains("--lr"));
+    assert!(!out.exists());
+    assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
+}
