@@ -87,7 +87,10 @@ mod tests {
             let want = gain / 400.0;
             // Five standard errors: sqrt(var / n) for the mean, sqrt(2 / n) for var / want.
             assert!(mean.abs() < 5.0 * (want / n).sqrt(), "mean {mean}");
-            assert!((var / want - 1.0).abs() < 5.0 * (2.0 / n).sqrt(), "var {var} want {want}");
+            assert!(
+                (var / want - 1.0).abs() < 5.0 * (2.0 / n).sqrt(),
+                "var {var} want {want}"
+            );
         }
     }
 }

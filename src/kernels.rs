@@ -271,7 +271,11 @@ pub fn softmax_cross_entropy(
     stats
 }
 
-/// Index of the first largest value.
+/// Index of the first largest value of `values` (0 for an empty slice).
+pub fn argmax(values: &[f32]) -> usize {
+    first_argmax(values)
+}
+
 #[inline]
 fn first_argmax(row: &[f32]) -> usize {
     let mut best = 0;

@@ -32,12 +32,14 @@ mod error;
 mod ffi;
 mod idx;
 mod init;
+mod inspect;
 pub mod kernels;
 mod layer;
 mod mmap;
 mod model;
 mod model_file;
 mod optim;
+mod preprocess;
 mod rng;
 mod train;
 
@@ -52,12 +54,14 @@ pub use idx::{
     parse_images, parse_labels,
 };
 pub use init::Init;
+pub use inspect::{Preimage, class_images};
 pub use layer::Dense;
 pub use model::{MAX_WIDTH, Mlp, StepDropout, Workspace, validate_sizes};
 pub use model_file::{
     LoadedModel, load as load_model, save as save_model, to_bytes as model_to_bytes, write_atomic,
 };
 pub use optim::Sgd;
+pub use preprocess::{BOX, FRAME, mnist_digit};
 pub use rng::{Rng, Stream, derive as derive_seed, stream as rng_stream};
 pub use train::{
     CURVE_EVERY, CurvePoint, EVAL_ROWS, EpochMetrics, Evaluation, Event, MAX_LR, TrainConfig,

@@ -3,7 +3,10 @@
 mod common;
 mod data_cmd;
 mod eval_cmd;
+mod feed_backward_cmd;
+mod images;
 mod plot;
+mod predict_cmd;
 mod progress;
 mod run_dir;
 mod train_cmd;
@@ -39,6 +42,10 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Evaluate a saved model on a dataset's test split.
     Eval(eval_cmd::EvalArgs),
+    /// Classify your own digit images (PNG or JPEG) with MNIST's preprocessing.
+    Predict(predict_cmd::PredictArgs),
+    /// Draw what each class looks like to a model, pushed back to the input space.
+    FeedBackward(feed_backward_cmd::FeedBackwardArgs),
 }
 
 /// Where the data comes from.
@@ -65,6 +72,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Data(a) => data_cmd::run(&a.data, a.json),
         Command::Train(a) => train_cmd::run(&a),
         Command::Eval(a) => eval_cmd::run(&a),
+        Command::FeedBackward(a) => feed_backward_cmd::run(&a),
+        Command::Predict(a) => {
+            // Every image is tried; a failed one makes the exit status non-zero at the end.
+            return Ok(if predict_cmd::run(&a)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use relumax::{CurvePoint, EpochMetrics};
 
 /// Registers the embedded DejaVu Sans as plotters' "sans-serif" (once per process).
-fn register_font() {
+pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = plotters::style::register_font(

@@ -1,0 +1,113 @@
+//! Reading a person's digit images (PNG or JPEG, any size, with decoding limits) and drawing
+//! class images as a panel grid.
+
+use std::path::Path;
+
+use anyhow::Context;
+use ndarray::{Array2, ArrayView1};
+
+/// Largest accepted image side, in pixels.
+pub const MAX_SIDE: u32 = 8192;
+/// Largest allocation the decoder may make (a decompression bomb is refused, not decoded).
+pub const MAX_ALLOC: u64 = 256 << 20;
+
+/// Decodes `path` and returns its luminance in `[0, 1]`, `(rows, cols)`, with transparent
+/// pixels composited onto white.
+pub fn read_gray(path: &Path) -> anyhow::Result<Array2<f32>> {
+    let mut reader = image::ImageReader::open(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if reader.format().is_none() {
+        anyhow::bail!("{}: not a PNG or JPEG image", path.display());
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| anyhow::anyhow!("{}: cannot decode image: {e}", path.display()))?
+        .into_rgba32f();
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        anyhow::bail!("{}: the image has no pixels", path.display());
+    }
+    Ok(Array2::from_shape_fn((h as usize, w as usize), |(r, c)| {
+        let [red, green, blue, alpha] = img.get_pixel(c as u32, r as u32).0;
+        let lum = 0.299 * red + 0.587 * green + 0.114 * blue;
+        lum * alpha + (1.0 - alpha)
+    }))
+}
+
+/// A diverging colour: blue for negative, white for zero, red for positive (`v` in `[-1, 1]`).
+fn diverging(v: f32) -> [u8; 3] {
+    let v = v.clamp(-1.0, 1.0);
+    let (lo, hi) = ([33.0, 102.0, 172.0], [178.0, 24.0, 43.0]);
+    let end = if v < 0.0 { lo } else { hi };
+    let t = v.abs();
+    let mix = |e: f32| (255.0 * (1.0 - t) + e * t).round() as u8;
+    [mix(end[0]), mix(end[1]), mix(end[2])]
+}
+
+/// Draws one square panel per row of `images` (each `side * side` values) in a grid of
+/// `cols` columns, each scaled to its own largest magnitude, labelled by index; writes a PNG.
+pub fn write_panel_grid(
+    images: &Array2<f32>,
+    side: usize,
+    cols: usize,
+    path: &Path,
+) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    super::plot::register_font();
+    let zoom = 8usize;
+    let (label_h, pad) = (28usize, 10usize);
+    let cell_w = side * zoom + pad;
+    let cell_h = side * zoom + pad + label_h;
+    let rows = images.nrows().div_ceil(cols);
+    let size = ((cols * cell_w + pad) as u32, (rows * cell_h + pad) as u32);
+    let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        let fail =
+            |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("cannot draw {}: {e}", path.display());
+        root.fill(&WHITE).map_err(fail)?;
+        for (k, img) in images.rows().into_iter().enumerate() {
+            let (x0, y0) = (pad + (k % cols) * cell_w, pad + (k / cols) * cell_h);
+            draw_panel(&root, img, side, zoom, (x0, y0 + label_h)).map_err(fail)?;
+            root.draw(&Text::new(
+                k.to_string(),
+                ((x0 + side * zoom / 2 - 5) as i32, (y0 + 4) as i32),
+                ("sans-serif", 20).into_font().color(&BLACK),
+            ))
+            .map_err(fail)?;
+        }
+        root.present().map_err(fail)?;
+    }
+    super::plot::write_png(path, size, &rgb)
+}
+
+fn draw_panel<DB: plotters::prelude::DrawingBackend>(
+    root: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    img: ArrayView1<'_, f32>,
+    side: usize,
+    zoom: usize,
+    (x0, y0): (usize, usize),
+) -> Result<(), plotters::prelude::DrawingAreaErrorKind<DB::ErrorType>> {
+    use plotters::prelude::*;
+    let scale = img
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
+    for (i, &v) in img.iter().enumerate() {
+        let (r, c) = (i / side, i % side);
+        let [red, green, blue] = diverging(v / scale);
+        let (x, y) = ((x0 + c * zoom) as i32, (y0 + r * zoom) as i32);
+        root.draw(&Rectangle::new(
+            [(x, y), (x + zoom as i32, y + zoom as i32)],
+            RGBColor(red, green, blue).filled(),
+        ))?;
+    }
+    Ok(())
+}
