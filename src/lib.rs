@@ -56,7 +56,7 @@ pub use idx::{
 pub use init::Init;
 pub use inspect::{Preimage, class_images};
 pub use layer::Dense;
-pub use model::{MAX_WIDTH, Mlp, StepDropout, Workspace, validate_sizes};
+pub use model::{MAX_WIDTH, Mlp, StepDropout, Workspace, train_flops_per_sample, validate_sizes};
 pub use model_file::{
     LoadedModel, load as load_model, save as save_model, to_bytes as model_to_bytes, write_atomic,
 };

@@ -316,6 +316,17 @@ impl Mlp {
     }
 }
 
+/// Matrix-product FLOPs of one training sample through a network of `sizes`: forward
+/// `2 * in * out` per layer, the weight-gradient update as much again, and the input gradient
+/// as much again for every layer but the first (whose input gradient is never computed).
+pub fn train_flops_per_sample(sizes: &[usize]) -> f64 {
+    sizes
+        .windows(2)
+        .enumerate()
+        .map(|(l, w)| 2.0 * w[0] as f64 * w[1] as f64 * if l == 0 { 2.0 } else { 3.0 })
+        .sum()
+}
+
 /// Checks layer sizes `[inputs, hidden..., classes]`.
 ///
 /// # Errors

@@ -5,9 +5,11 @@ mod data_cmd;
 mod eval_cmd;
 mod feed_backward_cmd;
 mod images;
+mod paper_cmd;
 mod plot;
 mod predict_cmd;
 mod progress;
+mod report;
 mod run_dir;
 mod train_cmd;
 
@@ -36,6 +38,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Reproduce the paper: train all ten configurations, write tables, figures and a report.
+    Paper(paper_cmd::PaperArgs),
     /// Describe a dataset: counts, image shape, class histogram, checksum status.
     Data(DataArgs),
     /// Train one network and save its model, metrics and learning curves.
@@ -72,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Data(a) => data_cmd::run(&a.data, a.json),
         Command::Train(a) => train_cmd::run(&a),
         Command::Eval(a) => eval_cmd::run(&a),
+        Command::Paper(a) => paper_cmd::run(&a),
         Command::FeedBackward(a) => feed_backward_cmd::run(&a),
         Command::Predict(a) => {
             // Every image is tried; a failed one makes the exit status non-zero at the end.

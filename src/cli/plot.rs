@@ -24,6 +24,15 @@ pub fn register_font() {
 /// Size of the learning-curve figure in pixels.
 const CURVES_SIZE: (u32, u32) = (1200, 460);
 
+/// One chart: a title, an x-axis label, its series, and where the legend goes.
+pub struct Panel {
+    pub title: String,
+    pub x_label: &'static str,
+    pub series: Vec<Series>,
+    /// Legend in the lower right (for rising curves) instead of the upper right.
+    pub legend_low: bool,
+}
+
 /// One series of points with a label.
 pub struct Series {
     pub label: String,
@@ -39,7 +48,7 @@ pub fn learning_curves(
     epochs: &[EpochMetrics],
     curve: &[CurvePoint],
     steps_per_epoch: usize,
-) -> [(String, Vec<Series>); 2] {
+) -> [Panel; 2] {
     let at_epoch = |e: &EpochMetrics| (e.epoch * steps_per_epoch) as f64;
     let mut loss = vec![Series {
         label: "training loss (running)".into(),
@@ -87,8 +96,18 @@ pub fn learning_curves(
         });
     }
     [
-        (format!("{title}: loss by iteration"), loss),
-        (format!("{title}: accuracy by epoch"), acc),
+        Panel {
+            title: format!("{title}: loss by iteration"),
+            x_label: "iteration",
+            series: loss,
+            legend_low: false,
+        },
+        Panel {
+            title: format!("{title}: accuracy by epoch"),
+            x_label: "epoch",
+            series: acc,
+            legend_low: true,
+        },
     ]
 }
 
@@ -106,21 +125,23 @@ fn range(series: &[Series], axis: impl Fn(&(f64, f64)) -> f64, pad: f64) -> (f64
 
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    title: &str,
-    x_label: &str,
-    series: &[Series],
+    panel: &Panel,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let series = &panel.series;
     let (x0, x1) = range(series, |p| p.0, 0.02);
     let (y0, y1) = range(series, |p| p.1, 0.08);
     let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 20))
+        .caption(&panel.title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, y0..y1)?;
     chart
         .configure_mesh()
-        .x_desc(x_label)
+        .x_desc(panel.x_label)
+        // x is an iteration or an epoch: whole numbers, as few labels as there are epochs.
+        .x_labels(((x1 - x0).round() as usize + 1).clamp(2, 10))
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .label_style(("sans-serif", 13))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
@@ -142,28 +163,30 @@ fn draw_panel<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(200, 200, 200))
         .label_font(("sans-serif", 13))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(if panel.legend_low {
+            SeriesLabelPosition::LowerRight
+        } else {
+            SeriesLabelPosition::UpperRight
+        })
         .draw()?;
     Ok(())
 }
 
 fn draw_all<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
-    panels: &[(String, Vec<Series>)],
-    x_labels: &[&str],
+    panels: &[Panel],
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let areas = root.split_evenly((1, panels.len()));
-    for ((area, (title, series)), x_label) in areas.iter().zip(panels).zip(x_labels) {
-        draw_panel(area, title, x_label, series)?;
+    for (area, panel) in areas.iter().zip(panels) {
+        draw_panel(area, panel)?;
     }
     root.present()
 }
 
 /// Draws `panels` side by side into `png` and `svg` (either may be skipped with `None`).
 pub fn write_panels(
-    panels: &[(String, Vec<Series>)],
-    x_labels: &[&str],
+    panels: &[Panel],
     png: Option<&Path>,
     svg: Option<&Path>,
 ) -> anyhow::Result<()> {
@@ -185,7 +208,6 @@ pub fn write_panels(
         draw_all(
             BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area(),
             panels,
-            x_labels,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot draw {}", png.display()))?;

@@ -248,7 +248,6 @@ pub fn train_to_dir(
     let panels = plot::learning_curves(&config.arch_name(), &result.epochs, &result.curve, steps);
     plot::write_panels(
         &panels,
-        &["iteration", "epoch"],
         Some(&run.file("curves.png")),
         Some(&run.file("curves.svg")),
     )

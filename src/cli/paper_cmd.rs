@@ -1,0 +1,298 @@
+//! `relumax paper`: the paper's experiments, resumable and shardable.
+//!
+//! Every (configuration, seed) is one run folder under `--out`, written whole or not at all by
+//! `train`'s machinery. A folder whose config matches is reused, so an interrupted reproduction
+//! resumes, and `--shard I/N` plus `--aggregate` spread the work over machines.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use relumax::{Event, TrainConfig, train_flops_per_sample};
+
+use super::DataOpt;
+use super::common::{data_dir, open_data};
+use super::report::{self, RunRecord};
+use super::train_cmd::{default_run_dir, train_to_dir};
+
+/// The paper's ten configurations: hidden layers and width.
+pub const CONFIGS: [(usize, usize); 10] = [
+    (1, 128),
+    (1, 256),
+    (1, 512),
+    (1, 1024),
+    (1, 2048),
+    (2, 128),
+    (2, 256),
+    (2, 512),
+    (2, 1024),
+    (2, 2048),
+];
+
+/// A slice of the work: jobs `i, i + n, i + 2n, ...` (0-based `i`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    index: usize,
+    count: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected I/N with 0 <= I < N (e.g. 0/4), got {s:?}");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PaperArgs {
+    /// Epochs per configuration [default: 4, the paper's]
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// First seed.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    seed: u64,
+    /// Seeds per configuration (seed, seed + 1, ...), reported as mean +- standard deviation.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seeds: usize,
+    /// Only these configurations, e.g. 1x128,2x2048 [default: all ten]
+    #[arg(long, value_delimiter = ',', value_name = "LIST", action = clap::ArgAction::Set)]
+    only: Vec<String>,
+    /// Threads for OpenBLAS and the kernels [default: all cores]
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Output folder.
+    #[arg(long, default_value = "runs/paper", value_name = "DIR")]
+    out: PathBuf,
+    /// Retrain configurations whose results already exist.
+    #[arg(long)]
+    force: bool,
+    /// Run only every N-th job, starting at job I (0-based), for job arrays; then build the
+    /// report with --aggregate once all shards are done.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
+    /// Build the report from the run folders that exist, without training.
+    #[arg(long)]
+    aggregate: bool,
+    /// Train on all training images with no validation split (the paper's "1875 iterations").
+    #[arg(long)]
+    full_train: bool,
+    #[command(flatten)]
+    data: DataOpt,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn parse_only(only: &[String]) -> anyhow::Result<Vec<(usize, usize)>> {
+    if only.is_empty() {
+        return Ok(CONFIGS.to_vec());
+    }
+    only.iter()
+        .map(|s| {
+            let parsed = s
+                .split_once('x')
+                .and_then(|(l, w)| Some((l.trim().parse().ok()?, w.trim().parse().ok()?)));
+            match parsed {
+                Some((l, w)) if l > 0 && w > 0 => Ok((l, w)),
+                _ => anyhow::bail!("invalid --only: {s:?} is not LAYERSxWIDTH (e.g. 2x2048)"),
+            }
+        })
+        .collect()
+}
+
+impl PaperArgs {
+    /// Every (config, seed) this invocation covers, before sharding.
+    fn jobs(&self) -> anyhow::Result<Vec<TrainConfig>> {
+        if self.seeds == 0 {
+            anyhow::bail!("invalid --seeds: must be at least 1, got 0");
+        }
+        let mut jobs = Vec::new();
+        for (layers, width) in parse_only(&self.only)? {
+            for k in 0..self.seeds as u64 {
+                let config = TrainConfig {
+                    hidden: vec![width; layers],
+                    epochs: self.epochs.unwrap_or(TrainConfig::default().epochs),
+                    seed: self
+                        .seed
+                        .checked_add(k)
+                        .context("invalid --seed: too large")?,
+                    threads: self.threads,
+                    full_train: self.full_train,
+                    ..Default::default()
+                };
+                config.validate()?;
+                jobs.push(config);
+            }
+        }
+        Ok(jobs)
+    }
+}
+
+/// The run folder of a job.
+pub fn run_dir(root: &Path, config: &TrainConfig) -> PathBuf {
+    let dir = default_run_dir(root, config);
+    if config.full_train {
+        let mut name = dir.file_name().unwrap_or_default().to_os_string();
+        name.push("-full");
+        dir.with_file_name(name)
+    } else {
+        dir
+    }
+}
+
+pub fn run(args: &PaperArgs) -> anyhow::Result<()> {
+    let jobs = args.jobs()?;
+    if !args.aggregate {
+        let mine: Vec<TrainConfig> = match args.shard {
+            Some(s) => jobs
+                .iter()
+                .skip(s.index)
+                .step_by(s.count)
+                .cloned()
+                .collect(),
+            None => jobs.clone(),
+        };
+        train_jobs(args, &mine)?;
+        if let Some(s) = args.shard {
+            println!(
+                "shard {}/{} done; once every shard is, build the report with: relumax paper --aggregate --out {}",
+                s.index,
+                s.count,
+                args.out.display()
+            );
+            return Ok(());
+        }
+    }
+    let records: Vec<RunRecord> = jobs
+        .iter()
+        .filter_map(|c| report::read_run(&run_dir(&args.out, c), c).ok())
+        .collect();
+    if records.is_empty() {
+        anyhow::bail!(
+            "no finished runs under {} for these configurations (run relumax paper without --aggregate first)",
+            args.out.display()
+        );
+    }
+    if records.len() < jobs.len() {
+        eprintln!(
+            "note: {} of {} runs are finished; the report covers those",
+            records.len(),
+            jobs.len()
+        );
+    }
+    let written = report::write(&args.out, &records, jobs.len())?;
+    report::print_tables(&records);
+    println!("report: {}", written.display());
+    Ok(())
+}
+
+/// Work units of a job, for the time-left estimate: its matrix-product FLOPs.
+fn job_flops(config: &TrainConfig, features: usize, classes: usize, samples: usize) -> f64 {
+    train_flops_per_sample(&config.sizes(features, classes)) * samples as f64 * config.epochs as f64
+}
+
+fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<()> {
+    let mut todo = Vec::new();
+    for config in jobs {
+        let dir = run_dir(&args.out, config);
+        if !args.force && report::read_run(&dir, config).is_ok() {
+            println!(
+                "{}: done already, reusing {}",
+                config.arch_name(),
+                dir.display()
+            );
+        } else {
+            todo.push(config.clone());
+        }
+    }
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let data = open_data(&args.data)?;
+    let ddir = data_dir(&args.data);
+    let train_samples = if args.full_train {
+        data.train.len()
+    } else {
+        data.train.len() - (data.train.len() as f64 * 0.2).round() as usize
+    };
+    let weights: Vec<f64> = todo
+        .iter()
+        .map(|c| job_flops(c, data.features(), data.classes(), train_samples))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {percent}% eta {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(250));
+        bar
+    });
+    let say = |line: String| match &bar {
+        Some(b) => b.suspend(|| println!("{line}")),
+        None => println!("{line}"),
+    };
+    let start = Instant::now();
+    let mut done = 0.0f64;
+    for (k, (config, &weight)) in todo.iter().zip(&weights).enumerate() {
+        let dir = run_dir(&args.out, config);
+        let label = format!(
+            "[{}/{}] {} seed {}",
+            k + 1,
+            todo.len(),
+            config.arch_name(),
+            config.seed
+        );
+        let steps_total = config.epochs;
+        let (result, _) = train_to_dir(config, &data, &ddir, &dir, |event| {
+            if let (
+                Some(b),
+                Event::Step {
+                    epoch,
+                    step,
+                    steps,
+                    running_loss,
+                    ..
+                },
+            ) = (&bar, event)
+            {
+                let frac = (*epoch as f64 + *step as f64 / *steps as f64) / steps_total as f64;
+                b.set_position((1000.0 * (done + frac * weight) / total) as u64);
+                if *step == 1 || step % 100 == 0 {
+                    b.set_message(format!(
+                        "{label} epoch {} loss {running_loss:.3}",
+                        epoch + 1
+                    ));
+                }
+            }
+        })
+        .with_context(|| format!("while training {}", config.arch_name()))?;
+        done += weight;
+        let elapsed = start.elapsed().as_secs_f64();
+        let left = elapsed * (total - done) / done.max(1.0);
+        let per_epoch = result.train_seconds / result.epochs.len().max(1) as f64;
+        say(format!(
+            "{label}: test loss {:.4} accuracy {:.4}, {per_epoch:.2} s/epoch; about {left:.0} s left",
+            result.test.loss, result.test.accuracy
+        ));
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(())
+}
