@@ -197,7 +197,6 @@ pub fn write_panels(
         draw_all(
             SVGBackend::with_string(&mut text, size).into_drawing_area(),
             panels,
-            x_labels,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot draw {}", svg.display()))?;
