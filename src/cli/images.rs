@@ -29,14 +29,15 @@ pub fn read_gray(path: &Path) -> anyhow::Result<Array2<f32>> {
     let img = reader
         .decode()
         .map_err(|e| anyhow::anyhow!("{}: cannot decode image: {e}", path.display()))?
-        .into_rgba32f();
+        .into_rgba8();
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
         anyhow::bail!("{}: the image has no pixels", path.display());
     }
     Ok(Array2::from_shape_fn((h as usize, w as usize), |(r, c)| {
-        let [red, green, blue, alpha] = img.get_pixel(c as u32, r as u32).0;
-        let lum = 0.299 * red + 0.587 * green + 0.114 * blue;
+        let [red, green, blue, alpha] = img.get_pixel(c as u32, r as u32).0.map(f32::from);
+        let lum = (0.299 * red + 0.587 * green + 0.114 * blue) / 255.0;
+        let alpha = alpha / 255.0;
         lum * alpha + (1.0 - alpha)
     }))
 }

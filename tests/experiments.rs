@@ -1,0 +1,495 @@
+//! The paper's experiments through the real binary: `paper` (report, resume, shards,
+//! aggregation), `predict` on the shipped samples and on bad images, `feed-backward`; and the
+//! MNIST preprocessing golden test.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::listing;
+use ndarray::Array2;
+use relumax::{FRAME, mnist_digit};
+
+fn relumax(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relumax"))
+        .args(args)
+        .output()
+        .expect("the relumax binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    text(&o.stdout)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// One `paper --only 1x128 --epochs 1` run shared by the tests that read its output.
+fn paper_run() -> &'static (tempfile::TempDir, PathBuf) {
+    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("paper");
+        ok(&relumax(&[
+            "paper",
+            "--only",
+            "1x128",
+            "--epochs",
+            "1",
+            "--out",
+            s(&out),
+            "--no-progress",
+        ]));
+        (tmp, out)
+    })
+}
+
+#[test]
+fn paper_writes_every_promised_file() {
+    let (_, out) = paper_run();
+    assert_eq!(
+        listing(out),
+        [
+            "1x128-seed0",
+            "classes.png",
+            "classes_pinv.png",
+            "report.md",
+            "results.csv",
+            "results.json",
+            "summary.png",
+            "summary.svg"
+        ]
+    );
+    assert_eq!(
+        listing(&out.join("1x128-seed0")),
+        [
+            "config.json",
+            "curves.png",
+            "curves.svg",
+            "metrics.jsonl",
+            "model.safetensors"
+        ]
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in [
+        "Table I: one hidden layer",
+        "| 128 | 0.28978 | 0.9202 |",
+        "### Discussion",
+        "1875 iterations",
+        "48,000 / 32 = 1500",
+        "![validation accuracy of every configuration](summary.png)",
+        "1x128-seed0/curves.png",
+        "of 10 right",
+        "(classes.png)",
+    ] {
+        assert!(
+            report.contains(needle),
+            "report lacks {needle:?}:\n{report}"
+        );
+    }
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[1].starts_with("1,128,0,1,"), "{csv}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let acc = json["configs"][0]["test_accuracy_mean"].as_f64().unwrap();
+    assert!(acc > 0.87, "{acc}");
+    assert_eq!(json["samples"]["of"], 10);
+    assert!(
+        json["samples"]["right"].as_u64().unwrap() >= 5,
+        "{}",
+        json["samples"]
+    );
+}
+
+#[test]
+fn paper_resumes_and_aggregates_the_same_tables() {
+    let (tmp, base) = paper_run();
+    let out = tmp.path().join("copy");
+    copy_dir(base, &out);
+    // results.csv without its two timing columns (retraining changes only those).
+    let results = |out: &Path| -> Vec<String> {
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        csv.lines().map(|l| l.rsplitn(3, ',').last().unwrap().to_string()).collect()
+    };
+    let before = results(&out);
+    let before_bytes = std::fs::read(out.join("results.csv")).unwrap();
+    // A complete folder is reused, not retrained.
+    let model = out.join("1x128-seed0/model.safetensors");
+    let stamp = std::fs::metadata(&model).unwrap().modified().unwrap();
+    let stdout = ok(&relumax(&[
+        "paper",
+        "--only",
+        "1x128",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out),
+        "--no-progress",
+    ]));
+    assert!(stdout.contains("done already"), "{stdout}");
+    assert_eq!(
+        std::fs::metadata(&model).unwrap().modified().unwrap(),
+        stamp
+    );
+    // Aggregation alone gives the same tables.
+    std::fs::remove_file(out.join("results.csv")).unwrap();
+    ok(&relumax(&[
+        "paper",
+        "--aggregate",
+        "--only",
+        "1x128",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out),
+    ]));
+    assert_eq!(std::fs::read(out.join("results.csv")).unwrap(), before_bytes);
+    // An interrupted folder (no final metrics) is redone, with identical results.
+    std::fs::write(out.join("1x128-seed0/metrics.jsonl"), b"").unwrap();
+    let stdout = ok(&relumax(&[
+        "paper",
+        "--only",
+        "1x128",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out),
+        "--no-progress",
+    ]));
+    assert!(!stdout.contains("done already"), "{stdout}");
+    assert_eq!(results(&out), before);
+    // A different configuration (2 epochs) is not mistaken for the 1-epoch run.
+    let o = relumax(&[
+        "paper",
+        "--aggregate",
+        "--only",
+        "1x128",
+        "--epochs",
+        "2",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no finished runs"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn paper_shards_then_aggregates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("p");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "paper",
+            "--only",
+            "1x128,2x128",
+            "--epochs",
+            "1",
+            "--out",
+            s(&out),
+            "--no-progress",
+        ];
+        a.extend_from_slice(extra);
+        relumax(&a)
+    };
+    let first = ok(&args(&["--shard", "0/2"]));
+    assert!(first.contains("shard 0/2 done"), "{first}");
+    assert_eq!(listing(&out), ["1x128-seed0"]);
+    ok(&args(&["--shard", "1/2"]));
+    assert_eq!(listing(&out), ["1x128-seed0", "2x128-seed0"]);
+    let report = ok(&args(&["--aggregate"]));
+    assert!(report.contains("Table II: two hidden layers"), "{report}");
+    assert!(
+        std::fs::read_to_string(out.join("report.md"))
+            .unwrap()
+            .contains("Two hidden layers beat one")
+    );
+}
+
+#[test]
+fn paper_rejects_bad_arguments() {
+    for (flags, code, needle) in [
+        (&["--only", "3x"][..], 1, "invalid --only"),
+        (&["--only", "0x128"][..], 1, "invalid --only"),
+        (&["--seeds", "0"][..], 1, "invalid --seeds"),
+        (&["--epochs", "0"][..], 1, "invalid epochs"),
+        (&["--shard", "2/2"][..], 2, "expected I/N"),
+        (&["--shard", "x"][..], 2, "expected I/N"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("p");
+        let mut a = vec!["paper", "--out", s(&out)];
+        a.extend_from_slice(flags);
+        let o = relumax(&a);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{flags:?}: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            text(&o.stderr).contains(needle),
+            "{flags:?}: {}",
+            text(&o.stderr)
+        );
+        assert!(!out.exists());
+    }
+}
+
+fn samples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/samples");
+    (0..10).map(|d| dir.join(format!("{d}.png"))).collect()
+}
+
+#[test]
+fn predict_classifies_the_samples_with_distributions() {
+    let (_, out) = paper_run();
+    let model = out.join("1x128-seed0/model.safetensors");
+    let mut args = vec![
+        "predict".to_string(),
+        "--json".into(),
+        "--model".into(),
+        s(&model).into(),
+    ];
+    args.extend(samples().iter().map(|p| s(p).to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stdout = ok(&relumax(&args));
+    let mut right = 0;
+    for (digit, line) in stdout.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let p: Vec<f64> = v["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(p.len(), 10);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{line}");
+        right += usize::from(v["prediction"] == digit);
+    }
+    assert_eq!(stdout.lines().count(), 10);
+    assert!(right >= 5, "{right} of 10");
+}
+
+/// A PNG whose header claims `w x h` pixels, with an empty image stream.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        png.extend_from_slice(&crc.sum().to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(b"IEND", &[]);
+    png
+}
+
+#[test]
+fn predict_reports_each_bad_image_and_goes_on() {
+    let (tmp, out) = paper_run();
+    let model = out.join("1x128-seed0/model.safetensors");
+    let dir = tmp.path().join("bad-images");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = &samples()[3];
+    let bytes = std::fs::read(good).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "text.png",
+            b"this is not an image".to_vec(),
+            "cannot decode image",
+        ),
+        ("empty.png", Vec::new(), "cannot decode image"),
+        (
+            "truncated.png",
+            bytes[..bytes.len() / 2].to_vec(),
+            "cannot decode image",
+        ),
+        (
+            "huge.png",
+            png_header_only(100_000, 100_000),
+            "cannot decode image",
+        ),
+        (
+            "blank.png",
+            {
+                let mut c = std::io::Cursor::new(Vec::new());
+                image::GrayImage::from_pixel(30, 30, image::Luma([255]))
+                    .write_to(&mut c, image::ImageFormat::Png)
+                    .unwrap();
+                c.into_inner()
+            },
+            "no ink found",
+        ),
+        ("notes.txt", b"hello".to_vec(), "not a PNG or JPEG image"),
+    ];
+    let mut args = vec!["predict".to_string(), "--model".into(), s(&model).into()];
+    for (name, b, _) in &cases {
+        std::fs::write(dir.join(name), b).unwrap();
+        args.push(s(&dir.join(name)).into());
+    }
+    args.push(s(good).into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = relumax(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    for (name, _, needle) in &cases {
+        let line = err
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no error for {name}: {err}"));
+        assert!(line.contains(needle), "{name}: {line}");
+    }
+    assert_eq!(err.lines().count(), cases.len(), "{err}");
+    // The good image after them still ran.
+    assert!(text(&o.stdout).contains("3.png: 3"), "{}", text(&o.stdout));
+}
+
+#[test]
+fn predict_and_feed_backward_reject_models_that_are_not_28x28() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("m.safetensors");
+    relumax::save_model(
+        &relumax::Mlp::new(&[64, 8, 4], relumax::Init::He, 0).unwrap(),
+        &path,
+        &[],
+    )
+    .unwrap();
+    let o = relumax(&["predict", "--model", s(&path), s(&samples()[0])]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("takes 64 inputs"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = relumax(&[
+        "feed-backward",
+        "--model",
+        s(&path),
+        "--out",
+        s(&tmp.path().join("c.png")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!tmp.path().join("c.png").exists());
+}
+
+#[test]
+fn feed_backward_draws_ten_different_panels() {
+    let (tmp, out) = paper_run();
+    let model = out.join("1x128-seed0/model.safetensors");
+    for method in ["transpose", "pinv"] {
+        let png = tmp.path().join(format!("classes-{method}.png"));
+        ok(&relumax(&[
+            "feed-backward",
+            "--model",
+            s(&model),
+            "--out",
+            s(&png),
+            "--method",
+            method,
+        ]));
+        let img = image::open(&png).unwrap().into_rgb8();
+        // Five columns of 8x-zoomed 28 x 28 panels with 10 px gaps, two rows with 28 px labels.
+        assert_eq!(
+            img.dimensions(),
+            (5 * (224 + 10) + 10, 2 * (224 + 10 + 28) + 10)
+        );
+        let panel = |k: u32| -> Vec<u8> {
+            let (x0, y0) = (10 + (k % 5) * 234, 10 + (k / 5) * 262 + 28);
+            (0..224)
+                .flat_map(|y| (0..224).map(move |x| (x, y)))
+                .flat_map(|(x, y)| img.get_pixel(x0 + x, y0 + y).0)
+                .collect()
+        };
+        let panels: Vec<Vec<u8>> = (0..10).map(panel).collect();
+        for a in 0..10 {
+            assert!(panels[a].iter().any(|&v| v != 255), "panel {a} is blank");
+            for b in a + 1..10 {
+                assert_ne!(
+                    panels[a], panels[b],
+                    "{method}: panels {a} and {b} are equal"
+                );
+            }
+        }
+    }
+    let o = relumax(&["feed-backward", "--model", s(&model), "--method", "magic"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn preprocessing_golden_rectangle() {
+    // A black 30 x 10 bar on a white 40 x 20 canvas: inverted (light background), cropped to
+    // 30 x 10, scaled by 20/30 to 20 x 7 (all ink), and placed with its centre of mass
+    // (10, 3.5) at (14, 14): rows 4..24, columns round(10.5) = 11..18.
+    let mut gray = Array2::from_elem((40, 20), 1.0f32);
+    gray.slice_mut(ndarray::s![5..35, 5..15]).fill(0.0);
+    let digit = mnist_digit(gray.view()).unwrap();
+    let mut want = Array2::<f32>::zeros((FRAME, FRAME));
+    want.slice_mut(ndarray::s![4..24, 11..18]).fill(1.0);
+    let diff = (&digit - &want)
+        .mapv(f32::abs)
+        .iter()
+        .copied()
+        .fold(0.0, f32::max);
+    assert!(diff < 1e-5, "max difference {diff}\n{digit}");
+    // Light ink on a dark background gives the same digit.
+    let inverted = gray.mapv(|v| 1.0 - v);
+    assert_eq!(mnist_digit(inverted.view()).unwrap(), digit);
+    // A blank image is an error, not a digit.
+    let err = mnist_digit(Array2::from_elem((10, 10), 1.0f32).view()).unwrap_err();
+    assert!(err.to_string().contains("no ink"), "{err}");
+}
+
+#[test]
+fn preprocessing_keeps_the_aspect_ratio_and_centres_the_mass() {
+    // A wide 10 x 60 bar becomes 20 wide and round(10 * 20 / 60) = 3 tall.
+    let mut gray = Array2::from_elem((50, 80), 0.9f32);
+    gray.slice_mut(ndarray::s![20..30, 10..70]).fill(0.1);
+    let d = mnist_digit(gray.view()).unwrap();
+    let rows: Vec<usize> = (0..FRAME)
+        .filter(|&r| d.row(r).iter().any(|&v| v > 0.5))
+        .collect();
+    let cols: Vec<usize> = (0..FRAME)
+        .filter(|&c| d.column(c).iter().any(|&v| v > 0.5))
+        .collect();
+    assert_eq!((rows.len(), cols.len()), (3, 20));
+    assert!(
+        (d.iter().copied().fold(0.0f32, f32::max) - 1.0).abs() < 1e-6,
+        "ink stretched to 1"
+    );
+}
