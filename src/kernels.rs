@@ -15,7 +15,7 @@
 //! never changes its result, so outputs are identical for any thread count.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, s};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 use rand::RngCore;
 use rayon::prelude::*;
 
@@ -120,6 +120,94 @@ pub fn gemm(
             1.0,
             dst,
         );
+    }
+}
+
+/// Narrowest block a product is cut into for parallel execution.
+pub const MIN_BLOCK: usize = 64;
+
+/// The block width for a dimension of `n`: a quarter of it (enough blocks to balance up to four
+/// threads), at least [`MIN_BLOCK`], rounded up to a multiple of 16.
+///
+/// A function of `n` alone, never of the thread count: OpenBLAS picks a different kernel (its
+/// "small matrix" path, which sums in another order) depending on a call's size, so only a
+/// partition that stays the same keeps results identical for every number of threads.
+pub fn block_size(n: usize) -> usize {
+    (n / 4).max(MIN_BLOCK).next_multiple_of(16)
+}
+
+/// [`gemm`] run in parallel on the current rayon pool: `dst` and `b` are cut into column
+/// blocks of [`block_size`], one single-threaded `sgemm` each, so the result is identical for any
+/// number of threads.
+///
+/// OpenBLAS should be single-threaded meanwhile ([`crate::set_blas_threads`]`(1)`;
+/// [`crate::Trainer`] does this), or both kinds of threads compete for the cores.
+///
+/// # Panics
+/// As [`gemm`].
+#[track_caller]
+pub fn par_gemm(
+    dst: &mut ArrayViewMut2<'_, f32>,
+    beta: f32,
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    alpha: f32,
+) {
+    check("gemm rhs", (a.ncols(), dst.ncols()), b.dim());
+    check("gemm dst", (a.nrows(), b.ncols()), dst.dim());
+    let size = block_size(dst.ncols());
+    if dst.ncols() <= size {
+        return gemm(dst, beta, a, b, alpha);
+    }
+    dst.axis_chunks_iter_mut(Axis(1), size)
+        .into_par_iter()
+        .zip(b.axis_chunks_iter(Axis(1), size).into_par_iter())
+        .for_each(|(mut d, bb)| gemm(&mut d, beta, a, &bb, alpha));
+}
+
+/// The backward product and SGD update of one dense layer, fused and parallel:
+/// `dh = dz W^T` (from the old `W`, when `dh` is given), then `W <- W - lr * x^T dz`.
+///
+/// `W: (inputs, outputs)`, `dz: (rows, outputs)`, `x: (rows, inputs)`, `dh: (rows, inputs)`.
+/// The rows of `W` are cut into blocks, one per task; each task takes its block's columns of
+/// `dh` and then updates the block while it is still in cache, so `W` is streamed once for
+/// both products. Results do not depend on the number of threads.
+///
+/// # Panics
+/// If shapes disagree.
+#[track_caller]
+pub fn backward_sgd(
+    dh: Option<&mut ArrayViewMut2<'_, f32>>,
+    w: &mut ArrayViewMut2<'_, f32>,
+    dz: &ArrayView2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    lr: f32,
+) {
+    let (inputs, outputs) = w.dim();
+    check("backward dz", (x.nrows(), outputs), dz.dim());
+    check("backward x", (dz.nrows(), inputs), x.dim());
+    let size = block_size(inputs);
+    let task = |mut wr: ArrayViewMut2<'_, f32>,
+                xr: ArrayView2<'_, f32>,
+                dhr: Option<ArrayViewMut2<'_, f32>>| {
+        if let Some(mut dhr) = dhr {
+            gemm(&mut dhr, 0.0, dz, &wr.t(), 1.0);
+        }
+        gemm(&mut wr, 1.0, &xr.t(), dz, -lr);
+    };
+    let w_blocks = w.axis_chunks_iter_mut(Axis(0), size).into_par_iter();
+    let x_blocks = x.axis_chunks_iter(Axis(1), size).into_par_iter();
+    match dh {
+        Some(dh) => {
+            check("backward dh", x.dim(), dh.dim());
+            w_blocks
+                .zip(x_blocks)
+                .zip(dh.axis_chunks_iter_mut(Axis(1), size).into_par_iter())
+                .for_each(|((wr, xr), dhr)| task(wr, xr, Some(dhr)));
+        }
+        None => w_blocks
+            .zip(x_blocks)
+            .for_each(|(wr, xr)| task(wr, xr, None)),
     }
 }
 

@@ -101,15 +101,21 @@ impl Sgd {
                 ArrayViewMut2::from_shape((rows, inputs), &mut dh_buf[..rows * inputs])
                     .expect("gradient buffer holds the batch")
             });
-            if let Some(dh) = &mut dh {
-                kernels::gemm(dh, 0.0, &dz, &layer.weight.t(), 1.0);
-            }
             if self.velocity.is_empty() {
-                kernels::gemm(&mut layer.weight.view_mut(), 1.0, &input.t(), &dz, -self.lr);
+                kernels::backward_sgd(
+                    dh.as_mut(),
+                    &mut layer.weight.view_mut(),
+                    &dz,
+                    &input,
+                    self.lr,
+                );
                 kernels::bias_sgd(layer.bias.view_mut(), dz, self.lr);
             } else {
+                if let Some(dh) = &mut dh {
+                    kernels::par_gemm(dh, 0.0, &dz, &layer.weight.t(), 1.0);
+                }
                 let (vw, vb) = &mut self.velocity[l];
-                kernels::gemm(&mut vw.view_mut(), self.momentum, &input.t(), &dz, 1.0);
+                kernels::par_gemm(&mut vw.view_mut(), self.momentum, &input.t(), &dz, 1.0);
                 layer.weight.scaled_add(-self.lr, vw);
                 vb.mapv_inplace(|v| v * self.momentum);
                 kernels::bias_sgd(vb.view_mut(), dz, -1.0);

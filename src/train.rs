@@ -272,8 +272,9 @@ impl Trainer {
 
     /// Trains `model` on `data` for the configured epochs, then evaluates it on the test split.
     ///
-    /// Sets OpenBLAS's (process-wide) thread count for the duration and runs the element-wise
-    /// kernels in a rayon pool of the same size; training runs on that pool's thread, which is
+    /// Runs in a rayon pool of `threads` threads, which splits every matrix product into
+    /// single-threaded OpenBLAS calls (OpenBLAS's process-wide thread count is set to 1 for the
+    /// duration and restored after); training runs on that pool's thread, which is
     /// why `on_event` must be `Send`. `on_event` sees every step and epoch; returning
     /// `ControlFlow::Break(())` stops after the current step (the epoch is then not reported).
     ///
@@ -314,8 +315,10 @@ impl Trainer {
                 field: "threads",
                 reason: format!("cannot start {threads} threads: {e}"),
             })?;
+        // Parallelism comes from rayon splitting each product into single-threaded sgemm
+        // calls: OpenBLAS's own threads would only compete with it for the cores.
         let previous_blas = ffi::blas_threads();
-        ffi::set_blas_threads(threads);
+        ffi::set_blas_threads(1);
         let result = pool.install(|| {
             self.run_epochs(&mut model, data, &holdout, &mut on_event)
                 .map(|(epochs, curve, secs, stopped)| {

@@ -131,11 +131,29 @@ fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
         1
     );
 
-    // 784 -> 128 -> 10: forward x W0 (k = 784 is issued as 768 + 16) and h W1; backward
-    // dz W1^T, the fused updates of W1 and W0 (the first layer's input gradient is skipped).
-    assert_eq!(counting_step(&[784, 128, 10]), 3 + 3);
-    // 784 -> 256 -> 256 -> 10: forward 2 + 1 + 1; backward (dh, W) for two layers and W0.
-    assert_eq!(counting_step(&[784, 256, 256, 10]), 4 + 2 + 2 + 1);
+    let pool = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    };
+    set_blas_threads(1);
+    for threads in [1, 2] {
+        // 784 -> 128 -> 10. Forward: x W0 in 2 column blocks of 64, each issued as k = 768 + 16
+        // (4 calls), then h W1 (1). Backward: for W1's 2 row blocks, dz W1^T and the fused
+        // update (4); W0's update in 4 row blocks of 208, 208, 208, 160 (4); the first layer's
+        // input gradient is skipped. The same calls for any thread count.
+        assert_eq!(
+            pool(threads).install(|| counting_step(&[784, 128, 10])),
+            4 + 1 + 4 + 4
+        );
+        // 784 -> 256 -> 256 -> 10: forward 4 blocks x 2 + 4 + 1; backward (dh, W) in 4 row
+        // blocks for two layers, and W0's 4 blocks.
+        assert_eq!(
+            pool(threads).install(|| counting_step(&[784, 256, 256, 10])),
+            8 + 4 + 1 + 8 + 8 + 4
+        );
+    }
 
     // Every inner dimension, with 1 and 2 OpenBLAS threads: identical bits.
     for (m, n) in [(32, 520), (200, 64)] {

@@ -119,7 +119,9 @@ fn paper_resumes_and_aggregates_the_same_tables() {
     // results.csv without its two timing columns (retraining changes only those).
     let results = |out: &Path| -> Vec<String> {
         let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-        csv.lines().map(|l| l.rsplitn(3, ',').last().unwrap().to_string()).collect()
+        csv.lines()
+            .map(|l| l.rsplitn(3, ',').last().unwrap().to_string())
+            .collect()
     };
     let before = results(&out);
     let before_bytes = std::fs::read(out.join("results.csv")).unwrap();
@@ -153,7 +155,10 @@ fn paper_resumes_and_aggregates_the_same_tables() {
         "--out",
         s(&out),
     ]));
-    assert_eq!(std::fs::read(out.join("results.csv")).unwrap(), before_bytes);
+    assert_eq!(
+        std::fs::read(out.join("results.csv")).unwrap(),
+        before_bytes
+    );
     // An interrupted folder (no final metrics) is redone, with identical results.
     std::fs::write(out.join("1x128-seed0/metrics.jsonl"), b"").unwrap();
     let stdout = ok(&relumax(&[

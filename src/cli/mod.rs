@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod bench_cmd;
 mod common;
 mod data_cmd;
 mod eval_cmd;
@@ -40,6 +41,8 @@ pub struct Cli {
 enum Command {
     /// Reproduce the paper: train all ten configurations, write tables, figures and a report.
     Paper(paper_cmd::PaperArgs),
+    /// Measure training speed per configuration against this machine's sgemm ceiling.
+    Bench(bench_cmd::BenchArgs),
     /// Describe a dataset: counts, image shape, class histogram, checksum status.
     Data(DataArgs),
     /// Train one network and save its model, metrics and learning curves.
@@ -74,6 +77,7 @@ struct DataArgs {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Data(a) => data_cmd::run(&a.data, a.json),
+        Command::Bench(a) => bench_cmd::run(&a),
         Command::Train(a) => train_cmd::run(&a),
         Command::Eval(a) => eval_cmd::run(&a),
         Command::Paper(a) => paper_cmd::run(&a),

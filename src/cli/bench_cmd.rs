@@ -1,0 +1,153 @@
+//! `relumax bench`: training speed per configuration, against this machine's sgemm ceiling.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use clap::Args;
+use ndarray::Array2;
+use relumax::{Event, TrainConfig, Trainer, kernels, set_blas_threads, train_flops_per_sample};
+use serde_json::json;
+
+use super::DataOpt;
+use super::common::{json_line, open_data};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Hidden widths to measure [default: 128,256,512,1024,2048]
+    #[arg(long, value_delimiter = ',', value_name = "WIDTHS", action = clap::ArgAction::Set)]
+    hidden: Vec<usize>,
+    /// Hidden layer counts to measure [default: 1,2]
+    #[arg(long, value_delimiter = ',', value_name = "COUNTS", action = clap::ArgAction::Set)]
+    layers: Vec<usize>,
+    /// Timed epochs per configuration, after one warm-up epoch; the median is reported.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    epochs: usize,
+    /// Samples per mini-batch [default: 32]
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
+    /// Threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Side of the square sgemm that measures the machine's ceiling (0 skips it).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    ceiling_size: usize,
+    #[command(flatten)]
+    data: DataOpt,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// GFLOP/s of an `n x n x n` sgemm through OpenBLAS with `threads` threads: the median of
+/// three after a warm-up.
+pub fn sgemm_ceiling(n: usize, threads: usize) -> f64 {
+    set_blas_threads(threads);
+    let a = Array2::from_shape_fn((n, n), |(i, j)| ((i * 7 + j) % 13) as f32 * 0.01);
+    let b = a.t().to_owned();
+    let mut c = Array2::<f32>::zeros((n, n));
+    let mut times = Vec::new();
+    for rep in 0..4 {
+        let start = Instant::now();
+        kernels::gemm(&mut c.view_mut(), 0.0, &a.view(), &b.view(), 1.0);
+        if rep > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    2.0 * (n as f64).powi(3) / median(times) / 1e9
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.epochs == 0 {
+        anyhow::bail!("invalid --epochs: must be at least 1, got 0");
+    }
+    let widths = if args.hidden.is_empty() {
+        vec![128, 256, 512, 1024, 2048]
+    } else {
+        args.hidden.clone()
+    };
+    let layer_counts = if args.layers.is_empty() {
+        vec![1, 2]
+    } else {
+        args.layers.clone()
+    };
+    let mut configs = Vec::new();
+    for &layers in &layer_counts {
+        for &width in &widths {
+            let config = TrainConfig {
+                hidden: vec![width; layers],
+                epochs: args.epochs + 1,
+                batch_size: args.batch_size.unwrap_or(TrainConfig::default().batch_size),
+                threads: args.threads,
+                ..Default::default()
+            };
+            config.validate()?;
+            configs.push(config);
+        }
+    }
+    let data = open_data(&args.data)?;
+    let threads = configs[0].thread_count();
+    let ceiling = (args.ceiling_size > 0).then(|| sgemm_ceiling(args.ceiling_size, threads));
+    if !args.json {
+        println!(
+            "{} training samples, {threads} threads, {}",
+            data.train.len() - (data.train.len() as f64 * 0.2).round() as usize,
+            relumax::blas_config()
+        );
+        if let Some(c) = ceiling {
+            println!(
+                "sgemm ceiling: {c:.1} GFLOP/s ({0} x {0} x {0}, {threads} threads)",
+                args.ceiling_size
+            );
+        }
+        println!("| config | s/epoch | epochs/s | samples/s | GFLOP/s | % of ceiling |");
+        println!("|---|---:|---:|---:|---:|---:|");
+    }
+    let mut rows = Vec::new();
+    for config in &configs {
+        let mut secs = Vec::new();
+        let mut samples = 0.0;
+        Trainer::new(config.clone())?.fit(&data, |e| {
+            if let Event::Epoch(m) = e {
+                if m.epoch > 1 {
+                    secs.push(m.train_seconds);
+                }
+                samples = m.samples_per_second * m.train_seconds;
+            }
+            ControlFlow::Continue(())
+        })?;
+        let s = median(secs.clone());
+        let flops =
+            train_flops_per_sample(&config.sizes(data.features(), data.classes())) * samples;
+        let gflops = flops / s / 1e9;
+        let pct = ceiling.map(|c| 100.0 * gflops / c);
+        if !args.json {
+            println!(
+                "| {} | {s:.3} | {:.2} | {:.0} | {gflops:.1} | {} |",
+                config.arch_name(),
+                1.0 / s,
+                samples / s,
+                pct.map_or("–".into(), |p| format!("{p:.0}%"))
+            );
+        }
+        rows.push(json!({
+            "config": config.arch_name(), "layers": config.hidden.len(), "hidden": config.hidden[0],
+            "seconds_per_epoch": s, "epoch_seconds": secs, "epochs_per_second": 1.0 / s,
+            "samples_per_second": samples / s, "gflops": gflops, "percent_of_ceiling": pct,
+        }));
+    }
+    if args.json {
+        println!(
+            "{}",
+            json_line(&json!({
+                "threads": threads, "ceiling_gflops": ceiling, "ceiling_size": args.ceiling_size,
+                "blas": relumax::blas_config(), "configs": rows,
+            }))
+        );
+    }
+    Ok(())
+}
