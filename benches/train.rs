@@ -36,6 +36,8 @@ fn dropout(step: usize) -> StepDropout {
 }
 
 fn step(c: &mut Criterion) {
+    // As in training: parallelism comes from rayon splitting the products.
+    relumax::set_blas_threads(1);
     let mut group = c.benchmark_group("step");
     let x = input(BATCH, 784);
     let y = labels();
@@ -113,6 +115,7 @@ fn fused(c: &mut Criterion) {
 }
 
 fn gemm(c: &mut Criterion) {
+    relumax::set_blas_threads(1);
     let mut group = c.benchmark_group("gemm");
     for width in WIDTHS {
         for (name, m, k, n, ta) in [
@@ -127,7 +130,7 @@ fn gemm(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(name, width), |bench| {
                 bench.iter(|| {
                     let av = if ta { a.t() } else { a.view() };
-                    kernels::gemm(&mut out.view_mut(), 1.0, &av, &b.view(), -1e-6)
+                    kernels::par_gemm(&mut out.view_mut(), 1.0, &av, &b.view(), -1e-6)
                 })
             });
         }
@@ -136,7 +139,7 @@ fn gemm(c: &mut Criterion) {
         let mut dh = Array2::<f32>::zeros((BATCH, width));
         group.throughput(Throughput::Elements((2 * BATCH * width * width) as u64));
         group.bench_function(BenchmarkId::new("dz_wT", width), |bench| {
-            bench.iter(|| kernels::gemm(&mut dh.view_mut(), 0.0, &dz.view(), &w.t(), 1.0))
+            bench.iter(|| kernels::par_gemm(&mut dh.view_mut(), 0.0, &dz.view(), &w.t(), 1.0))
         });
     }
     group.finish();

@@ -230,7 +230,7 @@ impl Dataset {
     /// # Errors
     /// [`Error::Read`] or [`Error::MissingFile`] for a missing folder or file; [`Error::Gzip`]
     /// or [`Error::Checksum`] for corrupt data (no cache is written then); any IDX error from
-    /// [`crate::idx`]; [`Error::CountMismatch`], [`Error::Shape`] (train and test feature
+    /// [`crate::parse_images`]; [`Error::CountMismatch`], [`Error::Shape`] (train and test feature
     /// counts differ) or [`Error::LabelOutOfRange`].
     pub fn open_with(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Dataset> {
         let dir = dir.as_ref();

@@ -1,0 +1,137 @@
+//! The library as a user links it: only the public API, no CLI.
+
+mod common;
+
+use std::ops::ControlFlow;
+
+use ndarray::{Array1, Array2};
+use relumax::{
+    Dataset, Dense, Error, Event, Holdout, Init, Mlp, TrainConfig, Trainer, evaluate, kernels,
+    load_model, save_model,
+};
+
+#[test]
+fn idx_folder_to_trained_model_to_file_and_back() {
+    let (_tmp, dir) = common::small_dataset(true);
+    let data = Dataset::open(&dir).unwrap();
+    let config = TrainConfig {
+        hidden: vec![24],
+        epochs: 2,
+        ..Default::default()
+    };
+    let trainer = Trainer::new(config.clone()).unwrap();
+    let mut epochs_seen = Vec::new();
+    let result = trainer
+        .fit(&data, |e| {
+            if let Event::Epoch(m) = e {
+                epochs_seen.push(m.epoch);
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(epochs_seen, [1, 2]);
+    assert_eq!(result.model.sizes(), [64, 24, 4]);
+    assert!(result.test.accuracy > 0.9);
+    let again = evaluate(&result.model, &data.test, None);
+    assert_eq!(again, result.test);
+
+    let path = _tmp.path().join("model.safetensors");
+    let config_json = serde_json::to_string(&config).unwrap();
+    save_model(&result.model, &path, &[("config", config_json.clone())]).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.model, result.model);
+    let back: TrainConfig = serde_json::from_str(&loaded.metadata["config"]).unwrap();
+    assert_eq!(back, config);
+}
+
+#[test]
+fn in_memory_data_of_any_shape_with_early_stopping() {
+    // 5 features, 3 classes: the class is the index of the largest of the first 3 features.
+    let make = |n: usize, salt: usize| {
+        let x = Array2::from_shape_fn((n, 5), |(i, j)| {
+            (((i + salt) * 37 + j * 101) % 97) as f32 / 97.0
+        });
+        let y = (0..n)
+            .map(|i| {
+                let row = x.row(i);
+                (0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u32
+            })
+            .collect();
+        (x, y)
+    };
+    let (tx, ty) = make(600, 0);
+    let (vx, vy) = make(200, 7);
+    let data = Dataset::from_arrays(tx, ty, vx, vy, 3).unwrap();
+    let holdout = Holdout::new(data.train.len(), 0.25, 1);
+    assert_eq!(holdout.val.len(), 150);
+    let trainer = Trainer::new(TrainConfig {
+        hidden: vec![32],
+        epochs: 50,
+        lr: 0.05,
+        dropout: 0.0,
+        ..Default::default()
+    })
+    .unwrap();
+    // Stop as soon as validation accuracy passes 0.85.
+    let r = trainer
+        .fit(&data, |e| match e {
+            Event::Epoch(m) if m.val_accuracy.unwrap() > 0.85 => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+        .unwrap();
+    assert!(r.stopped_early, "{:?}", r.epochs.last());
+    assert!(r.epochs.len() < 50);
+    let p = r.model.predict_proba(data.test.rows(&[0, 1, 2]).0.view());
+    assert_eq!(p.dim(), (3, 3));
+}
+
+#[test]
+fn models_from_hand_made_layers() {
+    let layer = |i, o| Dense {
+        weight: Array2::from_elem((i, o), 0.1),
+        bias: Array1::zeros(o),
+    };
+    let m = Mlp::from_layers(vec![layer(4, 3), layer(3, 2)]).unwrap();
+    assert_eq!((m.inputs(), m.classes(), m.hidden()), (4, 2, vec![3]));
+    assert_eq!(m.parameters(), 4 * 3 + 3 + 3 * 2 + 2);
+    let err = Mlp::from_layers(vec![layer(4, 3), layer(5, 2)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                expected: 3,
+                found: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = Mlp::new(&[4], Init::He, 0).unwrap_err();
+    assert!(matches!(err, Error::Config { .. }));
+}
+
+#[test]
+fn kernels_build_a_custom_layer() {
+    // A user's own layer: h = relu(x W + b) with dropout, then its backward.
+    let x = Array2::from_shape_fn((16, 8), |(i, j)| (i as f32 - j as f32) / 8.0);
+    let w = Array2::from_shape_fn((8, 64), |(i, j)| ((i * 64 + j) % 7) as f32 / 7.0 - 0.4);
+    let b = Array1::from_elem(64, 0.05f32);
+    let mut h = Array2::zeros((16, 64));
+    kernels::gemm(&mut h.view_mut(), 0.0, &x.view(), &w.view(), 1.0);
+    let drop = kernels::Dropout {
+        p: 0.5,
+        key: kernels::Dropout::key(42, 0, 0, 0),
+    };
+    kernels::bias_relu_dropout(h.view_mut(), b.view(), Some(drop));
+    let zeros = h.iter().filter(|&&v| v == 0.0).count();
+    assert!(
+        zeros > 16 * 64 / 3,
+        "about half dropped plus inactive units: {zeros}"
+    );
+    assert!(h.iter().all(|&v| v >= 0.0));
+    let mut g = Array2::from_elem((16, 64), 1.0f32);
+    kernels::relu_dropout_backward(g.view_mut(), h.view(), 2.0);
+    for (gv, hv) in g.iter().zip(&h) {
+        assert_eq!(*gv, if *hv > 0.0 { 2.0 } else { 0.0 });
+    }
+}
