@@ -238,6 +238,41 @@ fn paper_shards_then_aggregates() {
 }
 
 #[test]
+fn paper_reports_the_spread_over_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("p");
+    let stdout = ok(&relumax(&[
+        "paper",
+        "--only",
+        "1x128",
+        "--epochs",
+        "1",
+        "--seeds",
+        "2",
+        "--seed",
+        "5",
+        "--out",
+        s(&out),
+        "--no-progress",
+    ]));
+    assert!(
+        stdout.contains("seed 5") && stdout.contains("seed 6"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("2 seeds (mean ± standard deviation)"),
+        "{report}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let sd = json["configs"][0]["test_accuracy_sd"].as_f64().unwrap();
+    assert!(sd > 0.0 && sd < 0.02, "two seeds differ a little: {sd}");
+}
+
+#[test]
 fn paper_rejects_bad_arguments() {
     for (flags, code, needle) in [
         (&["--only", "3x"][..], 1, "invalid --only"),

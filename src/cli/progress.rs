@@ -20,7 +20,7 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} epoch {msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+                    "{prefix} epoch {msg} [{bar:30}] {human_pos}/{human_len} samples, {per_sec}, eta {eta}",
                 )
                 .expect("static template")
                 .progress_chars("=> "),
@@ -43,17 +43,15 @@ impl Progress {
             ..
         } = event
         {
+            // Positions count samples, so the bar's rate reads in samples/s.
+            let batch = self.batch_size as u64;
             if *step == 1 {
                 bar.reset();
-                bar.set_length(*steps as u64);
+                bar.set_length(*steps as u64 * batch);
             }
-            bar.set_position(*step as u64);
+            bar.set_position(*step as u64 * batch);
             if step % 25 == 1 || step == steps {
-                bar.set_message(format!(
-                    "{} loss {running_loss:.4} ({} samples/batch)",
-                    epoch + 1,
-                    self.batch_size
-                ));
+                bar.set_message(format!("{} loss {running_loss:.4}", epoch + 1));
             }
         }
     }
