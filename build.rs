@@ -10,7 +10,8 @@ fn main() {
     println!("cargo::rerun-if-env-changed=RELUMAX_SKIP_BLAS_CHECK");
     println!("cargo::rerun-if-env-changed=OPENBLAS_LIB_DIR");
     record_build_facts();
-    if env::var_os("RELUMAX_SKIP_BLAS_CHECK").is_none()
+    if env::var_os("CARGO_FEATURE_OPENBLAS").is_some()
+        && env::var_os("RELUMAX_SKIP_BLAS_CHECK").is_none()
         && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
         && !openblas_found()
     {

@@ -132,6 +132,9 @@ impl Split {
     }
 
     /// Samples per class, for `classes` classes.
+    ///
+    /// # Panics
+    /// If a label is `>= classes` (loading guarantees labels below the dataset's class count).
     pub fn class_histogram(&self, classes: usize) -> Vec<usize> {
         let mut h = vec![0; classes];
         for &l in &self.labels {

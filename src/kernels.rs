@@ -407,6 +407,9 @@ pub fn softmax(mut logits: ArrayViewMut2<'_, f32>, bias: ArrayView1<'_, f32>) {
 }
 
 /// Index of the largest value of each row (the first on ties).
+///
+/// # Panics
+/// If `out.len() != m.nrows()`.
 pub fn argmax_rows(m: ArrayView2<'_, f32>, out: &mut [u32]) {
     check("argmax out", (m.nrows(), 1), (out.len(), 1));
     for (row, o) in m.rows().into_iter().zip(out) {

@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 
 // Links OpenBLAS as the provider of the CBLAS symbols ndarray calls.
+#[cfg(feature = "openblas")]
 extern crate blas_src;
 
 mod data;

@@ -114,6 +114,24 @@ pub(crate) fn temp_file_in(dir: &Path, prefix: &str) -> std::io::Result<tempfile
     builder.tempfile_in(dir)
 }
 
+impl Mlp {
+    /// Saves the network to `path` as safetensors (atomically); see [`save`] to add metadata.
+    ///
+    /// # Errors
+    /// [`Error::Write`] when the file cannot be written.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        save(self, path.as_ref(), &[])
+    }
+
+    /// Loads a network saved by [`Mlp::save`] or [`save`]; see [`load`] for its metadata.
+    ///
+    /// # Errors
+    /// As [`load`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Mlp> {
+        Ok(load(path.as_ref())?.model)
+    }
+}
+
 /// A loaded model and its metadata.
 #[derive(Debug)]
 pub struct LoadedModel {

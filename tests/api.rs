@@ -108,6 +108,14 @@ fn models_from_hand_made_layers() {
     );
     let err = Mlp::new(&[4], Init::He, 0).unwrap_err();
     assert!(matches!(err, Error::Config { .. }));
+    // Save and load through the methods; predictions survive bit for bit.
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Mlp::new(&[4, 6, 3], Init::Xavier, 9).unwrap();
+    net.save(tmp.path().join("net.safetensors")).unwrap();
+    let back = Mlp::load(tmp.path().join("net.safetensors")).unwrap();
+    let x = Array2::from_shape_fn((5, 4), |(i, j)| (i + j) as f32 / 7.0);
+    assert_eq!(back.predict_proba(x.view()), net.predict_proba(x.view()));
+    assert_eq!(back.predict(x.view()), net.predict(x.view()));
 }
 
 #[test]
