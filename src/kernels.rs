@@ -83,6 +83,12 @@ fn check(what: &str, expected: (usize, usize), found: (usize, usize)) {
 /// call's blocking independent of the thread count.
 pub const GEMM_K_ALIGN: usize = 64;
 
+#[track_caller]
+fn check_gemm(dst: &ArrayViewMut2<'_, f32>, a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) {
+    check("gemm rhs", (a.ncols(), dst.ncols()), b.dim());
+    check("gemm dst", (a.nrows(), b.ncols()), dst.dim());
+}
+
 /// `dst = alpha * a b + beta * dst`, through `cblas_sgemm`.
 ///
 /// `a`, `b` and `dst` must each be standard layout or the transpose of a standard-layout view
@@ -99,8 +105,7 @@ pub fn gemm(
     b: &ArrayView2<'_, f32>,
     alpha: f32,
 ) {
-    check("gemm rhs", (a.ncols(), dst.ncols()), b.dim());
-    check("gemm dst", (a.nrows(), b.ncols()), dst.dim());
+    check_gemm(dst, a, b);
     let k = a.ncols();
     let main = k - k % GEMM_K_ALIGN;
     if main == 0 || main == k {
@@ -153,8 +158,7 @@ pub fn par_gemm(
     b: &ArrayView2<'_, f32>,
     alpha: f32,
 ) {
-    check("gemm rhs", (a.ncols(), dst.ncols()), b.dim());
-    check("gemm dst", (a.nrows(), b.ncols()), dst.dim());
+    check_gemm(dst, a, b);
     let size = block_size(dst.ncols());
     if dst.ncols() <= size {
         return gemm(dst, beta, a, b, alpha);

@@ -128,16 +128,7 @@ fn paper_resumes_and_aggregates_the_same_tables() {
     // A complete folder is reused, not retrained.
     let model = out.join("1x128-seed0/model.safetensors");
     let stamp = std::fs::metadata(&model).unwrap().modified().unwrap();
-    let stdout = ok(&relumax(&[
-        "paper",
-        "--only",
-        "1x128",
-        "--epochs",
-        "1",
-        "--out",
-        s(&out),
-        "--no-progress",
-    ]));
+    let stdout = paper_1x128(&out, &["--no-progress"]);
     assert!(stdout.contains("done already"), "{stdout}");
     assert_eq!(
         std::fs::metadata(&model).unwrap().modified().unwrap(),
@@ -145,32 +136,14 @@ fn paper_resumes_and_aggregates_the_same_tables() {
     );
     // Aggregation alone gives the same tables.
     std::fs::remove_file(out.join("results.csv")).unwrap();
-    ok(&relumax(&[
-        "paper",
-        "--aggregate",
-        "--only",
-        "1x128",
-        "--epochs",
-        "1",
-        "--out",
-        s(&out),
-    ]));
+    paper_1x128(&out, &["--aggregate"]);
     assert_eq!(
         std::fs::read(out.join("results.csv")).unwrap(),
         before_bytes
     );
     // An interrupted folder (no final metrics) is redone, with identical results.
     std::fs::write(out.join("1x128-seed0/metrics.jsonl"), b"").unwrap();
-    let stdout = ok(&relumax(&[
-        "paper",
-        "--only",
-        "1x128",
-        "--epochs",
-        "1",
-        "--out",
-        s(&out),
-        "--no-progress",
-    ]));
+    let stdout = paper_1x128(&out, &["--no-progress"]);
     assert!(!stdout.contains("done already"), "{stdout}");
     assert_eq!(results(&out), before);
     // A different configuration (2 epochs) is not mistaken for the 1-epoch run.
@@ -190,6 +163,13 @@ fn paper_resumes_and_aggregates_the_same_tables() {
         "{}",
         text(&o.stderr)
     );
+}
+
+/// `relumax paper --only 1x128 --epochs 1 --out OUT EXTRA...`, which must succeed.
+fn paper_1x128(out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["paper", "--only", "1x128", "--epochs", "1", "--out", s(out)];
+    args.extend_from_slice(extra);
+    ok(&relumax(&args))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
