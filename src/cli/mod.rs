@@ -75,6 +75,9 @@ struct DataArgs {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // relumax parallelises products itself (rayon over single-threaded calls); OpenBLAS's own
+    // threads would only compete for the cores. `bench` raises it for its sgemm ceiling.
+    relumax::set_blas_threads(1);
     match cli.command {
         Command::Data(a) => data_cmd::run(&a.data, a.json),
         Command::Bench(a) => bench_cmd::run(&a),
