@@ -81,8 +81,8 @@ pub use optim::Sgd;
 pub use preprocess::{BOX, FRAME, mnist_digit};
 pub use rng::{Rng, Stream, derive as derive_seed, stream as rng_stream};
 pub use train::{
-    CURVE_EVERY, CurvePoint, EVAL_ROWS, EpochMetrics, Evaluation, Event, MAX_LR, TrainConfig,
-    TrainResult, Trainer, check_fits, evaluate,
+    CURVE_EVERY, CurvePoint, EVAL_ROWS, EpochMetrics, EpochProgress, Evaluation, Event, MAX_LR,
+    Outcome, TrainConfig, TrainResult, TrainState, Trainer, check_fits, evaluate,
 };
 
 /// Facts about this build, recorded by `build.rs`: git revision and target CPU features.

@@ -48,6 +48,37 @@ impl Sgd {
         }
     }
 
+    /// SGD continuing with saved `velocity` (one `(weights, biases)` pair per layer; empty, or
+    /// ignored, without momentum).
+    ///
+    /// # Panics
+    /// If `momentum > 0` and the velocity does not match the model's layer shapes.
+    pub fn with_velocity(
+        model: &Mlp,
+        lr: f32,
+        momentum: f32,
+        velocity: Vec<(Array2<f32>, Array1<f32>)>,
+    ) -> Sgd {
+        let mut sgd = Sgd::new(model, lr, momentum);
+        if momentum > 0.0 && !velocity.is_empty() {
+            assert!(
+                velocity.len() == sgd.velocity.len()
+                    && velocity
+                        .iter()
+                        .zip(&sgd.velocity)
+                        .all(|(a, b)| a.0.dim() == b.0.dim() && a.1.len() == b.1.len()),
+                "velocity shapes do not match the model"
+            );
+            sgd.velocity = velocity;
+        }
+        sgd
+    }
+
+    /// The momentum buffers, one `(weights, biases)` pair per layer (empty without momentum).
+    pub fn velocity(&self) -> &[(Array2<f32>, Array1<f32>)] {
+        &self.velocity
+    }
+
     /// The learning rate.
     pub fn lr(&self) -> f32 {
         self.lr

@@ -4,9 +4,11 @@
 //! caller's callback as [`Event`]s, and the callback can stop training early.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use ndarray::{Array2, s};
+use ndarray::{Array1, Array2, s};
 
 use crate::data::{Batcher, Dataset, Holdout, Split};
 use crate::error::{Error, Result};
@@ -216,6 +218,8 @@ pub enum Event<'a> {
     },
     /// An epoch finished and was evaluated.
     Epoch(&'a EpochMetrics),
+    /// A checkpoint is due (see [`Trainer::checkpoint_every`]): the state to save.
+    Checkpoint(&'a TrainState),
 }
 
 /// The outcome of [`Trainer::fit`].
@@ -235,10 +239,77 @@ pub struct TrainResult {
     pub stopped_early: bool,
 }
 
+/// Accumulators of the epoch in progress, kept in a [`TrainState`] so an interrupted epoch
+/// resumes with the same running numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochProgress {
+    /// Sum of the epoch's batch-mean losses so far.
+    pub loss_sum: f64,
+    /// Correct training predictions in the epoch so far.
+    pub correct: usize,
+    /// Sum of the batch losses in the current curve window.
+    pub window: f64,
+    /// Steps in the current curve window.
+    pub window_len: usize,
+    /// Training seconds spent in this epoch before the last interruption.
+    pub seconds: f64,
+    /// Training seconds of all finished epochs.
+    pub total_seconds: f64,
+}
+
+/// Everything needed to continue a run exactly where it stopped: weights, momentum, position
+/// and the metrics so far. Shuffles and dropout masks are derived from `(seed, epoch, step)`,
+/// so no generator state needs saving, and a resumed run ends bit-identical to an
+/// uninterrupted one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState {
+    /// The network being trained.
+    pub model: Mlp,
+    /// Momentum buffers (one `(weights, biases)` pair per layer); empty without momentum.
+    pub velocity: Vec<(Array2<f32>, Array1<f32>)>,
+    /// The epoch in progress (0-based); equals the configured epochs when training is done.
+    pub epoch: usize,
+    /// Steps of `epoch` already taken.
+    pub step: usize,
+    /// Metrics of the finished epochs.
+    pub epochs: Vec<EpochMetrics>,
+    /// The running training-loss curve so far.
+    pub curve: Vec<CurvePoint>,
+    /// Accumulators of the epoch in progress.
+    pub progress: EpochProgress,
+}
+
+impl TrainState {
+    /// The state of a run that has not started, for `model`.
+    pub fn new(model: Mlp) -> TrainState {
+        TrainState {
+            model,
+            velocity: Vec::new(),
+            epoch: 0,
+            step: 0,
+            epochs: Vec::new(),
+            curve: Vec::new(),
+            progress: EpochProgress::default(),
+        }
+    }
+}
+
+/// How [`Trainer::run`] ended.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    /// Every epoch ran (or the callback stopped training); the test split was evaluated.
+    Finished(TrainResult),
+    /// The interrupt flag was raised; the state continues the run with [`Trainer::run`].
+    Interrupted(TrainState),
+}
+
 /// Trains networks with a validated [`TrainConfig`].
 #[derive(Clone, Debug)]
 pub struct Trainer {
     config: TrainConfig,
+    interrupt: Option<Arc<AtomicBool>>,
+    checkpoint_every: Option<usize>,
 }
 
 impl Trainer {
@@ -248,12 +319,38 @@ impl Trainer {
     /// As [`TrainConfig::validate`].
     pub fn new(config: TrainConfig) -> Result<Trainer> {
         config.validate()?;
-        Ok(Trainer { config })
+        Ok(Trainer {
+            config,
+            interrupt: None,
+            checkpoint_every: None,
+        })
+    }
+
+    /// Checks `flag` before every step; once it is raised, [`Trainer::run`] returns
+    /// [`Outcome::Interrupted`] with the state at that step boundary (a Ctrl-C handler sets it).
+    pub fn with_interrupt(mut self, flag: Arc<AtomicBool>) -> Trainer {
+        self.interrupt = Some(flag);
+        self
+    }
+
+    /// Emits [`Event::Checkpoint`] after every `epochs` finished epochs (but the last).
+    pub fn checkpoint_every(mut self, epochs: usize) -> Trainer {
+        self.checkpoint_every = (epochs > 0).then_some(epochs);
+        self
     }
 
     /// The configuration.
     pub fn config(&self) -> &TrainConfig {
         &self.config
+    }
+
+    /// A freshly initialised network for `data` (layer `l` from the stream `(seed, Init, l)`).
+    ///
+    /// # Errors
+    /// As [`Mlp::new`].
+    pub fn init_model(&self, data: &Dataset) -> Result<Mlp> {
+        let c = &self.config;
+        Mlp::new(&c.sizes(data.features(), data.classes()), c.init, c.seed)
     }
 
     /// Initialises a network for `data` and trains it; see [`Trainer::fit_model`].
@@ -265,30 +362,58 @@ impl Trainer {
         data: &Dataset,
         on_event: impl FnMut(&Event<'_>) -> ControlFlow<()> + Send,
     ) -> Result<TrainResult> {
-        let c = &self.config;
-        let model = Mlp::new(&c.sizes(data.features(), data.classes()), c.init, c.seed)?;
-        self.fit_model(model, data, on_event)
+        self.fit_model(self.init_model(data)?, data, on_event)
     }
 
     /// Trains `model` on `data` for the configured epochs, then evaluates it on the test split.
+    /// An interruption (see [`Trainer::with_interrupt`]) ends training early here, as a
+    /// `Break` from the callback does; use [`Trainer::run`] to keep the state instead.
+    ///
+    /// # Errors
+    /// As [`Trainer::run`].
+    pub fn fit_model(
+        &self,
+        model: Mlp,
+        data: &Dataset,
+        on_event: impl FnMut(&Event<'_>) -> ControlFlow<()> + Send,
+    ) -> Result<TrainResult> {
+        match self.run(TrainState::new(model), data, on_event)? {
+            Outcome::Finished(result) => Ok(result),
+            Outcome::Interrupted(state) => {
+                let test = evaluate(&state.model, &data.test, None);
+                Ok(TrainResult {
+                    train_seconds: state.progress.total_seconds + state.progress.seconds,
+                    model: state.model,
+                    epochs: state.epochs,
+                    curve: state.curve,
+                    test,
+                    stopped_early: true,
+                })
+            }
+        }
+    }
+
+    /// Trains from `state` (a new one, or one returned by an interruption or a checkpoint)
+    /// until the configured epochs are done.
     ///
     /// Runs in a rayon pool of `threads` threads, which splits every matrix product into
     /// single-threaded OpenBLAS calls (OpenBLAS's process-wide thread count is set to 1 for the
-    /// duration and restored after); training runs on that pool's thread, which is
-    /// why `on_event` must be `Send`. `on_event` sees every step and epoch; returning
+    /// duration and restored after); training runs on that pool's thread, which is why
+    /// `on_event` must be `Send`. `on_event` sees every step and epoch; returning
     /// `ControlFlow::Break(())` stops after the current step (the epoch is then not reported).
     ///
     /// # Errors
-    /// [`Error::Shape`] when the model does not fit the data or the batch size exceeds the
-    /// training samples; [`Error::Diverged`] when a loss is not finite.
-    pub fn fit_model(
+    /// [`Error::Shape`] when the model does not fit the data, the batch size exceeds the
+    /// training samples, or the state does not fit the configuration; [`Error::Diverged`] when
+    /// a loss is not finite.
+    pub fn run(
         &self,
-        mut model: Mlp,
+        mut state: TrainState,
         data: &Dataset,
         mut on_event: impl FnMut(&Event<'_>) -> ControlFlow<()> + Send,
-    ) -> Result<TrainResult> {
+    ) -> Result<Outcome> {
         let c = &self.config;
-        check_fits(&model, data)?;
+        check_fits(&state.model, data)?;
         let holdout = if c.full_train {
             Holdout {
                 train: (0..data.train.len()).collect(),
@@ -307,6 +432,14 @@ impl Trainer {
                 ),
             });
         }
+        let steps = holdout.train.len().div_ceil(c.batch_size);
+        if state.epoch > c.epochs || state.step > steps || state.epochs.len() != state.epoch {
+            return Err(Error::Shape {
+                what: "saved training position (epoch) vs configuration".into(),
+                expected: c.epochs,
+                found: state.epoch,
+            });
+        }
         let threads = c.thread_count();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -320,47 +453,60 @@ impl Trainer {
         let previous_blas = ffi::blas_threads();
         ffi::set_blas_threads(1);
         let result = pool.install(|| {
-            self.run_epochs(&mut model, data, &holdout, &mut on_event)
-                .map(|(epochs, curve, secs, stopped)| {
-                    let test = evaluate(&model, &data.test, None);
-                    (epochs, curve, secs, stopped, test)
-                })
+            let done = self.run_epochs(&mut state, data, &holdout, &mut on_event)?;
+            if !done {
+                return Ok(None);
+            }
+            Ok(Some(evaluate(&state.model, &data.test, None)))
         });
         ffi::set_blas_threads(previous_blas);
-        let (epochs, curve, train_seconds, stopped_early, test) = result?;
-        Ok(TrainResult {
-            model,
-            epochs,
-            curve,
-            test,
-            train_seconds,
-            stopped_early,
-        })
+        match result? {
+            None => Ok(Outcome::Interrupted(state)),
+            Some(test) => Ok(Outcome::Finished(TrainResult {
+                train_seconds: state.progress.total_seconds,
+                stopped_early: state.epoch < c.epochs,
+                model: state.model,
+                epochs: state.epochs,
+                curve: state.curve,
+                test,
+            })),
+        }
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Runs the remaining steps; `Ok(false)` when interrupted.
     fn run_epochs(
         &self,
-        model: &mut Mlp,
+        state: &mut TrainState,
         data: &Dataset,
         holdout: &Holdout,
         on_event: &mut impl FnMut(&Event<'_>) -> ControlFlow<()>,
-    ) -> Result<(Vec<EpochMetrics>, Vec<CurvePoint>, f64, bool)> {
+    ) -> Result<bool> {
         let c = &self.config;
         let mut batcher =
             Batcher::new(holdout.train.clone(), c.batch_size, data.features(), c.seed);
-        let mut ws = Workspace::new(model, c.batch_size);
-        let mut sgd = Sgd::new(model, c.lr, c.momentum);
-        let mut eval_buf = EvalBuffers::new(model, data.features());
+        let mut ws = Workspace::new(&state.model, c.batch_size);
+        let velocity = std::mem::take(&mut state.velocity);
+        let mut sgd = Sgd::with_velocity(&state.model, c.lr, c.momentum, velocity);
+        let mut eval_buf = EvalBuffers::new(&state.model, data.features());
         let steps = batcher.num_batches();
-        let mut epochs = Vec::with_capacity(c.epochs);
-        let mut curve = Vec::with_capacity(c.epochs * steps / CURVE_EVERY + 1);
-        let (mut window, mut window_len, mut total_secs) = (0.0f64, 0usize, 0.0f64);
-        for epoch in 0..c.epochs {
+        state.epochs.reserve(c.epochs);
+        state.curve.reserve(c.epochs * steps / CURVE_EVERY + 1);
+        let interrupted = || {
+            self.interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+        };
+        while state.epoch < c.epochs {
+            let epoch = state.epoch;
             batcher.shuffle(epoch);
             let start = Instant::now();
-            let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-            for step in 0..steps {
+            let p = &mut state.progress;
+            for step in state.step..steps {
+                if interrupted() {
+                    p.seconds += secs(start);
+                    state.velocity = sgd.velocity().to_vec();
+                    return Ok(false);
+                }
                 let (x, y) = batcher.batch(&data.train, step);
                 let rows = y.len();
                 let dropout = StepDropout {
@@ -369,9 +515,8 @@ impl Trainer {
                     epoch,
                     step,
                 };
-                let stats = sgd.step(model, &mut ws, x, y, dropout);
+                let stats = sgd.step(&mut state.model, &mut ws, x, y, dropout);
                 let loss = stats.loss / rows as f64;
-                correct += stats.correct;
                 if !loss.is_finite() {
                     return Err(Error::Diverged {
                         epoch: epoch + 1,
@@ -379,46 +524,64 @@ impl Trainer {
                         loss: loss as f32,
                     });
                 }
-                loss_sum += loss;
-                window += loss;
-                window_len += 1;
-                if window_len == CURVE_EVERY {
-                    curve.push(CurvePoint {
+                p.correct += stats.correct;
+                p.loss_sum += loss;
+                p.window += loss;
+                p.window_len += 1;
+                if p.window_len == CURVE_EVERY {
+                    state.curve.push(CurvePoint {
                         iteration: epoch * steps + step + 1,
-                        loss: window / CURVE_EVERY as f64,
+                        loss: p.window / CURVE_EVERY as f64,
                     });
-                    (window, window_len) = (0.0, 0);
+                    (p.window, p.window_len) = (0.0, 0);
                 }
+                state.step = step + 1;
                 let event = Event::Step {
                     epoch,
                     step: step + 1,
                     steps,
-                    running_loss: loss_sum / (step + 1) as f64,
+                    running_loss: p.loss_sum / (step + 1) as f64,
                 };
                 if on_event(&event).is_break() {
-                    return Ok((epochs, curve, total_secs + secs(start), true));
+                    p.total_seconds += p.seconds + secs(start);
+                    p.seconds = 0.0;
+                    return Ok(true);
                 }
             }
-            let train_seconds = secs(start);
-            total_secs += train_seconds;
+            let train_seconds = p.seconds + secs(start);
+            p.total_seconds += train_seconds;
             let val = (!holdout.val.is_empty())
-                .then(|| eval_buf.evaluate(model, &data.train, Some(&holdout.val)));
+                .then(|| eval_buf.evaluate(&state.model, &data.train, Some(&holdout.val)));
             let metrics = EpochMetrics {
                 epoch: epoch + 1,
-                train_loss: loss_sum / steps as f64,
-                train_accuracy: correct as f64 / batcher.len() as f64,
+                train_loss: p.loss_sum / steps as f64,
+                train_accuracy: p.correct as f64 / batcher.len() as f64,
                 val_loss: val.as_ref().map(|v| v.loss),
                 val_accuracy: val.as_ref().map(|v| v.accuracy),
                 train_seconds,
                 samples_per_second: batcher.len() as f64 / train_seconds.max(1e-12),
             };
+            (p.loss_sum, p.correct, p.seconds) = (0.0, 0, 0.0);
+            state.epoch += 1;
+            state.step = 0;
             let stop = on_event(&Event::Epoch(&metrics)).is_break();
-            epochs.push(metrics);
-            if stop && epoch + 1 < c.epochs {
-                return Ok((epochs, curve, total_secs, true));
+            state.epochs.push(metrics);
+            if stop && state.epoch < c.epochs {
+                return Ok(true);
+            }
+            if let Some(every) = self.checkpoint_every
+                && state.epoch % every == 0
+                && state.epoch < c.epochs
+            {
+                state.velocity = sgd.velocity().to_vec();
+                let stop = on_event(&Event::Checkpoint(state)).is_break();
+                state.velocity.clear();
+                if stop {
+                    return Ok(true);
+                }
             }
         }
-        Ok((epochs, curve, total_secs, false))
+        Ok(true)
     }
 }
 
