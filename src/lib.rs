@@ -44,6 +44,7 @@
 #[cfg(feature = "openblas")]
 extern crate blas_src;
 
+mod checkpoint;
 mod data;
 mod error;
 mod ffi;
@@ -60,6 +61,7 @@ mod preprocess;
 mod rng;
 mod train;
 
+pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use data::{
     Batcher, ChecksumStatus, Dataset, FILE_NAMES, FileReport, FileSource, Holdout, LoadOptions,
     SUMS_FILE, Split, shuffle,

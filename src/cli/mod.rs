@@ -16,11 +16,34 @@ mod train_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use clap::{Args, Parser, Subcommand};
 
 /// Exit code for training that diverged (non-finite loss).
 pub const EXIT_DIVERGED: u8 = 3;
+
+/// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The flag Ctrl-C raises; installs the handler on first use. Training stops at the next step
+/// boundary and saves a checkpoint; a second Ctrl-C exits at once.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let raised = flag.clone();
+        // If no handler can be installed, Ctrl-C keeps its default effect.
+        let _ = ctrlc::set_handler(move || {
+            if raised.swap(true, Ordering::SeqCst) {
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+        });
+        flag
+    })
+    .clone()
+}
 
 /// Train and study the ReLU + softmax MLPs of the MNIST paper, fast and reproducibly.
 #[derive(Debug, Parser)]
@@ -81,9 +104,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Data(a) => data_cmd::run(&a.data, a.json),
         Command::Bench(a) => bench_cmd::run(&a),
-        Command::Train(a) => train_cmd::run(&a),
+        Command::Train(a) => return train_cmd::run(&a),
         Command::Eval(a) => eval_cmd::run(&a),
-        Command::Paper(a) => paper_cmd::run(&a),
+        Command::Paper(a) => return paper_cmd::run(&a),
         Command::FeedBackward(a) => feed_backward_cmd::run(&a),
         Command::Predict(a) => {
             // Every image is tried; a failed one makes the exit status non-zero at the end.

@@ -6,6 +6,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use relumax::{Event, TrainConfig, train_flops_per_sample};
 use super::DataOpt;
 use super::common::{data_dir, open_data};
 use super::report::{self, RunRecord};
-use super::train_cmd::{default_run_dir, train_to_dir};
+use super::train_cmd::{RunEnd, RunOptions, default_run_dir, train_to_dir};
 
 /// The paper's ten configurations: hidden layers and width.
 pub const CONFIGS: [(usize, usize); 10] = [
@@ -153,7 +154,7 @@ pub fn run_dir(root: &Path, config: &TrainConfig) -> PathBuf {
     }
 }
 
-pub fn run(args: &PaperArgs) -> anyhow::Result<()> {
+pub fn run(args: &PaperArgs) -> anyhow::Result<ExitCode> {
     let jobs = args.jobs()?;
     if !args.aggregate {
         let mine: Vec<TrainConfig> = match args.shard {
@@ -165,7 +166,12 @@ pub fn run(args: &PaperArgs) -> anyhow::Result<()> {
                 .collect(),
             None => jobs.clone(),
         };
-        train_jobs(args, &mine)?;
+        if !train_jobs(args, &mine)? {
+            eprintln!(
+                "interrupted: finished configurations are kept; run the same command again to continue"
+            );
+            return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+        }
         if let Some(s) = args.shard {
             println!(
                 "shard {}/{} done; once every shard is, build the report with: relumax paper --aggregate --out {}",
@@ -173,7 +179,7 @@ pub fn run(args: &PaperArgs) -> anyhow::Result<()> {
                 s.count,
                 args.out.display()
             );
-            return Ok(());
+            return Ok(ExitCode::SUCCESS);
         }
     }
     let records: Vec<RunRecord> = jobs
@@ -196,7 +202,7 @@ pub fn run(args: &PaperArgs) -> anyhow::Result<()> {
     let written = report::write(&args.out, &records, jobs.len())?;
     report::print_tables(&records);
     println!("report: {}", written.display());
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Work units of a job, for the time-left estimate: its matrix-product FLOPs.
@@ -204,7 +210,8 @@ fn job_flops(config: &TrainConfig, features: usize, classes: usize, samples: usi
     train_flops_per_sample(&config.sizes(features, classes)) * samples as f64 * config.epochs as f64
 }
 
-fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<()> {
+/// Trains the jobs not done yet; `Ok(false)` when Ctrl-C interrupted them.
+fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
     let mut todo = Vec::new();
     for config in jobs {
         let dir = run_dir(&args.out, config);
@@ -219,7 +226,7 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<()> {
         }
     }
     if todo.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let data = open_data(&args.data)?;
     let ddir = data_dir(&args.data);
@@ -259,7 +266,11 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<()> {
             config.seed
         );
         let steps_total = config.epochs;
-        let (result, _) = train_to_dir(config, &data, &ddir, &dir, |event| {
+        let options = RunOptions {
+            interrupt: Some(super::interrupt_flag()),
+            ..Default::default()
+        };
+        let end = train_to_dir(config, &data, &ddir, &dir, options, |event| {
             if let (
                 Some(b),
                 Event::Step {
@@ -282,6 +293,12 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<()> {
             }
         })
         .with_context(|| format!("while training {}", config.arch_name()))?;
+        let RunEnd::Done(result, _) = end else {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return Ok(false);
+        };
         done += weight;
         let elapsed = start.elapsed().as_secs_f64();
         let left = elapsed * (total - done) / done.max(1.0);
@@ -294,5 +311,5 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(())
+    Ok(true)
 }

@@ -5,7 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use relumax::{Dataset, Event, Init, TrainConfig, TrainResult, Trainer, build_info};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use relumax::{
+    Dataset, Event, Init, Outcome, TrainConfig, TrainResult, TrainState, Trainer, build_info,
+    load_checkpoint, save_checkpoint,
+};
 use serde_json::{Value, json};
 
 use super::DataOpt;
@@ -58,6 +65,21 @@ pub struct HyperArgs {
 }
 
 impl HyperArgs {
+    /// True when any hyper-parameter flag other than --threads was given.
+    pub fn given(&self) -> bool {
+        !self.hidden.is_empty()
+            || self.layers.is_some()
+            || self.epochs.is_some()
+            || self.lr.is_some()
+            || self.batch_size.is_some()
+            || self.dropout.is_some()
+            || self.val_fraction.is_some()
+            || self.full_train
+            || self.momentum.is_some()
+            || self.init.is_some()
+            || self.seed.is_some()
+    }
+
     /// The validated configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<TrainConfig> {
         let d = TrainConfig::default();
@@ -104,6 +126,40 @@ pub struct TrainArgs {
     /// Print one JSON object per epoch and a final one on stdout instead of text.
     #[arg(long)]
     json: bool,
+    /// Save a checkpoint (beside the output folder, as OUT.checkpoint) every N epochs; 0 saves
+    /// only when interrupted.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    checkpoint_every: usize,
+    /// Continue the interrupted run whose output folder is DIR, from its checkpoint, with the
+    /// configuration it was started with.
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    resume: Option<PathBuf>,
+}
+
+/// Where the checkpoint of the run folder `out` is kept: `OUT.checkpoint` beside it.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".checkpoint");
+    out.with_file_name(name)
+}
+
+/// How a training run into a folder may be checkpointed, resumed and interrupted.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Continue from this state instead of a fresh network.
+    pub state: Option<TrainState>,
+    /// Save a checkpoint every this many epochs (and when interrupted) in this folder.
+    pub checkpoint: Option<(PathBuf, usize)>,
+    /// Raised by Ctrl-C.
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+/// How a training run into a folder ended.
+pub enum RunEnd {
+    /// Trained, evaluated and saved in the folder.
+    Done(Box<TrainResult>, PathBuf),
+    /// Interrupted; the checkpoint (if any) was saved here.
+    Interrupted(Option<PathBuf>, usize, usize),
 }
 
 /// The default run folder of a configuration.
@@ -111,12 +167,40 @@ pub fn default_run_dir(root: &Path, config: &TrainConfig) -> PathBuf {
     root.join(format!("{}-seed{}", config.arch_name(), config.seed))
 }
 
-pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let config = args.hp.config()?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_run_dir(Path::new("runs"), &config));
+pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    let (config, state, out) = match &args.resume {
+        Some(dir) => {
+            let ck = checkpoint_dir(dir);
+            let (saved, state) =
+                load_checkpoint(&ck).with_context(|| format!("cannot resume {}", dir.display()))?;
+            let ignore_threads = |c: &TrainConfig| TrainConfig {
+                threads: None,
+                ..c.clone()
+            };
+            if args.hp.given() && ignore_threads(&args.hp.config()?) != ignore_threads(&saved) {
+                anyhow::bail!(
+                    "cannot resume {}: its checkpoint was made with another configuration ({}); \
+                     --resume continues the run as it was started, so give no hyper-parameter \
+                     flags (--threads may change)",
+                    dir.display(),
+                    serde_json::to_string(&saved)?
+                );
+            }
+            let config = TrainConfig {
+                threads: args.hp.threads.or(saved.threads),
+                ..saved
+            };
+            (config, Some(state), dir.clone())
+        }
+        None => {
+            let config = args.hp.config()?;
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| default_run_dir(Path::new("runs"), &config));
+            (config, None, out)
+        }
+    };
     let data = open_data(&args.data)?;
     let progress = Progress::new(!args.no_progress, &config.arch_name(), config.batch_size);
     let as_json = args.json;
@@ -127,14 +211,39 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             progress.println(&epoch_line(e, config.epochs));
         }
     };
-    let outcome = train_to_dir(&config, &data, &data_dir(&args.data), &out, |event| {
-        progress.update(event);
-        if let Event::Epoch(e) = event {
-            print_epoch(e);
-        }
-    });
+    let options = RunOptions {
+        state,
+        checkpoint: Some((checkpoint_dir(&out), args.checkpoint_every)),
+        interrupt: Some(super::interrupt_flag()),
+    };
+    let outcome = train_to_dir(
+        &config,
+        &data,
+        &data_dir(&args.data),
+        &out,
+        options,
+        |event| {
+            progress.update(event);
+            if let Event::Epoch(e) = event {
+                print_epoch(e);
+            }
+        },
+    );
     progress.finish();
-    let (result, dir) = outcome?;
+    let (result, dir) = match outcome? {
+        RunEnd::Done(result, dir) => (result, dir),
+        RunEnd::Interrupted(ck, epoch, step) => {
+            let saved = ck.map_or("no checkpoint".into(), |c| {
+                format!("checkpoint saved in {}", c.display())
+            });
+            eprintln!(
+                "interrupted at epoch {}, step {step}: {saved}; continue with: relumax train --resume {}",
+                epoch + 1,
+                out.display()
+            );
+            return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+        }
+    };
     let summary = final_json(&result, &dir);
     if as_json {
         println!("{}", json_line(&summary));
@@ -147,7 +256,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A one-line text summary of an epoch.
@@ -209,24 +318,62 @@ pub fn config_json(config: &TrainConfig, data: &Dataset, data_dir: &Path) -> Val
 }
 
 /// Trains `config` on `data` and writes the run folder `out` (model, config, metrics, curves),
-/// whole or not at all. `on_event` sees every training event.
+/// whole or not at all, checkpointing and resuming as `options` say. `on_event` sees every
+/// training event.
 pub fn train_to_dir(
     config: &TrainConfig,
     data: &Dataset,
     data_dir: &Path,
     out: &Path,
+    options: RunOptions,
     mut on_event: impl FnMut(&Event<'_>) + Send,
-) -> anyhow::Result<(TrainResult, PathBuf)> {
+) -> anyhow::Result<RunEnd> {
     let run = RunDir::new(out)?;
-    let trainer = Trainer::new(config.clone())?;
+    let mut trainer = Trainer::new(config.clone())?;
+    if let Some(flag) = options.interrupt {
+        trainer = trainer.with_interrupt(flag);
+    }
+    if let Some((_, every)) = &options.checkpoint {
+        trainer = trainer.checkpoint_every(*every);
+    }
+    let state = match options.state {
+        Some(state) => state,
+        None => TrainState::new(trainer.init_model(data)?),
+    };
     let mut steps = 0;
-    let result = trainer.fit(data, |event| {
-        if let Event::Step { steps: s, .. } = event {
-            steps = *s;
+    let mut checkpoint_error = None;
+    let outcome = trainer.run(state, data, |event| {
+        match event {
+            Event::Step { steps: s, .. } => steps = *s,
+            Event::Checkpoint(state) => {
+                if let Some((dir, _)) = &options.checkpoint
+                    && let Err(e) = save_checkpoint(dir, config, state)
+                {
+                    checkpoint_error = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            _ => {}
         }
         on_event(event);
         ControlFlow::Continue(())
     })?;
+    if let Some(e) = checkpoint_error {
+        return Err(e).context("cannot save a checkpoint");
+    }
+    let result = match outcome {
+        Outcome::Finished(result) => result,
+        Outcome::Interrupted(state) => {
+            let ck = match &options.checkpoint {
+                Some((dir, _)) => {
+                    save_checkpoint(dir, config, &state).context("cannot save a checkpoint")?;
+                    Some(dir.clone())
+                }
+                None => None,
+            };
+            return Ok(RunEnd::Interrupted(ck, state.epoch, state.step));
+        }
+    };
     let cfg = config_json(config, data, data_dir);
     let cfg_text = serde_json::to_string_pretty(&cfg)?;
     run.write("config.json", format!("{cfg_text}\n").as_bytes())?;
@@ -242,7 +389,10 @@ pub fn train_to_dir(
     metrics += &json_line(&final_json(&result, out));
     metrics.push('\n');
     run.write("metrics.jsonl", metrics.as_bytes())?;
-    let meta = [("config", serde_json::to_string(&cfg["config"])?)];
+    // The thread count does not change results, so it stays out of the model file: the same
+    // training gives the same bytes however many threads ran it.
+    let model_config = TrainConfig { threads: None, ..config.clone() };
+    let meta = [("config", serde_json::to_string(&model_config)?)];
     let model_path = run.file("model.safetensors");
     relumax::save_model(&result.model, &model_path, &meta)?;
     let panels = plot::learning_curves(&config.arch_name(), &result.epochs, &result.curve, steps);
@@ -253,5 +403,8 @@ pub fn train_to_dir(
     )
     .context("cannot draw the learning curves")?;
     let dir = run.commit()?;
-    Ok((result, dir))
+    if let Some((ck, _)) = &options.checkpoint {
+        let _ = std::fs::remove_dir_all(ck);
+    }
+    Ok(RunEnd::Done(Box::new(result), dir))
 }

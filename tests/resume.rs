@@ -1,0 +1,134 @@
+//! Checkpoint and resume through the real binary: a run stopped by Ctrl-C or killed outright,
+//! then resumed, ends with a model file byte-identical to an uninterrupted run's.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn relumax() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_relumax"))
+}
+
+const CONFIG: [&str; 6] = ["--hidden", "512", "--epochs", "3", "--momentum", "0.5"];
+
+/// Trains `CONFIG` into `out`, sending `signal` once `after` epoch lines have been printed;
+/// returns the exit code.
+fn train_and_signal(out: &Path, after: usize, signal: &str) -> Option<i32> {
+    let mut child = relumax()
+        .args([
+            "train",
+            "--no-progress",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(CONFIG)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut epochs = 0;
+    for line in stdout.lines() {
+        if line.unwrap().contains(r#""type":"epoch""#) {
+            epochs += 1;
+            if epochs == after {
+                let pid = child.id().to_string();
+                assert!(
+                    Command::new("kill")
+                        .args([signal, &pid])
+                        .status()
+                        .unwrap()
+                        .success()
+                );
+                break;
+            }
+        }
+    }
+    child.wait().unwrap().code()
+}
+
+fn model_bytes(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("model.safetensors")).unwrap()
+}
+
+fn uninterrupted(tmp: &Path) -> Vec<u8> {
+    let out = tmp.join("full");
+    let o = relumax()
+        .args(["train", "--no-progress", "--out", out.to_str().unwrap()])
+        .args(CONFIG)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    model_bytes(&out)
+}
+
+fn resume(out: &Path, extra: &[&str]) -> std::process::Output {
+    relumax()
+        .args(["train", "--no-progress", "--resume", out.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ctrl_c_checkpoints_and_resume_is_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = uninterrupted(tmp.path());
+    let out = tmp.path().join("run");
+    assert_eq!(train_and_signal(&out, 1, "-INT"), Some(130));
+    assert!(!out.exists(), "no run folder until training completes");
+    let ck = tmp.path().join("run.checkpoint");
+    assert!(ck.join("state.safetensors").is_file());
+    assert!(ck.join("velocity.safetensors").is_file());
+    // A different configuration is refused; another thread count is not.
+    let o = resume(&out, &["--lr", "0.1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another configuration"));
+    let o = resume(&out, &["--threads", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        model_bytes(&out) == full,
+        "resumed model differs from the uninterrupted one"
+    );
+    assert!(
+        !ck.exists(),
+        "the checkpoint is removed once the run is complete"
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_last_epoch_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = uninterrupted(tmp.path());
+    let out = tmp.path().join("run");
+    // SIGKILL: no handler runs; what is on disk is the checkpoint of a finished epoch.
+    assert_eq!(train_and_signal(&out, 2, "-KILL"), None);
+    let o = resume(&out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        model_bytes(&out) == full,
+        "resumed model differs from the uninterrupted one"
+    );
+}
+
+#[test]
+fn resume_without_a_checkpoint_is_a_clean_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = resume(&tmp.path().join("nothing"), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot resume") && err.contains("nothing.checkpoint"),
+        "{err}"
+    );
+    // A damaged checkpoint is named, not trusted.
+    let ck = tmp.path().join("bad.checkpoint");
+    std::fs::create_dir_all(&ck).unwrap();
+    std::fs::write(ck.join("state.safetensors"), b"garbage").unwrap();
+    let o = resume(&tmp.path().join("bad"), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a valid relumax model"));
+}
