@@ -99,3 +99,111 @@ fn ten_parallel_evals_share_the_mapped_data_and_agree() {
     );
     assert!(outputs.iter().all(|o| o == &outputs[0]), "all ten agree");
 }
+
+/// A 64 KiB tmpfs, unmounted when dropped.
+struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    /// Mounts it, or `None` where this machine does not allow mounting (not root).
+    fn mount(at: &Path) -> Option<TinyDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=64k",
+                "tmpfs",
+                at.to_str().unwrap(),
+            ])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| TinyDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_save_fails_cleanly_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = TinyDisk::mount(&tmp.path().join("tiny")) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let (_data_tmp, dir) = common::small_dataset(false);
+    // A 64 -> 512 -> 4 model is about 140 KB: more than the disk holds.
+    for (every, needle) in [("0", "cannot write"), ("1", "cannot save a checkpoint")] {
+        let out = disk.0.join("run");
+        let o = Command::new(env!("CARGO_BIN_EXE_relumax"))
+            .args(["train", "--no-progress", "--hidden", "512", "--epochs", "2"])
+            .args(["--checkpoint-every", every, "--data", dir.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(&disk.0)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.is_dir() || std::fs::read_dir(p).unwrap().next().is_some())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+#[test]
+fn model_files_with_wrong_dtype_or_lying_offsets_are_rejected() {
+    use safetensors::tensor::{Dtype, TensorView};
+    use std::collections::HashMap;
+    let tmp = tempfile::tempdir().unwrap();
+    let meta: HashMap<String, String> = [
+        ("format", "relumax-mlp"),
+        ("version", "1"),
+        ("sizes", "2,2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let w = vec![0u8; 4 * 8];
+    let b = vec![0u8; 2 * 8];
+    let views = vec![
+        (
+            "layers.0.weight",
+            TensorView::new(Dtype::F64, vec![2, 2], &w).unwrap(),
+        ),
+        (
+            "layers.0.bias",
+            TensorView::new(Dtype::F64, vec![2], &b).unwrap(),
+        ),
+    ];
+    let bytes = safetensors::serialize(views, Some(meta)).unwrap();
+    let path = tmp.path().join("f64.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = relumax::load_model(&path).unwrap_err().to_string();
+    assert!(err.contains("dtype F64, expected F32"), "{err}");
+    // A header whose offsets point past the end of the file.
+    let good = relumax::model_to_bytes(
+        &relumax::Mlp::new(&[2, 2], relumax::Init::He, 0).unwrap(),
+        &[],
+    );
+    let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(good[8..8 + n].to_vec()).unwrap();
+    let lying = header.replacen("[16,24]", "[16,99]", 1);
+    assert_ne!(lying, header, "{header}");
+    let mut bad = good[..8].to_vec();
+    bad.extend_from_slice(lying.as_bytes());
+    bad.extend_from_slice(&good[8 + n..]);
+    let path = tmp.path().join("lying.safetensors");
+    std::fs::write(&path, &bad).unwrap();
+    let err = relumax::load_model(&path).unwrap_err().to_string();
+    assert!(err.contains("not safetensors"), "{err}");
+    assert!(err.contains("lying.safetensors"), "{err}");
+}

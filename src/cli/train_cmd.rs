@@ -391,7 +391,10 @@ pub fn train_to_dir(
     run.write("metrics.jsonl", metrics.as_bytes())?;
     // The thread count does not change results, so it stays out of the model file: the same
     // training gives the same bytes however many threads ran it.
-    let model_config = TrainConfig { threads: None, ..config.clone() };
+    let model_config = TrainConfig {
+        threads: None,
+        ..config.clone()
+    };
     let meta = [("config", serde_json::to_string(&model_config)?)];
     let model_path = run.file("model.safetensors");
     relumax::save_model(&result.model, &model_path, &meta)?;
