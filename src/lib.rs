@@ -77,7 +77,8 @@ pub use inspect::{Preimage, class_images};
 pub use layer::Dense;
 pub use model::{MAX_WIDTH, Mlp, StepDropout, Workspace, train_flops_per_sample, validate_sizes};
 pub use model_file::{
-    LoadedModel, load as load_model, save as save_model, to_bytes as model_to_bytes, write_atomic,
+    LoadedModel, load as load_model, model_from_bytes, save as save_model,
+    to_bytes as model_to_bytes, write_atomic,
 };
 pub use optim::Sgd;
 pub use preprocess::{BOX, FRAME, mnist_digit};

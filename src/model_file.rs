@@ -145,8 +145,8 @@ pub struct LoadedModel {
 ///
 /// # Errors
 /// [`Error::Read`] when the file cannot be read; [`Error::Model`] when it is not safetensors,
-/// is truncated, lies about sizes, has a dtype other than f32, lacks a tensor, or its shapes
-/// do not chain.
+/// is truncated, lies about sizes, has a dtype other than f32, lacks a tensor, its shapes do
+/// not chain, or a parameter is NaN or infinite.
 pub fn load(path: &Path) -> Result<LoadedModel> {
     let read_err = |source| Error::Read {
         path: path.into(),
@@ -164,6 +164,17 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
     }
     let bytes = std::fs::read(path).map_err(read_err)?;
     from_bytes(&bytes).map_err(bad)
+}
+
+/// Parses a model from bytes in memory (as [`load`] does for a file).
+///
+/// # Errors
+/// [`Error::Model`] (with the path `(memory)`) for anything [`load`] rejects.
+pub fn model_from_bytes(bytes: &[u8]) -> Result<LoadedModel> {
+    from_bytes(bytes).map_err(|reason| Error::Model {
+        path: "(memory)".into(),
+        reason,
+    })
 }
 
 /// Parses model bytes; the error is a reason to attach to a file name.
@@ -197,10 +208,18 @@ fn from_bytes(bytes: &[u8]) -> std::result::Result<LoadedModel, String> {
                 t.shape()
             ));
         }
-        Ok(t.data()
+        let values: Vec<f32> = t
+            .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+            .collect();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "{name} holds a non-finite value ({}) at index {i}",
+                values[i]
+            ));
+        }
+        Ok(values)
     };
     let layers = sizes
         .windows(2)

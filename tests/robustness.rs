@@ -207,3 +207,13 @@ fn model_files_with_wrong_dtype_or_lying_offsets_are_rejected() {
     assert!(err.contains("not safetensors"), "{err}");
     assert!(err.contains("lying.safetensors"), "{err}");
 }
+
+/// Inputs the fuzzers found, kept as regressions.
+#[test]
+fn fuzz_regressions_are_rejected_cleanly() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    // A model whose first weight matrix holds NaN and infinite values: loading must refuse it
+    // (it used to load, and a NaN model predicts nothing).
+    let err = relumax::load_model(&dir.join("model-nan-weights.safetensors")).unwrap_err();
+    assert!(err.to_string().contains("non-finite value"), "{err}");
+}
