@@ -71,7 +71,8 @@ pub struct PaperArgs {
     /// Only these configurations, e.g. 1x128,2x2048 [default: all ten]
     #[arg(long, value_delimiter = ',', value_name = "LIST", action = clap::ArgAction::Set)]
     only: Vec<String>,
-    /// Threads for OpenBLAS and the kernels [default: all cores]
+    /// Threads to train on: every product is cut into single-threaded OpenBLAS calls run on
+    /// this many threads [default: all cores]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Output folder.

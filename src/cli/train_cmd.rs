@@ -59,7 +59,8 @@ pub struct HyperArgs {
     /// Seed of every random stream (init, split, shuffle, dropout) [default: 0]
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Threads for OpenBLAS and the kernels [default: all cores]
+    /// Threads to train on: every product is cut into single-threaded OpenBLAS calls run on
+    /// this many threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
