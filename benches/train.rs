@@ -1,5 +1,6 @@
 //! Training-engine benchmarks over the paper's width grid (batch 32): the forward pass, one
-//! full SGD step, the fused kernels alone, the GEMM shapes of a step, and one epoch of 1x128.
+//! full SGD step, the backward pass of a layer, the fused kernels alone, the GEMM shapes of a
+//! step, and one epoch of 1x128.
 //!
 //! Run with: `cargo bench --bench train` (or `-- step` etc. for one group).
 //! Throughput is in FLOP (matrix products) or elements (element-wise kernels) per second.
@@ -69,6 +70,35 @@ fn step(c: &mut Criterion) {
             ));
             group.bench_function(BenchmarkId::new(format!("forward_{layers}x"), width), |b| {
                 b.iter(|| model.forward_train(x.view(), &y, &mut ws, dropout(0)).loss)
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The backward pass of one hidden layer alone: the input gradient and the fused SGD update
+/// (`kernels::backward_sgd`), for the first layer (784 inputs, no input gradient) and a
+/// width x width hidden layer.
+fn backward(c: &mut Criterion) {
+    relumax::set_blas_threads(1);
+    let mut group = c.benchmark_group("backward");
+    for width in WIDTHS {
+        for (name, inputs, with_dh) in [("first_layer", 784, false), ("hidden_layer", width, true)]
+        {
+            let mut w = input(inputs, width).mapv(|v| v - 0.5);
+            let dz = input(BATCH, width).mapv(|v| (v - 0.5) * 1e-3);
+            let x = input(BATCH, inputs);
+            let mut dh = Array2::<f32>::zeros((BATCH, inputs));
+            let products = if with_dh { 2 } else { 1 };
+            group.throughput(Throughput::Elements(
+                (products * 2 * BATCH * inputs * width) as u64,
+            ));
+            group.bench_function(BenchmarkId::new(name, width), |b| {
+                b.iter(|| {
+                    let mut dh_view = dh.view_mut();
+                    let dh_arg = with_dh.then_some(&mut dh_view);
+                    kernels::backward_sgd(dh_arg, &mut w.view_mut(), &dz.view(), &x.view(), 1e-6)
+                })
             });
         }
     }
@@ -172,6 +202,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = step, fused, gemm, epoch
+    targets = step, backward, fused, gemm, epoch
 }
 criterion_main!(benches);
