@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use relumax::Event;
 
 /// A progress display for one training run.
@@ -20,9 +20,12 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} epoch {msg} [{bar:30}] {human_pos}/{human_len} samples, {per_sec}, eta {eta}",
+                    "{prefix} epoch {msg} [{bar:30}] {human_pos}/{human_len} samples, {rate}, eta {eta}",
                 )
                 .expect("static template")
+                .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} samples/s", state.per_sec());
+                })
                 .progress_chars("=> "),
             );
             bar.set_prefix(label.to_string());
