@@ -552,13 +552,18 @@ impl Holdout {
             (0.0..1.0).contains(&val_fraction),
             "val_fraction must be in [0, 1)"
         );
+        let n_val = Holdout::val_len(n, val_fraction);
         let mut all: Vec<usize> = (0..n).collect();
         shuffle(&mut all, &mut rng::stream(seed, Stream::Split, &[]));
-        let n_val = ((n as f64) * val_fraction).round() as usize;
         let mut val = all.split_off(n - n_val);
         all.sort_unstable();
         val.sort_unstable();
         Holdout { train: all, val }
+    }
+
+    /// How many of `n` samples [`Holdout::new`] holds out: `round(n * val_fraction)`.
+    pub fn val_len(n: usize, val_fraction: f64) -> usize {
+        ((n as f64) * val_fraction).round() as usize
     }
 }
 

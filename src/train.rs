@@ -138,6 +138,16 @@ impl TrainConfig {
             .collect()
     }
 
+    /// Training samples per epoch out of a training split of `n`: all of them with
+    /// `full_train`, otherwise what the holdout leaves.
+    pub fn train_samples(&self, n: usize) -> usize {
+        if self.full_train {
+            n
+        } else {
+            n - Holdout::val_len(n, self.val_fraction)
+        }
+    }
+
     /// The thread count actually used.
     pub fn thread_count(&self) -> usize {
         self.threads.unwrap_or_else(|| {

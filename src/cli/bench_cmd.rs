@@ -95,7 +95,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !args.json {
         println!(
             "{} training samples, {threads} threads, {}",
-            data.train.len() - (data.train.len() as f64 * 0.2).round() as usize,
+            configs[0].train_samples(data.train.len()),
             relumax::blas_config()
         );
         if let Some(c) = ceiling {

@@ -231,14 +231,16 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
     }
     let data = open_data(&args.data)?;
     let ddir = data_dir(&args.data);
-    let train_samples = if args.full_train {
-        data.train.len()
-    } else {
-        data.train.len() - (data.train.len() as f64 * 0.2).round() as usize
-    };
     let weights: Vec<f64> = todo
         .iter()
-        .map(|c| job_flops(c, data.features(), data.classes(), train_samples))
+        .map(|c| {
+            job_flops(
+                c,
+                data.features(),
+                data.classes(),
+                c.train_samples(data.train.len()),
+            )
+        })
         .collect();
     let total: f64 = weights.iter().sum();
     let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
