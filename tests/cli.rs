@@ -280,3 +280,18 @@ fn divergence_has_its_own_exit_code_and_saves_nothing() {
     assert!(!out.exists());
     assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_instead_of_panicking() {
+    // As in `relumax data | head -0`: the reader is gone before relumax writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relumax"))
+        .arg("data")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}

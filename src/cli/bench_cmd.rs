@@ -93,19 +93,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let threads = configs[0].thread_count();
     let ceiling = (args.ceiling_size > 0).then(|| sgemm_ceiling(args.ceiling_size, threads));
     if !args.json {
-        println!(
+        outln!(
             "{} training samples, {threads} threads, {}",
             configs[0].train_samples(data.train.len()),
             relumax::blas_config()
         );
         if let Some(c) = ceiling {
-            println!(
+            outln!(
                 "sgemm ceiling: {c:.1} GFLOP/s ({0} x {0} x {0}, {threads} threads)",
                 args.ceiling_size
             );
         }
-        println!("| config | s/epoch | epochs/s | samples/s | GFLOP/s | % of ceiling |");
-        println!("|---|---:|---:|---:|---:|---:|");
+        outln!("| config | s/epoch | epochs/s | samples/s | GFLOP/s | % of ceiling |");
+        outln!("|---|---:|---:|---:|---:|---:|");
     }
     let mut rows = Vec::new();
     for config in &configs {
@@ -126,7 +126,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let gflops = flops / s / 1e9;
         let pct = ceiling.map(|c| 100.0 * gflops / c);
         if !args.json {
-            println!(
+            outln!(
                 "| {} | {s:.3} | {:.2} | {:.0} | {gflops:.1} | {} |",
                 config.arch_name(),
                 1.0 / s,
@@ -141,7 +141,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }));
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             json_line(&json!({
                 "threads": threads, "ceiling_gflops": ceiling, "ceiling_size": args.ceiling_size,

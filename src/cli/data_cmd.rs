@@ -25,15 +25,15 @@ pub fn run(opt: &DataOpt, as_json: bool) -> anyhow::Result<()> {
             "test": split(&data.test),
             "files": data.files(),
         });
-        println!("{}", json_line(&v));
+        outln!("{}", json_line(&v));
         return Ok(());
     }
-    println!("dataset   {}", dir.display());
+    outln!("dataset   {}", dir.display());
     match shape {
-        Some((r, c)) => println!("images    {r} x {c} = {} pixels, u8", data.features()),
-        None => println!("features  {}", data.features()),
+        Some((r, c)) => outln!("images    {r} x {c} = {} pixels, u8", data.features()),
+        None => outln!("features  {}", data.features()),
     }
-    println!("classes   {}", data.classes());
+    outln!("classes   {}", data.classes());
     for (name, split) in [("train", &data.train), ("test", &data.test)] {
         let h = histogram(split, &data);
         let cells: Vec<String> = h
@@ -41,7 +41,7 @@ pub fn run(opt: &DataOpt, as_json: bool) -> anyhow::Result<()> {
             .enumerate()
             .map(|(c, n)| format!("{c}:{n}"))
             .collect();
-        println!(
+        outln!(
             "{name:<9} {} samples; per class {}",
             split.len(),
             cells.join(" ")
@@ -49,7 +49,7 @@ pub fn run(opt: &DataOpt, as_json: bool) -> anyhow::Result<()> {
     }
     for f in data.files() {
         let word = |v: serde_json::Value| v.as_str().unwrap_or("?").replace('_', " ");
-        println!(
+        outln!(
             "file      {:<26} {:<22} checksum {}",
             f.name,
             word(serde_json::to_value(&f.source)?),

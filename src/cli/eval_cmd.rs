@@ -39,7 +39,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} does not fit this dataset", path.display()))?;
     let ev = evaluate(&loaded.model, &data.test, None);
     if args.json {
-        println!(
+        outln!(
             "{}",
             json_line(&json!({
                 "model": path,
@@ -50,7 +50,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             }))
         );
     } else {
-        println!("model     {}", path.display());
+        outln!("model     {}", path.display());
         print_evaluation("test", &ev);
     }
     Ok(())
@@ -58,11 +58,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
 
 /// Prints loss, accuracy and the confusion matrix.
 pub fn print_evaluation(name: &str, ev: &Evaluation) {
-    println!(
+    outln!(
         "{name} loss {:.5}  accuracy {:.4}  ({} samples)",
-        ev.loss, ev.accuracy, ev.samples
+        ev.loss,
+        ev.accuracy,
+        ev.samples
     );
-    println!("confusion matrix (rows: true class, columns: predicted class)");
+    outln!("confusion matrix (rows: true class, columns: predicted class)");
     let classes = ev.confusion.len();
     let width = ev
         .confusion
@@ -74,9 +76,9 @@ pub fn print_evaluation(name: &str, ev: &Evaluation) {
         .max(classes.to_string().len())
         + 1;
     let header: String = (0..classes).map(|c| format!("{c:>width$}")).collect();
-    println!("{:>4} {header}", "");
+    outln!("{:>4} {header}", "");
     for (t, row) in ev.confusion.iter().enumerate() {
         let cells: String = row.iter().map(|n| format!("{n:>width$}")).collect();
-        println!("{t:>4} {cells}");
+        outln!("{t:>4} {cells}");
     }
 }

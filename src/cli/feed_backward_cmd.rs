@@ -31,6 +31,6 @@ pub fn write(model: &Mlp, method: Preimage, out: &Path) -> anyhow::Result<()> {
 pub fn run(args: &FeedBackwardArgs) -> anyhow::Result<()> {
     let model = load_image_model(&args.model)?;
     write(&model, args.method, &args.out)?;
-    println!("wrote {}", args.out.display());
+    outln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -1,5 +1,14 @@
 //! Command-line definitions and dispatch.
 
+/// `outln!` for the commands' standard output. A closed pipe (`relumax data | head -1`)
+/// ends the process quietly with 141, as SIGPIPE would for a C tool, instead of panicking
+/// as `outln!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
 mod bench_cmd;
 mod common;
 mod data_cmd;
@@ -94,6 +103,21 @@ struct DataArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// Exit code when standard output is a closed pipe (128 + SIGPIPE).
+const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// Writes one line to standard output; see `outln!`.
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Runs a parsed command line.

@@ -174,7 +174,7 @@ pub fn run(args: &PaperArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
         }
         if let Some(s) = args.shard {
-            println!(
+            outln!(
                 "shard {}/{} done; once every shard is, build the report with: relumax paper --aggregate --out {}",
                 s.index,
                 s.count,
@@ -202,7 +202,7 @@ pub fn run(args: &PaperArgs) -> anyhow::Result<ExitCode> {
     }
     let written = report::write(&args.out, &records, jobs.len())?;
     report::print_tables(&records);
-    println!("report: {}", written.display());
+    outln!("report: {}", written.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -217,7 +217,7 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
     for config in jobs {
         let dir = run_dir(&args.out, config);
         if !args.force && report::read_run(&dir, config).is_ok() {
-            println!(
+            outln!(
                 "{}: done already, reusing {}",
                 config.arch_name(),
                 dir.display()
@@ -254,8 +254,8 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
         bar
     });
     let say = |line: String| match &bar {
-        Some(b) => b.suspend(|| println!("{line}")),
-        None => println!("{line}"),
+        Some(b) => b.suspend(|| outln!("{line}")),
+        None => outln!("{line}"),
     };
     let start = Instant::now();
     let mut done = 0.0f64;

@@ -66,7 +66,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<bool> {
     let mut all_ok = true;
     for path in &args.images {
         match classify(&model, path) {
-            Ok(p) if args.json => println!(
+            Ok(p) if args.json => outln!(
                 "{}",
                 json_line(
                     &json!({"image": path, "prediction": p.digit, "probabilities": p.probabilities})
@@ -79,7 +79,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<bool> {
                     .enumerate()
                     .map(|(c, v)| format!("{c}:{v:.3}"))
                     .collect();
-                println!(
+                outln!(
                     "{}: {} (p = {:.3})  [{}]",
                     path.display(),
                     p.digit,

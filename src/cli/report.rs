@@ -189,7 +189,7 @@ pub fn print_tables(records: &[RunRecord]) {
     ] {
         let part: Vec<&Row> = rows.iter().filter(|r| r.layers == layers).collect();
         if !part.is_empty() {
-            println!("\n{name}\n{}", table(&part));
+            outln!("\n{name}\n{}", table(&part));
         }
     }
 }

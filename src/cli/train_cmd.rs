@@ -247,10 +247,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = final_json(&result, &dir);
     if as_json {
-        println!("{}", json_line(&summary));
+        outln!("{}", json_line(&summary));
     } else {
         print_evaluation("test", &result.test);
-        println!(
+        outln!(
             "trained in {:.2} s ({:.0} samples/s); saved {}",
             result.train_seconds,
             summary["samples_per_second"].as_f64().unwrap_or(0.0),
