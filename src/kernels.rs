@@ -18,14 +18,20 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 use rand::RngCore;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::rng::{self, Stream};
+use crate::simd;
 
 /// Rows per fixed chunk of the element-wise kernels (and per dropout stream).
 pub const CHUNK_ROWS: usize = 8;
 
 /// Below this many elements, element-wise kernels run on the calling thread.
 const PAR_MIN_ELEMENTS: usize = 1 << 15;
+
+/// Below this many FLOPs (about 10 µs of one core), the AVX-512 backward runs on the calling
+/// thread: handing blocks to another thread would cost more than it saves.
+const PAR_MIN_FLOPS: usize = 1 << 20;
 
 /// A dropout draw: drop probability `p` and the key of this (seed, epoch, step, layer).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -128,6 +134,51 @@ pub fn gemm(
     }
 }
 
+/// Which code runs the backward pass of a layer ([`backward_sgd`]).
+///
+/// Both are deterministic: bit-identical results for any thread count. They round differently
+/// from each other, so a run's results depend on the backend (and, with `Auto`, on whether the
+/// CPU has AVX-512), as they already depend on the OpenBLAS kernels the CPU selects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The AVX-512 kernels where the CPU has AVX-512F, OpenBLAS otherwise (the default). They
+    /// read each block of `W` once for both the input gradient and the update, where OpenBLAS
+    /// packs `W` for one and streams it again for the other.
+    #[default]
+    Auto,
+    /// Every product through OpenBLAS.
+    Blas,
+}
+
+static BACKEND: AtomicU8 = AtomicU8::new(0);
+
+/// Selects the backend for the whole process (default [`Backend::Auto`]).
+pub fn set_backend(backend: Backend) {
+    BACKEND.store(backend as u8, Ordering::Relaxed);
+}
+
+/// The selected backend.
+pub fn backend() -> Backend {
+    match BACKEND.load(Ordering::Relaxed) {
+        0 => Backend::Auto,
+        _ => Backend::Blas,
+    }
+}
+
+/// What actually runs the backward pass here: `"avx512"` or `"openblas"`.
+pub fn backward_kernels() -> &'static str {
+    if use_simd() { "avx512" } else { "openblas" }
+}
+
+/// Layers narrower than this keep OpenBLAS for their backward pass even with [`Backend::Auto`]:
+/// measured single-threaded on the development machine, the AVX-512 kernels lost below it.
+const SIMD_MIN_OUTPUTS: usize = 1024;
+
+fn use_simd() -> bool {
+    backend() == Backend::Auto && simd::available()
+}
+
 /// Narrowest block a product is cut into for parallel execution.
 pub const MIN_BLOCK: usize = 64;
 
@@ -190,6 +241,19 @@ pub fn backward_sgd(
     let (inputs, outputs) = w.dim();
     check("backward dz", (x.nrows(), outputs), dz.dim());
     check("backward x", (dz.nrows(), inputs), x.dim());
+    if let Some(dh) = &dh {
+        check("backward dh", x.dim(), dh.dim());
+    }
+    let contiguous = |s: &[isize]| s[1] == 1;
+    if use_simd()
+        && outputs >= SIMD_MIN_OUTPUTS
+        && contiguous(w.strides())
+        && contiguous(dz.strides())
+        && contiguous(x.strides())
+        && dh.as_ref().is_none_or(|d| contiguous(d.strides()))
+    {
+        return simd_backward(dh, w, dz, x, lr);
+    }
     let size = block_size(inputs);
     let task = |mut wr: ArrayViewMut2<'_, f32>,
                 xr: ArrayView2<'_, f32>,
@@ -203,7 +267,6 @@ pub fn backward_sgd(
     let x_blocks = x.axis_chunks_iter(Axis(1), size).into_par_iter();
     match dh {
         Some(dh) => {
-            check("backward dh", x.dim(), dh.dim());
             w_blocks
                 .zip(x_blocks)
                 .zip(dh.axis_chunks_iter_mut(Axis(1), size).into_par_iter())
@@ -212,6 +275,39 @@ pub fn backward_sgd(
         None => w_blocks
             .zip(x_blocks)
             .for_each(|(wr, xr)| task(wr, xr, None)),
+    }
+}
+
+/// [`backward_sgd`] with the AVX-512 kernels, over blocks of `W`'s rows small enough to stay in
+/// cache between the input gradient and the update. Any blocking gives the same bits.
+fn simd_backward(
+    dh: Option<&mut ArrayViewMut2<'_, f32>>,
+    w: &mut ArrayViewMut2<'_, f32>,
+    dz: &ArrayView2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    lr: f32,
+) {
+    /// Bytes of `W` per block: the block is read for `dh`, then again (from cache) for the update.
+    const BLOCK_BYTES: usize = 96 << 10;
+    let (inputs, outputs) = w.dim();
+    let cached = (BLOCK_BYTES / (4 * outputs.max(1))).max(12) / 12 * 12;
+    let size = cached.min(inputs.div_ceil(8).next_multiple_of(12)).max(1);
+    let flops = 2 * x.len() * outputs * if dh.is_some() { 2 } else { 1 };
+    let min_len = if flops < PAR_MIN_FLOPS { usize::MAX } else { 1 };
+    let w_blocks = w.axis_chunks_iter_mut(Axis(0), size).into_par_iter();
+    let x_blocks = x.axis_chunks_iter(Axis(1), size).into_par_iter();
+    match dh {
+        Some(dh) => w_blocks
+            .zip(x_blocks)
+            .zip(dh.axis_chunks_iter_mut(Axis(1), size).into_par_iter())
+            .with_min_len(min_len)
+            .for_each(|((w, x), dh)| {
+                simd::backward_rows(simd::Block { w, x, dh: Some(dh) }, dz, lr)
+            }),
+        None => w_blocks
+            .zip(x_blocks)
+            .with_min_len(min_len)
+            .for_each(|(w, x)| simd::backward_rows(simd::Block { w, x, dh: None }, dz, lr)),
     }
 }
 

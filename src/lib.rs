@@ -59,6 +59,7 @@ mod model_file;
 mod optim;
 mod preprocess;
 mod rng;
+mod simd;
 mod train;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};

@@ -580,7 +580,7 @@ impl Trainer {
                 return Ok(true);
             }
             if let Some(every) = self.checkpoint_every
-                && state.epoch % every == 0
+                && state.epoch.is_multiple_of(every)
                 && state.epoch < c.epochs
             {
                 state.velocity = sgd.velocity().to_vec();

@@ -138,6 +138,8 @@ fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
             .unwrap()
     };
     set_blas_threads(1);
+    // Every product through OpenBLAS first (the AVX-512 backward is checked below).
+    kernels::set_backend(kernels::Backend::Blas);
     for threads in [1, 2] {
         // 784 -> 128 -> 10. Forward: x W0 in 2 column blocks of 64, each issued as k = 768 + 16
         // (4 calls), then h W1 (1). Backward: for W1's 2 row blocks, dz W1^T and the fused
@@ -152,6 +154,26 @@ fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
         assert_eq!(
             pool(threads).install(|| counting_step(&[784, 256, 256, 10])),
             8 + 4 + 1 + 8 + 8 + 4
+        );
+    }
+
+    // The default backend: layers of 1024 or more outputs run their backward pass in the
+    // AVX-512 kernels when the CPU has them, so only their forward products reach sgemm.
+    kernels::set_backend(kernels::Backend::Auto);
+    let simd = kernels::backward_kernels() == "avx512";
+    for threads in [1, 2] {
+        assert_eq!(
+            pool(threads).install(|| counting_step(&[784, 128, 10])),
+            4 + 1 + 4 + 4,
+            "narrow layers keep OpenBLAS"
+        );
+        // 784 -> 1024 -> 10: forward 4 column blocks of 256 (each k = 768 + 16) and h W1;
+        // backward: W1's 4 row blocks (dh, W) stay on OpenBLAS (10 outputs), W0's 4 blocks
+        // (1024 outputs) move to the AVX-512 kernels.
+        let expected = 8 + 1 + 8 + if simd { 0 } else { 4 };
+        assert_eq!(
+            pool(threads).install(|| counting_step(&[784, 1024, 10])),
+            expected
         );
     }
 

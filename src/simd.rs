@@ -1,0 +1,481 @@
+//! Hand-written AVX-512 kernels for the backward pass of a dense layer on a mini-batch, the one
+//! product family where they measurably beat OpenBLAS (see the README's benchmarks).
+//!
+//! With a batch of 32 rows, OpenBLAS computes `dz W^T` by first packing all of `W`, and the
+//! update `W -= lr x^T dz` as a second pass over `W`. Here each small block of `W`'s rows is read
+//! once, while it sits in cache: its columns of `dh = dz W^T` first, then its update. The
+//! kernels stream `W` in its own row-major layout, with `dz` and `x` (a few hundred KiB) in
+//! cache.
+//!
+//! Every output element has one fixed sequence of operations, whatever the tiling, the block a
+//! thread takes, or the CPU: `dh[i, r]` sums `dz[i, c] * w[r, c]` with fused multiply-adds into
+//! 16 lanes (lane `c % 16`, in increasing `c`), then reduces the lanes in a fixed tree; the update accumulates `x[i, r] * dz[i, c]`
+//! over `i` in order from zero and applies `w = fma(-lr, acc, w)`. [`reference`] is that
+//! definition in portable Rust; the tests hold the AVX-512 code to it bit for bit.
+//!
+//! This module and the FFI and memory-map modules are the only ones allowed `unsafe`: the
+//! intrinsics are `unsafe` to call, and the kernels address their operands through raw
+//! pointers whose bounds the safe entry point [`backward_rows`] checks first.
+
+#![allow(unsafe_code)]
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Whether this CPU runs the AVX-512 kernels (detected once, then cached by `std`).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Operands of one block of `W`'s rows.
+pub(crate) struct Block<'a, 'b> {
+    /// `(rows, outputs)`: the block of `W`, rows contiguous.
+    pub w: ArrayViewMut2<'b, f32>,
+    /// `(batch, rows)`: the block's columns of the layer input.
+    pub x: ArrayView2<'a, f32>,
+    /// `(batch, rows)`: the block's columns of the input gradient, if wanted.
+    pub dh: Option<ArrayViewMut2<'b, f32>>,
+}
+
+#[track_caller]
+fn checked<'a, 'b>(block: &Block<'a, 'b>, dz: &ArrayView2<'_, f32>) -> (usize, usize, usize) {
+    let (rows, n) = block.w.dim();
+    let m = dz.nrows();
+    assert_eq!(dz.ncols(), n, "simd backward: dz columns");
+    assert_eq!(block.x.dim(), (m, rows), "simd backward: x block");
+    let unit = |s: &[isize], cols: usize| s[1] == 1 && (s[0] as usize >= cols || s[0] == 0);
+    assert!(
+        unit(block.w.strides(), n),
+        "simd backward: W rows must be contiguous"
+    );
+    assert!(
+        unit(dz.strides(), n),
+        "simd backward: dz rows must be contiguous"
+    );
+    assert!(
+        unit(block.x.strides(), rows),
+        "simd backward: x rows must be contiguous"
+    );
+    if let Some(dh) = &block.dh {
+        assert_eq!(dh.dim(), (m, rows), "simd backward: dh block");
+        assert!(
+            unit(dh.strides(), rows),
+            "simd backward: dh rows must be contiguous"
+        );
+    }
+    (m, rows, n)
+}
+
+/// For one block of `W`'s rows: `dh = dz W^T` (from the old `W`, when `dh` is given), then
+/// `W -= lr * x^T dz`, with the AVX-512 kernels.
+///
+/// # Panics
+/// If [`available`] is false, or shapes or layouts disagree (rows must be contiguous).
+#[track_caller]
+pub(crate) fn backward_rows(mut block: Block<'_, '_>, dz: &ArrayView2<'_, f32>, lr: f32) {
+    assert!(
+        available(),
+        "AVX-512 kernels called on a CPU without AVX-512"
+    );
+    let (m, rows, n) = checked(&block, dz);
+    if m == 0 || rows == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ldw = block.w.strides()[0] as usize;
+        let ldx = block.x.strides()[0] as usize;
+        let ldz = dz.strides()[0] as usize;
+        let shape = Shape { m, rows, n };
+        let w = block.w.as_mut_ptr();
+        let dh = block
+            .dh
+            .as_mut()
+            .map(|d| (d.as_mut_ptr(), d.strides()[0] as usize));
+        // SAFETY: `available()` checked AVX-512F. `checked` proved every operand's shape and
+        // that rows are contiguous with the leading dimensions read here, so the kernels'
+        // accesses `p + i * ld + j` (i < rows of p, j < columns of p) stay inside the views;
+        // `w` and `dh` are exclusive borrows, `x` and `dz` shared ones, so nothing aliases.
+        unsafe {
+            avx512::backward(
+                shape,
+                dh,
+                (w, ldw),
+                (block.x.as_ptr(), ldx),
+                (dz.as_ptr(), ldz),
+                lr,
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Shape {
+    m: usize,
+    rows: usize,
+    n: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::Shape;
+
+    /// `W` rows per dot-product tile.
+    const DR: usize = 3;
+    /// `dz` rows per dot-product tile.
+    const DI: usize = 8;
+    /// `W` rows per update tile.
+    const UR: usize = 4;
+    /// Registers of 16 columns per wide update tile.
+    const UV: usize = 6;
+
+    /// The fixed reduction tree of [`super::reference::reduce`].
+    #[inline(always)]
+    unsafe fn reduce(v: __m512) -> f32 {
+        unsafe {
+            let lo = _mm512_castps512_ps256(v);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+            let s8 = _mm256_add_ps(lo, hi);
+            let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+            let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+            let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2));
+            _mm_cvtss_f32(s1)
+        }
+    }
+
+    /// `dh[i, r] = sum_c dz[i, c] w[r, c]` for `R` rows of `w` and `I` rows of `dz`.
+    #[inline(always)]
+    unsafe fn d_tile<const R: usize, const I: usize>(
+        dh: (*mut f32, usize),
+        dz: (*const f32, usize),
+        w: (*const f32, usize),
+        n: usize,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); R]; I];
+            let mut c = 0;
+            while c < n {
+                // The last step takes the remaining columns; masked-off lanes keep their sums.
+                let mask: __mmask16 = if n - c >= 16 { !0 } else { (1 << (n - c)) - 1 };
+                let mut wv = [_mm512_setzero_ps(); R];
+                for (r, v) in wv.iter_mut().enumerate() {
+                    *v = _mm512_maskz_loadu_ps(mask, w.0.add(r * w.1 + c));
+                }
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let zv = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + c));
+                    for (a, &wr) in row.iter_mut().zip(&wv) {
+                        *a = _mm512_mask3_fmadd_ps(zv, wr, *a, mask);
+                    }
+                }
+                c += 16;
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (r, &a) in row.iter().enumerate() {
+                    *dh.0.add(i * dh.1 + r) = reduce(a);
+                }
+            }
+        }
+    }
+
+    /// [`d_tile`] over all `m` rows of `dz`, for `R` rows of `w`.
+    #[inline(always)]
+    unsafe fn d_rows<const R: usize>(
+        dh: (*mut f32, usize),
+        dz: (*const f32, usize),
+        w: (*const f32, usize),
+        m: usize,
+        n: usize,
+    ) {
+        unsafe {
+            let mut i = 0;
+            while i + DI <= m {
+                d_tile::<R, DI>((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1), w, n);
+                i += DI;
+            }
+            let (dh, dz) = ((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1));
+            match m - i {
+                0 => {}
+                1 => d_tile::<R, 1>(dh, dz, w, n),
+                2 => d_tile::<R, 2>(dh, dz, w, n),
+                3 => d_tile::<R, 3>(dh, dz, w, n),
+                4 => d_tile::<R, 4>(dh, dz, w, n),
+                5 => d_tile::<R, 5>(dh, dz, w, n),
+                6 => d_tile::<R, 6>(dh, dz, w, n),
+                _ => d_tile::<R, 7>(dh, dz, w, n),
+            }
+        }
+    }
+
+    /// `w[r, c..c + 16 V] = fma(-lr, sum_i x[i, r] dz[i, c..], w[r, c..])` for `R` rows; with
+    /// `mask`, one register whose lanes past the mask are neither read nor written.
+    #[inline(always)]
+    unsafe fn u_tile<const R: usize, const V: usize>(
+        w: (*mut f32, usize),
+        x: (*const f32, usize),
+        dz: (*const f32, usize),
+        m: usize,
+        neg_lr: f32,
+        mask: __mmask16,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            for i in 0..m {
+                let mut zv = [_mm512_setzero_ps(); V];
+                for (v, z) in zv.iter_mut().enumerate() {
+                    *z = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + 16 * v));
+                }
+                for (r, accs) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(*x.0.add(i * x.1 + r));
+                    for (a, &z) in accs.iter_mut().zip(&zv) {
+                        *a = _mm512_fmadd_ps(b, z, *a);
+                    }
+                }
+            }
+            let l = _mm512_set1_ps(neg_lr);
+            for (r, accs) in acc.iter().enumerate() {
+                for (v, &a) in accs.iter().enumerate() {
+                    let p = w.0.add(r * w.1 + 16 * v);
+                    let old = _mm512_maskz_loadu_ps(mask, p);
+                    _mm512_mask_storeu_ps(p, mask, _mm512_fmadd_ps(l, a, old));
+                }
+            }
+        }
+    }
+
+    /// [`u_tile`] across all `n` columns, for `R` rows of `w`.
+    #[inline(always)]
+    unsafe fn u_rows<const R: usize>(
+        w: (*mut f32, usize),
+        x: (*const f32, usize),
+        dz: (*const f32, usize),
+        m: usize,
+        n: usize,
+        neg_lr: f32,
+    ) {
+        unsafe {
+            let all = !0;
+            let at = |c: usize| ((w.0.add(c), w.1), (dz.0.add(c), dz.1));
+            let mut c = 0;
+            while c + 16 * UV <= n {
+                let (wc, zc) = at(c);
+                u_tile::<R, UV>(wc, x, zc, m, neg_lr, all);
+                c += 16 * UV;
+            }
+            while c + 16 <= n {
+                let (wc, zc) = at(c);
+                u_tile::<R, 1>(wc, x, zc, m, neg_lr, all);
+                c += 16;
+            }
+            if c < n {
+                let (wc, zc) = at(c);
+                u_tile::<R, 1>(wc, x, zc, m, neg_lr, (1u16 << (n - c)) - 1);
+            }
+        }
+    }
+
+    /// The whole block: `dh` columns (if any), then the update.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn backward(
+        s: Shape,
+        dh: Option<(*mut f32, usize)>,
+        w: (*mut f32, usize),
+        x: (*const f32, usize),
+        dz: (*const f32, usize),
+        lr: f32,
+    ) {
+        unsafe {
+            let row = |p: *mut f32, r: usize| (p.add(r * w.1), w.1);
+            if let Some(dh) = dh {
+                let mut r = 0;
+                while r + DR <= s.rows {
+                    let (wr, ld) = row(w.0, r);
+                    d_rows::<DR>((dh.0.add(r), dh.1), dz, (wr, ld), s.m, s.n);
+                    r += DR;
+                }
+                let (wr, ld) = row(w.0, r);
+                let (dh, w) = ((dh.0.add(r), dh.1), (wr.cast_const(), ld));
+                match s.rows - r {
+                    0 => {}
+                    1 => d_rows::<1>(dh, dz, w, s.m, s.n),
+                    _ => d_rows::<2>(dh, dz, w, s.m, s.n),
+                }
+            }
+            let neg_lr = -lr;
+            let mut r = 0;
+            while r + UR <= s.rows {
+                u_rows::<UR>(row(w.0, r), (x.0.add(r), x.1), dz, s.m, s.n, neg_lr);
+                r += UR;
+            }
+            let (wr, xr) = (row(w.0, r), (x.0.add(r), x.1));
+            match s.rows - r {
+                0 => {}
+                1 => u_rows::<1>(wr, xr, dz, s.m, s.n, neg_lr),
+                2 => u_rows::<2>(wr, xr, dz, s.m, s.n, neg_lr),
+                _ => u_rows::<3>(wr, xr, dz, s.m, s.n, neg_lr),
+            }
+        }
+    }
+}
+
+/// The definition the AVX-512 kernels follow, in portable Rust (for tests).
+#[cfg(test)]
+pub(crate) mod reference {
+    use ndarray::{ArrayView2, ArrayViewMut2};
+
+    /// Lanes of the dot-product accumulators (one AVX-512 register of `f32`).
+    const LANES: usize = 16;
+
+    /// The fixed lane-reduction tree: halves, then quarters, then pairs.
+    pub fn reduce(v: [f32; LANES]) -> f32 {
+        let s8: Vec<f32> = (0..8).map(|l| v[l] + v[l + 8]).collect();
+        let s4: Vec<f32> = (0..4).map(|l| s8[l] + s8[l + 4]).collect();
+        let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
+        s2[0] + s2[1]
+    }
+
+    /// `dh = dz w^T` (when given), then `w = fma(-lr, x^T dz, w)`, element by element.
+    pub fn backward(
+        dh: Option<ArrayViewMut2<'_, f32>>,
+        mut w: ArrayViewMut2<'_, f32>,
+        x: ArrayView2<'_, f32>,
+        dz: ArrayView2<'_, f32>,
+        lr: f32,
+    ) {
+        let (rows, n) = w.dim();
+        let m = dz.nrows();
+        if let Some(mut dh) = dh {
+            for i in 0..m {
+                for r in 0..rows {
+                    let mut lanes = [0.0f32; LANES];
+                    for c in 0..n {
+                        lanes[c % LANES] = dz[[i, c]].mul_add(w[[r, c]], lanes[c % LANES]);
+                    }
+                    dh[[i, r]] = reduce(lanes);
+                }
+            }
+        }
+        for r in 0..rows {
+            for c in 0..n {
+                let mut acc = 0.0f32;
+                for i in 0..m {
+                    acc = x[[i, r]].mul_add(dz[[i, c]], acc);
+                }
+                w[[r, c]] = (-lr).mul_add(acc, w[[r, c]]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, Axis};
+
+    use super::*;
+
+    fn noise(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        Array2::from_shape_fn((rows, cols), |_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+    }
+
+    fn bits(a: &Array2<f32>) -> Vec<u32> {
+        a.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn matches_the_reference_bit_for_bit_for_every_remainder() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        // Every remainder of the tiles: batch rows mod 8, W rows mod 3 and 4, columns mod 16
+        // and 96 (including fewer than 16 columns, like the output layer's 10).
+        for (m, rows, n) in [
+            (32, 24, 96),
+            (32, 12, 2048),
+            (1, 1, 1),
+            (7, 5, 10),
+            (33, 13, 127),
+            (15, 26, 200),
+            (32, 784, 128),
+            (9, 11, 113),
+        ] {
+            let x = noise(m, rows, 1);
+            let dz = noise(m, n, 2);
+            let w0 = noise(rows, n, 3);
+            let lr = 0.37;
+            let (mut w_ref, mut dh_ref) = (w0.clone(), Array2::zeros((m, rows)));
+            reference::backward(
+                Some(dh_ref.view_mut()),
+                w_ref.view_mut(),
+                x.view(),
+                dz.view(),
+                lr,
+            );
+            let (mut w, mut dh) = (w0.clone(), Array2::zeros((m, rows)));
+            let block = Block {
+                w: w.view_mut(),
+                x: x.view(),
+                dh: Some(dh.view_mut()),
+            };
+            backward_rows(block, &dz.view(), lr);
+            assert_eq!(bits(&dh), bits(&dh_ref), "dh, shape {m}x{rows}x{n}");
+            assert_eq!(bits(&w), bits(&w_ref), "w, shape {m}x{rows}x{n}");
+            assert_ne!(bits(&w), bits(&w0), "the update changed nothing");
+        }
+    }
+
+    #[test]
+    fn blocks_of_any_size_give_the_same_bits() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let (m, rows, n) = (32, 100, 300);
+        let x = noise(m, rows, 4);
+        let dz = noise(m, n, 5);
+        let w0 = noise(rows, n, 6);
+        let run = |size: usize| {
+            let (mut w, mut dh) = (w0.clone(), Array2::<f32>::zeros((m, rows)));
+            for ((wb, xb), dhb) in w
+                .axis_chunks_iter_mut(Axis(0), size)
+                .zip(x.axis_chunks_iter(Axis(1), size))
+                .zip(dh.axis_chunks_iter_mut(Axis(1), size))
+            {
+                let block = Block {
+                    w: wb,
+                    x: xb,
+                    dh: Some(dhb),
+                };
+                backward_rows(block, &dz.view(), 0.5);
+            }
+            (bits(&w), bits(&dh))
+        };
+        let whole = run(rows);
+        for size in [1, 7, 12, 33] {
+            assert_eq!(run(size), whole, "block size {size}");
+        }
+        // And without the input gradient, the update alone is the same.
+        let mut w = w0.clone();
+        let block = Block {
+            w: w.view_mut(),
+            x: x.view(),
+            dh: None,
+        };
+        backward_rows(block, &dz.view(), 0.5);
+        assert_eq!(bits(&w), whole.0);
+    }
+}
