@@ -171,6 +171,15 @@ pub fn backward_kernels() -> &'static str {
     if use_simd() { "avx512" } else { "openblas" }
 }
 
+/// The AVX-512 forward kernel runs for mini-batches of at most this many rows (larger products,
+/// like evaluation chunks, reuse `w` enough for OpenBLAS's packing to pay off) ...
+const SIMD_MAX_ROWS: usize = 64;
+/// ... for layers at least this wide (the 10-class output layer stays on OpenBLAS) ...
+const SIMD_FORWARD_MIN_COLS: usize = 64;
+/// ... and weight matrices up to this size: a 2048 x 2048 matrix (16 MiB) streamed without
+/// packing was no faster than OpenBLAS, 784 x 2048 (6.4 MiB) was.
+const SIMD_FORWARD_MAX_BYTES: usize = 8 << 20;
+
 /// Layers narrower than this keep OpenBLAS for their backward pass even with [`Backend::Auto`]:
 /// measured single-threaded on the development machine, the AVX-512 kernels lost below it.
 const SIMD_MIN_OUTPUTS: usize = 1024;
@@ -218,6 +227,36 @@ pub fn par_gemm(
         .into_par_iter()
         .zip(b.axis_chunks_iter(Axis(1), size).into_par_iter())
         .for_each(|(mut d, bb)| gemm(&mut d, beta, a, &bb, alpha));
+}
+
+/// A layer's forward product `z = x w`: the AVX-512 kernel where it measured faster than
+/// OpenBLAS (see [`Backend::Auto`]), otherwise [`par_gemm`].
+///
+/// # Panics
+/// If shapes disagree (`x: (m, k)`, `w: (k, n)`, `z: (m, n)`).
+#[track_caller]
+pub fn forward(z: &mut ArrayViewMut2<'_, f32>, x: &ArrayView2<'_, f32>, w: &ArrayView2<'_, f32>) {
+    check_gemm(z, x, w);
+    let ((m, k), n) = (x.dim(), w.ncols());
+    let contiguous = |s: &[isize]| s[1] == 1;
+    if use_simd()
+        && m <= SIMD_MAX_ROWS
+        && n >= SIMD_FORWARD_MIN_COLS
+        && k * n * 4 <= SIMD_FORWARD_MAX_BYTES
+        && contiguous(z.strides())
+        && contiguous(x.strides())
+        && contiguous(w.strides())
+    {
+        let size = (n / 8).max(32).next_multiple_of(32);
+        let min_len = if 2 * m * k * n < PAR_MIN_FLOPS { usize::MAX } else { 1 };
+        z.axis_chunks_iter_mut(Axis(1), size)
+            .into_par_iter()
+            .zip(w.axis_chunks_iter(Axis(1), size).into_par_iter())
+            .with_min_len(min_len)
+            .for_each(|(zb, wb)| simd::forward(zb, x, &wb));
+        return;
+    }
+    par_gemm(z, 0.0, x, w, 1.0);
 }
 
 /// The backward product and SGD update of one dense layer, fused and parallel:

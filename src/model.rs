@@ -247,7 +247,7 @@ impl Mlp {
                 before[l - 1].slice(s![..rows, ..])
             };
             let mut z = after[0].slice_mut(s![..rows, ..]);
-            kernels::par_gemm(&mut z, 0.0, &input, &layer.weight.view(), 1.0);
+            kernels::forward(&mut z, &input, &layer.weight.view());
             if l < last {
                 kernels::bias_relu_dropout(z, layer.bias.view(), dropout(l));
             }

@@ -49,7 +49,7 @@ fn checked<'a, 'b>(block: &Block<'a, 'b>, dz: &ArrayView2<'_, f32>) -> (usize, u
     let m = dz.nrows();
     assert_eq!(dz.ncols(), n, "simd backward: dz columns");
     assert_eq!(block.x.dim(), (m, rows), "simd backward: x block");
-    let unit = |s: &[isize], cols: usize| s[1] == 1 && (s[0] as usize >= cols || s[0] == 0);
+    let unit = rows_contiguous;
     assert!(
         unit(block.w.strides(), n),
         "simd backward: W rows must be contiguous"
@@ -113,6 +113,52 @@ pub(crate) fn backward_rows(mut block: Block<'_, '_>, dz: &ArrayView2<'_, f32>, 
             );
         }
     }
+}
+
+/// `z = x w` with the AVX-512 kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`.
+///
+/// `z[i, j]` is the fused multiply-add chain over `k` in increasing order, starting from zero,
+/// whatever the blocking or the CPU.
+///
+/// # Panics
+/// If [`available`] is false, or shapes or layouts disagree (rows must be contiguous).
+#[track_caller]
+pub(crate) fn forward(
+    mut z: ArrayViewMut2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    w: &ArrayView2<'_, f32>,
+) {
+    assert!(available(), "AVX-512 kernels called on a CPU without AVX-512");
+    let ((m, k), n) = (x.dim(), w.ncols());
+    assert_eq!(w.nrows(), k, "simd forward: w rows");
+    assert_eq!(z.dim(), (m, n), "simd forward: z shape");
+    assert!(rows_contiguous(z.strides(), n), "simd forward: z rows must be contiguous");
+    assert!(rows_contiguous(x.strides(), k), "simd forward: x rows must be contiguous");
+    assert!(rows_contiguous(w.strides(), n), "simd forward: w rows must be contiguous");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        z.fill(0.0);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let shape = Shape { m, rows: k, n };
+        let zp = (z.as_mut_ptr(), z.strides()[0] as usize);
+        let xp = (x.as_ptr(), x.strides()[0] as usize);
+        let wp = (w.as_ptr(), w.strides()[0] as usize);
+        // SAFETY: AVX-512F is available (checked above); the shapes and contiguous rows were
+        // checked, so every access `p + i * ld + j` stays inside its view (`z` has `m` rows of
+        // `n`, `x` `m` rows of `k`, `w` `k` rows of `n`; prefetches use wrapping addresses and
+        // never dereference). `z` is an exclusive borrow, so it aliases neither `x` nor `w`.
+        unsafe { avx512::forward(shape, zp, xp, wp) }
+    }
+}
+
+/// Rows of a view are contiguous (unit column stride, row stride at least the row length).
+fn rows_contiguous(strides: &[isize], cols: usize) -> bool {
+    strides[1] == 1 && (strides[0] as usize >= cols || strides[0] == 0)
 }
 
 #[derive(Clone, Copy)]
@@ -324,6 +370,128 @@ mod avx512 {
             }
         }
     }
+
+    /// Rows of `x` per forward tile (24 accumulators of 16 lanes with two column registers).
+    const FR: usize = 12;
+    /// Rows of `w` per pass of the forward product (its column panel stays in L1/L2).
+    const FK: usize = 512;
+    /// How many rows of `w` ahead the first row tile prefetches: a panel's rows are a whole
+    /// row of `w` apart, which the hardware prefetchers do not follow.
+    const PREFETCH_ROWS: usize = 8;
+
+    /// `z[0..R][..16 V] (+)= x[0..R][k0..k1] w[k0..k1][..16 V]`; with `mask`, one register
+    /// whose lanes past the mask are neither read nor written.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn f_tile<const R: usize, const V: usize>(
+        z: (*mut f32, usize),
+        x: (*const f32, usize),
+        w: (*const f32, usize),
+        (k0, k1): (usize, usize),
+        first: bool,
+        prefetch: bool,
+        mask: __mmask16,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            if !first {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    for (v, a) in row.iter_mut().enumerate() {
+                        *a = _mm512_maskz_loadu_ps(mask, z.0.add(r * z.1 + 16 * v));
+                    }
+                }
+            }
+            for kk in k0..k1 {
+                let wp = w.0.add(kk * w.1);
+                if prefetch {
+                    let ahead = wp.wrapping_add(PREFETCH_ROWS * w.1);
+                    for v in 0..V {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v).cast());
+                    }
+                }
+                let mut wv = [_mm512_setzero_ps(); V];
+                for (v, r) in wv.iter_mut().enumerate() {
+                    *r = _mm512_maskz_loadu_ps(mask, wp.add(16 * v));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(*x.0.add(r * x.1 + kk));
+                    for (a, &wr) in row.iter_mut().zip(&wv) {
+                        *a = _mm512_fmadd_ps(b, wr, *a);
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                for (v, &a) in row.iter().enumerate() {
+                    _mm512_mask_storeu_ps(z.0.add(r * z.1 + 16 * v), mask, a);
+                }
+            }
+        }
+    }
+
+    /// One panel of `16 V` columns of `z`, all rows, all of `k`.
+    #[inline(always)]
+    unsafe fn f_panel<const V: usize>(
+        s: Shape,
+        z: (*mut f32, usize),
+        x: (*const f32, usize),
+        w: (*const f32, usize),
+        mask: __mmask16,
+    ) {
+        unsafe {
+            let (m, k) = (s.m, s.rows);
+            for k0 in (0..k).step_by(FK) {
+                let ks = (k0, (k0 + FK).min(k));
+                let first = k0 == 0;
+                let mut i = 0;
+                while i + FR <= m {
+                    let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
+                    f_tile::<FR, V>(zi, xi, w, ks, first, i == 0, mask);
+                    i += FR;
+                }
+                let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
+                let pf = i == 0;
+                match m - i {
+                    0 => {}
+                    1 => f_tile::<1, V>(zi, xi, w, ks, first, pf, mask),
+                    2 => f_tile::<2, V>(zi, xi, w, ks, first, pf, mask),
+                    3 => f_tile::<3, V>(zi, xi, w, ks, first, pf, mask),
+                    4 => f_tile::<4, V>(zi, xi, w, ks, first, pf, mask),
+                    5 => f_tile::<5, V>(zi, xi, w, ks, first, pf, mask),
+                    6 => f_tile::<6, V>(zi, xi, w, ks, first, pf, mask),
+                    7 => f_tile::<7, V>(zi, xi, w, ks, first, pf, mask),
+                    8 => f_tile::<8, V>(zi, xi, w, ks, first, pf, mask),
+                    9 => f_tile::<9, V>(zi, xi, w, ks, first, pf, mask),
+                    10 => f_tile::<10, V>(zi, xi, w, ks, first, pf, mask),
+                    _ => f_tile::<11, V>(zi, xi, w, ks, first, pf, mask),
+                }
+            }
+        }
+    }
+
+    /// `z = x w`: panels of 32 columns, then 16, then a masked one.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn forward(
+        s: Shape,
+        z: (*mut f32, usize),
+        x: (*const f32, usize),
+        w: (*const f32, usize),
+    ) {
+        unsafe {
+            let mut c = 0;
+            while c < s.n {
+                let (zc, wc) = ((z.0.add(c), z.1), (w.0.add(c), w.1));
+                let left = s.n - c;
+                if left >= 32 {
+                    f_panel::<2>(s, zc, x, wc, !0);
+                    c += 32;
+                } else {
+                    let mask = if left >= 16 { !0 } else { (1 << left) - 1 };
+                    f_panel::<1>(s, zc, x, wc, mask);
+                    c += 16;
+                }
+            }
+        }
+    }
 }
 
 /// The definition the AVX-512 kernels follow, in portable Rust (for tests).
@@ -340,6 +508,13 @@ pub(crate) mod reference {
         let s4: Vec<f32> = (0..4).map(|l| s8[l] + s8[l + 4]).collect();
         let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
         s2[0] + s2[1]
+    }
+
+    /// `z = x w`: each element the fused multiply-add chain over `k` from zero.
+    pub fn forward(mut z: ArrayViewMut2<'_, f32>, x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>) {
+        for ((i, j), out) in z.indexed_iter_mut() {
+            *out = (0..x.ncols()).fold(0.0f32, |acc, k| x[[i, k]].mul_add(w[[k, j]], acc));
+        }
     }
 
     /// `dh = dz w^T` (when given), then `w = fma(-lr, x^T dz, w)`, element by element.
@@ -436,6 +611,46 @@ mod tests {
             assert_eq!(bits(&w), bits(&w_ref), "w, shape {m}x{rows}x{n}");
             assert_ne!(bits(&w), bits(&w0), "the update changed nothing");
         }
+    }
+
+    #[test]
+    fn forward_matches_the_reference_bit_for_bit() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        // Row tiles of 12 and every remainder, 32/16/masked column panels, and inner
+        // dimensions across the 512-row passes.
+        for (m, k, n) in [
+            (32, 784, 128),
+            (1, 1, 1),
+            (13, 7, 10),
+            (25, 513, 48),
+            (11, 1100, 31),
+            (32, 64, 100),
+            (5, 3, 16),
+            (24, 1030, 77),
+        ] {
+            let x = noise(m, k, 7);
+            let w = noise(k, n, 8);
+            let mut expected = Array2::zeros((m, n));
+            reference::forward(expected.view_mut(), x.view(), w.view());
+            let mut z = noise(m, n, 9);
+            forward(z.view_mut(), &x.view(), &w.view());
+            assert_eq!(bits(&z), bits(&expected), "shape {m}x{k}x{n}");
+        }
+        // A column block of a wider matrix (row stride larger than the row).
+        let (x, w) = (noise(32, 200, 10), noise(200, 96, 11));
+        let mut whole = Array2::zeros((32, 96));
+        forward(whole.view_mut(), &x.view(), &w.view());
+        let mut part = Array2::zeros((32, 96));
+        for (zb, wb) in part
+            .axis_chunks_iter_mut(Axis(1), 40)
+            .zip(w.axis_chunks_iter(Axis(1), 40))
+        {
+            forward(zb, &x.view(), &wb);
+        }
+        assert_eq!(bits(&part), bits(&whole));
     }
 
     #[test]
