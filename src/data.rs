@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::idx;
 use crate::mmap::{self, Bytes};
 use crate::rng::{self, Stream};
+use crate::simd;
 
 /// The four standard IDX file names a dataset folder holds (each raw or with `.gz`).
 pub const FILE_NAMES: [&str; 4] = [
@@ -171,6 +172,20 @@ impl Split {
                         .to_slice()
                         .expect("in-memory features are standard layout"),
                 ),
+            }
+        }
+    }
+
+    /// Hints the CPU to fetch the features of the samples at `indices` into cache (for the next
+    /// batch, while the current one trains). Out-of-range indices are ignored.
+    pub(crate) fn prefetch(&self, indices: &[usize]) {
+        let f = self.features;
+        for &i in indices.iter().filter(|&&i| i < self.labels.len()) {
+            match &self.pixels {
+                Pixels::Idx { bytes, offset } => {
+                    simd::prefetch(&bytes[offset + i * f..offset + (i + 1) * f]);
+                }
+                Pixels::Array(a) => simd::prefetch(a.row(i).as_slice().unwrap_or(&[])),
             }
         }
     }
@@ -664,6 +679,11 @@ impl Batcher {
             self.x.slice_mut(s![..rows, ..]),
             &mut self.y[..rows],
         );
+        // The rows are scattered over the dataset: start loading the next batch's now, so that
+        // they arrive during this step instead of stalling the next gather.
+        if end < self.order.len() {
+            split.prefetch(self.indices(b + 1));
+        }
         (self.x.slice(s![..rows, ..]), &self.y[..rows])
     }
 }

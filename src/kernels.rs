@@ -248,7 +248,11 @@ pub fn forward(z: &mut ArrayViewMut2<'_, f32>, x: &ArrayView2<'_, f32>, w: &Arra
         && contiguous(w.strides())
     {
         let size = (n / 8).max(32).next_multiple_of(32);
-        let min_len = if 2 * m * k * n < PAR_MIN_FLOPS { usize::MAX } else { 1 };
+        let min_len = if 2 * m * k * n < PAR_MIN_FLOPS {
+            usize::MAX
+        } else {
+            1
+        };
         z.axis_chunks_iter_mut(Axis(1), size)
             .into_par_iter()
             .zip(w.axis_chunks_iter(Axis(1), size).into_par_iter())

@@ -1,21 +1,32 @@
-//! Hand-written AVX-512 kernels for the backward pass of a dense layer on a mini-batch, the one
-//! product family where they measurably beat OpenBLAS (see the README's benchmarks).
+//! Hand-written AVX-512 kernels for the products of a training step where they measurably beat
+//! OpenBLAS (see the README's benchmarks), and a cache prefetch hint.
 //!
-//! With a batch of 32 rows, OpenBLAS computes `dz W^T` by first packing all of `W`, and the
-//! update `W -= lr x^T dz` as a second pass over `W`. Here each small block of `W`'s rows is read
-//! once, while it sits in cache: its columns of `dh = dz W^T` first, then its update. The
-//! kernels stream `W` in its own row-major layout, with `dz` and `x` (a few hundred KiB) in
-//! cache.
+//! - [`forward`]: `z = x W` for a mini-batch, streaming `W` in its own row-major layout without
+//!   packing it (prefetching the rows ahead that the hardware prefetchers do not follow).
+//! - [`backward_rows`]: the input gradient and SGD update of a layer, fused per block of rows.
+//! - [`prefetch`]: a cache hint, for the next batch's scattered rows.
+//!
+//! With a batch of 32 rows, OpenBLAS packs all of `W` on every call before using it 32 times.
+//! For `x W`, streaming `W` directly is faster while `W` fits in the last-level cache (up to
+//! 8 MiB; at 16 MiB OpenBLAS's packing pays off again). For the backward pass, each small block
+//! of `W`'s rows is read once, while it sits in cache: its columns of `dh = dz W^T` first, then
+//! its update `W -= lr x^T dz`, where OpenBLAS packs all of `W` for the first product and
+//! streams it again for the second.
 //!
 //! Every output element has one fixed sequence of operations, whatever the tiling, the block a
-//! thread takes, or the CPU: `dh[i, r]` sums `dz[i, c] * w[r, c]` with fused multiply-adds into
-//! 16 lanes (lane `c % 16`, in increasing `c`), then reduces the lanes in a fixed tree; the update accumulates `x[i, r] * dz[i, c]`
-//! over `i` in order from zero and applies `w = fma(-lr, acc, w)`. [`reference`] is that
-//! definition in portable Rust; the tests hold the AVX-512 code to it bit for bit.
+//! thread takes, or the CPU:
+//! - `z[i, j]`: the fused multiply-add chain of `x[i, k] * w[k, j]` over `k` in order, from 0;
+//! - `dh[i, r]`: `dz[i, c] * w[r, c]` summed with fused multiply-adds into 16 lanes (lane
+//!   `c % 16`, in increasing `c`), then the lanes reduced in a fixed tree;
+//! - the update: `acc` = the chain of `x[i, r] * dz[i, c]` over `i` in order from 0, then
+//!   `w = fma(-lr, acc, w)`.
+//!
+//! The `reference` module (in tests) is that definition in portable Rust; the tests hold the
+//! AVX-512 code to it bit for bit.
 //!
 //! This module and the FFI and memory-map modules are the only ones allowed `unsafe`: the
 //! intrinsics are `unsafe` to call, and the kernels address their operands through raw
-//! pointers whose bounds the safe entry point [`backward_rows`] checks first.
+//! pointers whose bounds the safe entry points check first.
 
 #![allow(unsafe_code)]
 
@@ -31,6 +42,24 @@ pub(crate) fn available() -> bool {
     {
         false
     }
+}
+
+/// Asks the CPU to bring `data` into its L2 cache ahead of use (one prefetch per 64-byte line).
+/// A hint only: it never faults and changes no value. A no-op on other architectures.
+pub(crate) fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        let start = data.as_ptr().cast::<i8>();
+        for offset in (0..std::mem::size_of_val(data)).step_by(64) {
+            // SAFETY: `offset` is inside `data`, so the pointer stays inside the allocation;
+            // a prefetch reads nothing architecturally and cannot fault. SSE is part of the
+            // x86_64 baseline.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(start.add(offset)) }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 /// Operands of one block of `W`'s rows.
@@ -128,13 +157,25 @@ pub(crate) fn forward(
     x: &ArrayView2<'_, f32>,
     w: &ArrayView2<'_, f32>,
 ) {
-    assert!(available(), "AVX-512 kernels called on a CPU without AVX-512");
+    assert!(
+        available(),
+        "AVX-512 kernels called on a CPU without AVX-512"
+    );
     let ((m, k), n) = (x.dim(), w.ncols());
     assert_eq!(w.nrows(), k, "simd forward: w rows");
     assert_eq!(z.dim(), (m, n), "simd forward: z shape");
-    assert!(rows_contiguous(z.strides(), n), "simd forward: z rows must be contiguous");
-    assert!(rows_contiguous(x.strides(), k), "simd forward: x rows must be contiguous");
-    assert!(rows_contiguous(w.strides(), n), "simd forward: w rows must be contiguous");
+    assert!(
+        rows_contiguous(z.strides(), n),
+        "simd forward: z rows must be contiguous"
+    );
+    assert!(
+        rows_contiguous(x.strides(), k),
+        "simd forward: x rows must be contiguous"
+    );
+    assert!(
+        rows_contiguous(w.strides(), n),
+        "simd forward: w rows must be contiguous"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -184,7 +225,7 @@ mod avx512 {
     /// Registers of 16 columns per wide update tile.
     const UV: usize = 6;
 
-    /// The fixed reduction tree of [`super::reference::reduce`].
+    /// The fixed reduction tree of `reference::reduce`.
     #[inline(always)]
     unsafe fn reduce(v: __m512) -> f32 {
         unsafe {
