@@ -134,7 +134,7 @@ pub fn gemm(
     }
 }
 
-/// Which code runs the backward pass of a layer ([`backward_sgd`]).
+/// Which code runs a training step's matrix products ([`forward`] and [`backward_sgd`]).
 ///
 /// Both are deterministic: bit-identical results for any thread count. They round differently
 /// from each other, so a run's results depend on the backend (and, with `Auto`, on whether the
@@ -142,9 +142,11 @@ pub fn gemm(
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The AVX-512 kernels where the CPU has AVX-512F, OpenBLAS otherwise (the default). They
-    /// read each block of `W` once for both the input gradient and the update, where OpenBLAS
-    /// packs `W` for one and streams it again for the other.
+    /// relumax's AVX-512 kernels where the CPU has AVX-512F and they measured faster than
+    /// OpenBLAS, OpenBLAS for everything else (the default): a mini-batch's forward product
+    /// through a weight matrix of 64 columns to 8 MiB, streamed without packing, and the
+    /// backward pass of layers of 1024 or more outputs, which reads each block of `W` once for
+    /// both the input gradient and the update.
     #[default]
     Auto,
     /// Every product through OpenBLAS.
@@ -166,9 +168,14 @@ pub fn backend() -> Backend {
     }
 }
 
-/// What actually runs the backward pass here: `"avx512"` or `"openblas"`.
-pub fn backward_kernels() -> &'static str {
-    if use_simd() { "avx512" } else { "openblas" }
+/// The kernels that run here: `"avx512+openblas"` (relumax's AVX-512 kernels for the products
+/// where they are faster, OpenBLAS for the rest) or `"openblas"`.
+pub fn active() -> &'static str {
+    if use_simd() {
+        "avx512+openblas"
+    } else {
+        "openblas"
+    }
 }
 
 /// The AVX-512 forward kernel runs for mini-batches of at most this many rows (larger products,

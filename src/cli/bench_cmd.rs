@@ -94,10 +94,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let ceiling = (args.ceiling_size > 0).then(|| sgemm_ceiling(args.ceiling_size, threads));
     if !args.json {
         outln!(
-            "{} training samples, {threads} threads, {}, backward of layers >= 1024 wide: {}",
+            "{} training samples, {threads} threads, {}, kernels: {}",
             configs[0].train_samples(data.train.len()),
             relumax::blas_config(),
-            relumax::kernels::backward_kernels()
+            relumax::kernels::active()
         );
         if let Some(c) = ceiling {
             outln!(
@@ -147,7 +147,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             json_line(&json!({
                 "threads": threads, "ceiling_gflops": ceiling, "ceiling_size": args.ceiling_size,
                 "blas": relumax::blas_config(),
-                "backward_kernels": relumax::kernels::backward_kernels(), "configs": rows,
+                "kernels": relumax::kernels::active(), "configs": rows,
             }))
         );
     }
