@@ -217,9 +217,9 @@ mod avx512 {
     use super::Shape;
 
     /// `W` rows per dot-product tile.
-    const DR: usize = 3;
+    const DR: usize = 6;
     /// `dz` rows per dot-product tile.
-    const DI: usize = 8;
+    const DI: usize = 4;
     /// `W` rows per update tile.
     const UR: usize = 4;
     /// Registers of 16 columns per wide update tile.
@@ -293,11 +293,7 @@ mod avx512 {
                 0 => {}
                 1 => d_tile::<R, 1>(dh, dz, w, n),
                 2 => d_tile::<R, 2>(dh, dz, w, n),
-                3 => d_tile::<R, 3>(dh, dz, w, n),
-                4 => d_tile::<R, 4>(dh, dz, w, n),
-                5 => d_tile::<R, 5>(dh, dz, w, n),
-                6 => d_tile::<R, 6>(dh, dz, w, n),
-                _ => d_tile::<R, 7>(dh, dz, w, n),
+                _ => d_tile::<R, 3>(dh, dz, w, n),
             }
         }
     }
@@ -393,7 +389,10 @@ mod avx512 {
                 match s.rows - r {
                     0 => {}
                     1 => d_rows::<1>(dh, dz, w, s.m, s.n),
-                    _ => d_rows::<2>(dh, dz, w, s.m, s.n),
+                    2 => d_rows::<2>(dh, dz, w, s.m, s.n),
+                    3 => d_rows::<3>(dh, dz, w, s.m, s.n),
+                    4 => d_rows::<4>(dh, dz, w, s.m, s.n),
+                    _ => d_rows::<5>(dh, dz, w, s.m, s.n),
                 }
             }
             let neg_lr = -lr;
@@ -617,10 +616,12 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX-512");
             return;
         }
-        // Every remainder of the tiles: batch rows mod 8, W rows mod 3 and 4, columns mod 16
+        // Every remainder of the tiles: batch rows mod 4, W rows mod 6 and 4, columns mod 16
         // and 96 (including fewer than 16 columns, like the output layer's 10).
         for (m, rows, n) in [
             (32, 24, 96),
+            (6, 15, 40),
+            (2, 16, 3),
             (32, 12, 2048),
             (1, 1, 1),
             (7, 5, 10),
