@@ -185,8 +185,10 @@ pub fn active() -> &'static str {
 const SIMD_MAX_ROWS: usize = 64;
 /// ... for layers at least this wide (the 10-class output layer stays on OpenBLAS) ...
 const SIMD_FORWARD_MIN_COLS: usize = 64;
-/// ... and weight matrices up to this size: a 2048 x 2048 matrix (16 MiB) streamed without
-/// packing was no faster than OpenBLAS, 784 x 2048 (6.4 MiB) was.
+/// ... and weight matrices up to this size (784 x 2048 is 6.4 MiB). At 2048 x 2048 (16 MiB) the
+/// isolated product was 1.07x OpenBLAS on one thread and 1.11-1.25x on two, yet whole 2x2048
+/// epochs were slower with it (16.6-19.0 s against 14.0-15.0, interleaved), so OpenBLAS keeps
+/// that one.
 const SIMD_FORWARD_MAX_BYTES: usize = 8 << 20;
 
 /// Layers narrower than this keep OpenBLAS for their backward pass even with [`Backend::Auto`]:
