@@ -78,23 +78,22 @@ fn checked<'a, 'b>(block: &Block<'a, 'b>, dz: &ArrayView2<'_, f32>) -> (usize, u
     let m = dz.nrows();
     assert_eq!(dz.ncols(), n, "simd backward: dz columns");
     assert_eq!(block.x.dim(), (m, rows), "simd backward: x block");
-    let unit = rows_contiguous;
     assert!(
-        unit(block.w.strides(), n),
+        rows_contiguous(&block.w),
         "simd backward: W rows must be contiguous"
     );
     assert!(
-        unit(dz.strides(), n),
+        rows_contiguous(dz),
         "simd backward: dz rows must be contiguous"
     );
     assert!(
-        unit(block.x.strides(), rows),
+        rows_contiguous(&block.x),
         "simd backward: x rows must be contiguous"
     );
     if let Some(dh) = &block.dh {
         assert_eq!(dh.dim(), (m, rows), "simd backward: dh block");
         assert!(
-            unit(dh.strides(), rows),
+            rows_contiguous(dh),
             "simd backward: dh rows must be contiguous"
         );
     }
@@ -165,15 +164,15 @@ pub(crate) fn forward(
     assert_eq!(w.nrows(), k, "simd forward: w rows");
     assert_eq!(z.dim(), (m, n), "simd forward: z shape");
     assert!(
-        rows_contiguous(z.strides(), n),
+        rows_contiguous(&z),
         "simd forward: z rows must be contiguous"
     );
     assert!(
-        rows_contiguous(x.strides(), k),
+        rows_contiguous(x),
         "simd forward: x rows must be contiguous"
     );
     assert!(
-        rows_contiguous(w.strides(), n),
+        rows_contiguous(w),
         "simd forward: w rows must be contiguous"
     );
     if m == 0 || n == 0 {
@@ -197,9 +196,16 @@ pub(crate) fn forward(
     }
 }
 
-/// Rows of a view are contiguous (unit column stride, row stride at least the row length).
-fn rows_contiguous(strides: &[isize], cols: usize) -> bool {
-    strides[1] == 1 && (strides[0] as usize >= cols || strides[0] == 0)
+/// The kernels can address `view` as `p + i * ld + j`: its rows are contiguous and in order
+/// (unit column stride, non-negative row stride of at least the row length, or a single row).
+pub(crate) fn rows_contiguous<S, D>(view: &ndarray::ArrayBase<S, D>) -> bool
+where
+    S: ndarray::RawData,
+    D: ndarray::Dimension,
+{
+    let (shape, strides) = (view.shape(), view.strides());
+    let (rows, cols) = (shape[0], shape[1]);
+    (cols <= 1 || strides[1] == 1) && (rows <= 1 || strides[0] >= cols.max(1) as isize)
 }
 
 #[derive(Clone, Copy)]
@@ -653,6 +659,19 @@ mod tests {
             assert_eq!(bits(&w), bits(&w_ref), "w, shape {m}x{rows}x{n}");
             assert_ne!(bits(&w), bits(&w0), "the update changed nothing");
         }
+    }
+
+    #[test]
+    fn only_views_with_rows_in_order_are_addressable() {
+        let a = noise(4, 6, 1);
+        assert!(rows_contiguous(&a.view()));
+        assert!(rows_contiguous(&a.slice(ndarray::s![1..3, 2..5])));
+        assert!(rows_contiguous(&a.slice(ndarray::s![..;2, ..])));
+        assert!(rows_contiguous(&a.slice(ndarray::s![.., 2..3])));
+        assert!(!rows_contiguous(&a.slice(ndarray::s![2..3, ..;2])));
+        assert!(!rows_contiguous(&a.slice(ndarray::s![..;-1, ..])));
+        assert!(!rows_contiguous(&a.slice(ndarray::s![.., ..;2])));
+        assert!(!rows_contiguous(&a.t()));
     }
 
     #[test]
