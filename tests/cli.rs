@@ -295,3 +295,71 @@ fn a_closed_stdout_pipe_ends_quietly_instead_of_panicking() {
     assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_reports_speed_per_configuration_and_the_kernels_used() {
+    let (_tmp, dir) = small_dataset(false);
+    let dir = dir.to_str().unwrap();
+    let run = |kernels: &str| {
+        let o = relumax(&[
+            "bench",
+            "--data",
+            dir,
+            "--hidden",
+            "32,64",
+            "--layers",
+            "1",
+            "--epochs",
+            "1",
+            "--ceiling-size",
+            "64",
+            "--threads",
+            "2",
+            "--kernels",
+            kernels,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let blas = run("blas");
+    assert_eq!(blas["kernels"], "openblas");
+    assert_eq!(blas["threads"], 2);
+    assert!(blas["ceiling_gflops"].as_f64().unwrap() > 0.0);
+    let configs = blas["configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 2);
+    for (c, name) in configs.iter().zip(["1x32", "1x64"]) {
+        assert_eq!(c["config"], name);
+        let s = c["seconds_per_epoch"].as_f64().unwrap();
+        assert!(s > 0.0);
+        assert!((c["epochs_per_second"].as_f64().unwrap() * s - 1.0).abs() < 1e-9);
+        assert!(c["gflops"].as_f64().unwrap() > 0.0);
+        assert!(c["percent_of_ceiling"].as_f64().unwrap() > 0.0);
+    }
+    let auto = run("auto");
+    assert!(
+        ["avx512+openblas", "openblas"].contains(&auto["kernels"].as_str().unwrap()),
+        "{auto}"
+    );
+    // The table form names the kernels too; a bad value is refused by clap.
+    let o = relumax(&[
+        "bench",
+        "--data",
+        dir,
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--epochs",
+        "1",
+        "--ceiling-size",
+        "0",
+        "--kernels",
+        "blas",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("kernels: openblas"), "{}", stdout(&o));
+    let o = relumax(&["bench", "--kernels", "fast"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--kernels"), "{}", stderr(&o));
+}

@@ -28,6 +28,11 @@ pub struct BenchArgs {
     /// Threads [default: all cores]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Kernels for the training products: `auto` (relumax's AVX-512 kernels where the CPU has
+    /// them and they are faster, OpenBLAS for the rest) or `blas` (OpenBLAS for everything), to
+    /// compare the two in one run.
+    #[arg(long, value_enum, default_value_t = Kernels::Auto)]
+    kernels: Kernels,
     /// Side of the square sgemm that measures the machine's ceiling (0 skips it).
     #[arg(long, default_value_t = 4096, value_name = "N")]
     ceiling_size: usize,
@@ -36,6 +41,13 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// `--kernels` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Kernels {
+    Auto,
+    Blas,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -65,6 +77,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.epochs == 0 {
         anyhow::bail!("invalid --epochs: must be at least 1, got 0");
     }
+    kernels::set_backend(match args.kernels {
+        Kernels::Auto => kernels::Backend::Auto,
+        Kernels::Blas => kernels::Backend::Blas,
+    });
     let widths = if args.hidden.is_empty() {
         vec![128, 256, 512, 1024, 2048]
     } else {
