@@ -1,6 +1,7 @@
 //! Training-engine benchmarks over the paper's width grid (batch 32): the forward pass, one
 //! full SGD step, the backward pass of a layer, the fused kernels alone, the GEMM shapes of a
-//! step, and one epoch of 1x128.
+//! step, a layer's products under each kernel backend (relumax's AVX-512 kernels against
+//! OpenBLAS), and one epoch of 1x128.
 //!
 //! Run with: `cargo bench --bench train` (or `-- step` etc. for one group).
 //! Throughput is in FLOP (matrix products) or elements (element-wise kernels) per second.
@@ -175,6 +176,51 @@ fn gemm(c: &mut Criterion) {
     group.finish();
 }
 
+/// A layer's products as training runs them (`kernels::forward`, `kernels::backward_sgd` with
+/// the input gradient) under each backend: relumax's AVX-512 kernels where they apply
+/// (`auto`) against OpenBLAS for everything (`blas`), side by side.
+fn backends(c: &mut Criterion) {
+    relumax::set_blas_threads(1);
+    let mut group = c.benchmark_group("backends");
+    for width in WIDTHS {
+        for (name, inputs) in [("first", 784), ("hidden", width)] {
+            let x = input(BATCH, inputs);
+            let mut w = input(inputs, width).mapv(|v| v - 0.5);
+            let dz = input(BATCH, width).mapv(|v| (v - 0.5) * 1e-3);
+            let mut z = Array2::<f32>::zeros((BATCH, width));
+            let mut dh = Array2::<f32>::zeros((BATCH, inputs));
+            group.throughput(Throughput::Elements((2 * BATCH * inputs * width) as u64));
+            for (label, backend) in [
+                ("auto", kernels::Backend::Auto),
+                ("blas", kernels::Backend::Blas),
+            ] {
+                kernels::set_backend(backend);
+                group.bench_function(
+                    BenchmarkId::new(format!("forward_{name}_{label}"), width),
+                    |b| b.iter(|| kernels::forward(&mut z.view_mut(), &x.view(), &w.view())),
+                );
+                group.bench_function(
+                    BenchmarkId::new(format!("backward_{name}_{label}"), width),
+                    |b| {
+                        b.iter(|| {
+                            let mut dh_view = dh.view_mut();
+                            kernels::backward_sgd(
+                                Some(&mut dh_view),
+                                &mut w.view_mut(),
+                                &dz.view(),
+                                &x.view(),
+                                1e-6,
+                            )
+                        })
+                    },
+                );
+            }
+        }
+    }
+    kernels::set_backend(kernels::Backend::Auto);
+    group.finish();
+}
+
 fn epoch(c: &mut Criterion) {
     let data = Dataset::bundled().expect("bundled MNIST loads");
     let mut group = c.benchmark_group("epoch");
@@ -202,6 +248,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = step, backward, fused, gemm, epoch
+    targets = step, backward, fused, gemm, backends, epoch
 }
 criterion_main!(benches);
