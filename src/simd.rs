@@ -216,6 +216,11 @@ struct Shape {
     n: usize,
 }
 
+/// The AVX-512 kernels. Every function here is `unsafe` with one contract: the CPU has
+/// AVX-512F, and each `(pointer, leading dimension)` pair addresses a matrix whose rows the
+/// function reads or writes (`p + i * ld + j` for the rows and columns its shape arguments
+/// name) entirely inside one live allocation, with written operands aliasing nothing else.
+/// [`backward_rows`] and [`forward`] establish it.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -234,6 +239,8 @@ mod avx512 {
     /// The fixed reduction tree of `reference::reduce`.
     #[inline(always)]
     unsafe fn reduce(v: __m512) -> f32 {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let lo = _mm512_castps512_ps256(v);
             let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
@@ -253,6 +260,8 @@ mod avx512 {
         w: (*const f32, usize),
         n: usize,
     ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); R]; I];
             let mut c = 0;
@@ -288,6 +297,8 @@ mod avx512 {
         m: usize,
         n: usize,
     ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let mut i = 0;
             while i + DI <= m {
@@ -315,6 +326,8 @@ mod avx512 {
         neg_lr: f32,
         mask: __mmask16,
     ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); V]; R];
             for i in 0..m {
@@ -350,6 +363,8 @@ mod avx512 {
         n: usize,
         neg_lr: f32,
     ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let all = !0;
             let at = |c: usize| ((w.0.add(c), w.1), (dz.0.add(c), dz.1));
@@ -381,6 +396,8 @@ mod avx512 {
         dz: (*const f32, usize),
         lr: f32,
     ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let row = |p: *mut f32, r: usize| (p.add(r * w.1), w.1);
             if let Some(dh) = dh {
@@ -438,6 +455,8 @@ mod avx512 {
         prefetch: bool,
         mask: __mmask16,
     ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); V]; R];
             if !first {
@@ -483,6 +502,8 @@ mod avx512 {
         w: (*const f32, usize),
         mask: __mmask16,
     ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let (m, k) = (s.m, s.rows);
             for k0 in (0..k).step_by(FK) {
@@ -522,6 +543,8 @@ mod avx512 {
         x: (*const f32, usize),
         w: (*const f32, usize),
     ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let mut c = 0;
             while c < s.n {
