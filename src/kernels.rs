@@ -38,6 +38,12 @@ const PAR_MIN_ELEMENTS: usize = 1 << 11;
 /// thread: handing blocks to another thread would cost more than it saves.
 const PAR_MIN_FLOPS: usize = 1 << 20;
 
+/// Rayon's `with_min_len` for the blocks of an AVX-512 product of `flops`: all blocks in one task
+/// (on the calling thread) below [`PAR_MIN_FLOPS`], otherwise one block per task.
+fn min_blocks_per_task(flops: usize) -> usize {
+    if flops < PAR_MIN_FLOPS { usize::MAX } else { 1 }
+}
+
 /// A dropout draw: drop probability `p` and the key of this (seed, epoch, step, layer).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dropout {
@@ -262,11 +268,7 @@ pub fn forward(z: &mut ArrayViewMut2<'_, f32>, x: &ArrayView2<'_, f32>, w: &Arra
         && simd::rows_contiguous(w)
     {
         let size = (n / 8).max(32).next_multiple_of(32);
-        let min_len = if 2 * m * k * n < PAR_MIN_FLOPS {
-            usize::MAX
-        } else {
-            1
-        };
+        let min_len = min_blocks_per_task(2 * m * k * n);
         z.axis_chunks_iter_mut(Axis(1), size)
             .into_par_iter()
             .zip(w.axis_chunks_iter(Axis(1), size).into_par_iter())
@@ -349,7 +351,7 @@ fn simd_backward(
     let cached = (BLOCK_BYTES / (4 * outputs.max(1))).max(12) / 12 * 12;
     let size = cached.min(inputs.div_ceil(8).next_multiple_of(12)).max(1);
     let flops = 2 * x.len() * outputs * if dh.is_some() { 2 } else { 1 };
-    let min_len = if flops < PAR_MIN_FLOPS { usize::MAX } else { 1 };
+    let min_len = min_blocks_per_task(flops);
     let w_blocks = w.axis_chunks_iter_mut(Axis(0), size).into_par_iter();
     let x_blocks = x.axis_chunks_iter(Axis(1), size).into_par_iter();
     match dh {
