@@ -625,14 +625,10 @@ mod tests {
 
     use super::*;
 
+    /// Values in `[-0.5, 0.5)` from the crate's own seeded stream.
     fn noise(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        Array2::from_shape_fn((rows, cols), |_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
+        let mut r = crate::rng::stream(seed, crate::rng::Stream::Init, &[]);
+        Array2::from_shape_fn((rows, cols), |_| rand::Rng::random::<f32>(&mut r) - 0.5)
     }
 
     fn bits(a: &Array2<f32>) -> Vec<u32> {
