@@ -252,35 +252,78 @@ mod avx512 {
         }
     }
 
-    /// `dh[i, r] = sum_c dz[i, c] w[r, c]` for `R` rows of `w` and `I` rows of `dz`.
+    /// Columns per pass of the dot-product tiles. Between passes a tile's accumulators wait in
+    /// a stack buffer, so a pass's slice of the `W` rows stays in L1 for every tile of `dz`
+    /// rows instead of coming from L2 once per tile.
+    const DC: usize = 512;
+    /// `dz` rows per group of passes: the accumulators of a group fill that buffer.
+    const DG: usize = 32;
+
+    /// One pass of `dh[i, r] = sum_c dz[i, c] w[r, c]` for `R` rows of `w` and `I` rows of
+    /// `dz`, over columns `c0..c1` (`c0` a multiple of 16): the 16 lane sums continue from
+    /// `acc` (unless `c0 == 0`) and go back to it, or, on the pass that ends at column `n`,
+    /// are reduced into `dh`.
     #[inline(always)]
     unsafe fn d_tile<const R: usize, const I: usize>(
+        acc: *mut [[__m512; R]; I],
         dh: (*mut f32, usize),
         dz: (*const f32, usize),
         w: (*const f32, usize),
-        n: usize,
+        (c0, c1, n): (usize, usize, usize),
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-        // is available and every pointer + leading dimension addresses its operand in bounds.
+        // is available and every pointer + leading dimension addresses its operand in bounds;
+        // `acc` points to a live, exclusively borrowed buffer of `I * R` registers.
         unsafe {
-            let mut acc = [[_mm512_setzero_ps(); R]; I];
-            let mut c = 0;
-            while c < n {
-                // The last step takes the remaining columns; masked-off lanes keep their sums.
-                let mask: __mmask16 = if n - c >= 16 { !0 } else { (1 << (n - c)) - 1 };
+            let mut sums = [[_mm512_setzero_ps(); R]; I];
+            if c0 > 0 {
+                // Element by element: a whole-array copy kept the sums in memory.
+                for (i, row) in sums.iter_mut().enumerate() {
+                    for (r, a) in row.iter_mut().enumerate() {
+                        *a = (*acc)[i][r];
+                    }
+                }
+            }
+            let mut c = c0;
+            while c + 16 <= c1 {
+                // `I` registers of `dz`, then one row of `w` at a time: 29 registers for the
+                // largest tile (all `R` rows of `w` at once needed 31, and sums spilled).
+                let mut zv = [_mm512_setzero_ps(); I];
+                for (i, v) in zv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(dz.0.add(i * dz.1 + c));
+                }
+                for r in 0..R {
+                    let wr = _mm512_loadu_ps(w.0.add(r * w.1 + c));
+                    for (row, &z) in sums.iter_mut().zip(&zv) {
+                        row[r] = _mm512_fmadd_ps(z, wr, row[r]);
+                    }
+                }
+                c += 16;
+            }
+            if c < c1 {
+                // The last columns, fewer than 16 (only on the last pass): masked-off lanes
+                // keep their sums.
+                let mask: __mmask16 = (1 << (c1 - c)) - 1;
                 let mut wv = [_mm512_setzero_ps(); R];
                 for (r, v) in wv.iter_mut().enumerate() {
                     *v = _mm512_maskz_loadu_ps(mask, w.0.add(r * w.1 + c));
                 }
-                for (i, row) in acc.iter_mut().enumerate() {
+                for (i, row) in sums.iter_mut().enumerate() {
                     let zv = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + c));
                     for (a, &wr) in row.iter_mut().zip(&wv) {
                         *a = _mm512_mask3_fmadd_ps(zv, wr, *a, mask);
                     }
                 }
-                c += 16;
             }
-            for (i, row) in acc.iter().enumerate() {
+            if c1 < n {
+                for (i, row) in sums.iter().enumerate() {
+                    for (r, &a) in row.iter().enumerate() {
+                        (*acc)[i][r] = a;
+                    }
+                }
+                return;
+            }
+            for (i, row) in sums.iter().enumerate() {
                 for (r, &a) in row.iter().enumerate() {
                     *dh.0.add(i * dh.1 + r) = reduce(a);
                 }
@@ -288,7 +331,8 @@ mod avx512 {
         }
     }
 
-    /// [`d_tile`] over all `m` rows of `dz`, for `R` rows of `w`.
+    /// [`d_tile`] over all `m` rows of `dz`, for `R` rows of `w`: groups of [`DG`] rows, each
+    /// in passes of [`DC`] columns.
     #[inline(always)]
     unsafe fn d_rows<const R: usize>(
         dh: (*mut f32, usize),
@@ -299,18 +343,32 @@ mod avx512 {
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
         // is available and every pointer + leading dimension addresses its operand in bounds.
+        // Tile `t` of a group parks its sums in `parked[t]`, inside the buffer.
         unsafe {
-            let mut i = 0;
-            while i + DI <= m {
-                d_tile::<R, DI>((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1), w, n);
-                i += DI;
-            }
-            let (dh, dz) = ((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1));
-            match m - i {
-                0 => {}
-                1 => d_tile::<R, 1>(dh, dz, w, n),
-                2 => d_tile::<R, 2>(dh, dz, w, n),
-                _ => d_tile::<R, 3>(dh, dz, w, n),
+            let mut parked = [[[_mm512_setzero_ps(); R]; DI]; DG / DI];
+            let tail = parked.as_mut_ptr().cast::<u8>();
+            for g in (0..m).step_by(DG) {
+                let rows = (m - g).min(DG);
+                for c0 in (0..n).step_by(DC) {
+                    let cols = (c0, (c0 + DC).min(n), n);
+                    let mut t = 0;
+                    while DI * (t + 1) <= rows {
+                        let i = g + DI * t;
+                        let (dh, dz) = ((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1));
+                        d_tile::<R, DI>(&raw mut parked[t], dh, dz, w, cols);
+                        t += 1;
+                    }
+                    let i = g + DI * t;
+                    let (dh, dz) = ((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1));
+                    // The group's last rows, fewer than a tile: their sums take the same slot.
+                    let slot = tail.add(t * std::mem::size_of::<[[__m512; R]; DI]>());
+                    match rows - DI * t {
+                        0 => {}
+                        1 => d_tile::<R, 1>(slot.cast(), dh, dz, w, cols),
+                        2 => d_tile::<R, 2>(slot.cast(), dh, dz, w, cols),
+                        _ => d_tile::<R, 3>(slot.cast(), dh, dz, w, cols),
+                    }
+                }
             }
         }
     }
@@ -642,8 +700,12 @@ mod tests {
             return;
         }
         // Every remainder of the tiles: batch rows mod 4, W rows mod 6 and 4, columns mod 16
-        // and 96 (including fewer than 16 columns, like the output layer's 10).
+        // and 96 (including fewer than 16 columns, like the output layer's 10); passes of 512
+        // columns with a short last pass, and more than one group of 32 batch rows.
         for (m, rows, n) in [
+            (5, 7, 1037),
+            (37, 9, 1100),
+            (70, 6, 530),
             (32, 24, 96),
             (6, 15, 40),
             (2, 16, 3),
