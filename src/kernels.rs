@@ -439,13 +439,12 @@ pub fn bias_relu_dropout(
     }
 }
 
+/// `relu(x) * scale` if the unit is kept (`draw >= threshold`), else `+0.0`: selected with a
+/// bit mask, not a branch, because random draws defeat the branch predictor.
 #[inline(always)]
 fn keep(x: f32, draw: u64, threshold: u64, scale: f32) -> f32 {
-    if draw >= threshold {
-        x.max(0.0) * scale
-    } else {
-        0.0
-    }
+    let mask = u32::from(draw >= threshold).wrapping_neg();
+    f32::from_bits((x.max(0.0) * scale).to_bits() & mask)
 }
 
 /// In place: `grad <- grad * [h > 0] * scale`, the backward of [`bias_relu_dropout`] given its
