@@ -600,3 +600,63 @@ pub fn bias_sgd(mut bias: ArrayViewMut1<'_, f32>, grad: ArrayView2<'_, f32>, lr:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array2, Axis};
+    use rand::RngCore;
+
+    use super::*;
+
+    /// `bias_relu_dropout`'s definition, unit by unit: chunk `c` of 8 rows draws from its own
+    /// stream, one 64-bit draw per pair of units (low half first), and a unit is kept when its
+    /// 32-bit draw is at least `p * 2^32`.
+    fn reference(z: &Array2<f32>, bias: &Array1<f32>, d: Dropout) -> Array2<f32> {
+        let mut out = z.clone();
+        for (chunk, mut rows) in out.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS).enumerate() {
+            let mut rng = rng::stream(d.key, Stream::Dropout, &[chunk as u64]);
+            for mut row in rows.rows_mut() {
+                let mut draws = Vec::new();
+                while draws.len() < row.len() {
+                    let r = rng.next_u64();
+                    draws.extend([r & 0xffff_ffff, r >> 32]);
+                }
+                for ((v, &b), &draw) in row.iter_mut().zip(bias).zip(&draws) {
+                    *v = if draw >= d.threshold() {
+                        (*v + b).max(0.0) * d.scale()
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn dropout_keeps_and_zeroes_units_as_defined() {
+        for (rows, width, p) in [(1, 1, 0.5), (9, 7, 0.5), (20, 128, 0.25), (32, 2048, 0.5)] {
+            let z = Array2::from_shape_fn((rows, width), |(i, j)| {
+                ((i * 37 + j * 11) % 23) as f32 / 11.0 - 1.0
+            });
+            let bias = Array1::from_shape_fn(width, |j| (j % 5) as f32 * 0.01);
+            let d = Dropout { p, key: 99 };
+            let expected = reference(&z, &bias, d);
+            let mut h = z.clone();
+            bias_relu_dropout(h.view_mut(), bias.view(), Some(d));
+            let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&h), bits(&expected), "{rows}x{width}, p = {p}");
+            // Dropped and inactive units are +0.0, never -0.0.
+            assert!(h.iter().all(|v| v.to_bits() != (-0.0f32).to_bits()));
+            if rows * width >= 1000 {
+                let kept = h.iter().filter(|&&v| v > 0.0).count() as f32;
+                let active = (&z + &bias).iter().filter(|&&v| v > 0.0).count() as f32;
+                let rate = kept / active;
+                assert!(
+                    (rate - (1.0 - p)).abs() < 0.05,
+                    "kept {rate} of active units"
+                );
+            }
+        }
+    }
+}
