@@ -429,6 +429,33 @@ fn batches_cover_every_index_once_per_epoch_and_keep_the_short_last_batch() {
 }
 
 #[test]
+fn large_batches_gathered_in_two_halves_hold_the_same_rows_on_any_thread_count() {
+    // Batches of 16 rows or more are gathered in two halves on two threads when there are two.
+    let (_tmp, dir) = small_dataset(false);
+    let data = Dataset::open(&dir).unwrap();
+    let h = Holdout::new(data.train.len(), 0.2, 5);
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for size in [16, 32, 33] {
+                let mut b = Batcher::new(h.train.clone(), size, data.features(), 5);
+                b.shuffle(3);
+                for i in 0..b.num_batches() {
+                    let idx = b.indices(i).to_vec();
+                    let (x, y) = b.batch(&data.train, i);
+                    let (want_x, want_y) = data.train.rows(&idx);
+                    assert_eq!(x, want_x, "{threads} threads, batch size {size}, batch {i}");
+                    assert_eq!(y, &want_y[..]);
+                }
+            }
+        });
+    }
+}
+
+#[test]
 fn gathered_pixels_are_scaled_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let s = synthetic(10, 5, 2, 3, 2);
