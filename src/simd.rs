@@ -346,7 +346,8 @@ mod avx512 {
         // Tile `t` of a group parks its sums in `parked[t]`, inside the buffer.
         unsafe {
             let mut parked = [[[_mm512_setzero_ps(); R]; DI]; DG / DI];
-            let tail = parked.as_mut_ptr().cast::<u8>();
+            // Every slot is addressed from this one pointer.
+            let slots = parked.as_mut_ptr();
             for g in (0..m).step_by(DG) {
                 let rows = (m - g).min(DG);
                 for c0 in (0..n).step_by(DC) {
@@ -355,13 +356,14 @@ mod avx512 {
                     while DI * (t + 1) <= rows {
                         let i = g + DI * t;
                         let (dh, dz) = ((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1));
-                        d_tile::<R, DI>(&raw mut parked[t], dh, dz, w, cols);
+                        d_tile::<R, DI>(slots.add(t), dh, dz, w, cols);
                         t += 1;
                     }
                     let i = g + DI * t;
                     let (dh, dz) = ((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1));
-                    // The group's last rows, fewer than a tile: their sums take the same slot.
-                    let slot = tail.add(t * std::mem::size_of::<[[__m512; R]; DI]>());
+                    // The group's last rows, fewer than a tile, park in the next slot (its
+                    // first rows): `t < DG / DI` whenever any are left.
+                    let slot = slots.wrapping_add(t);
                     match rows - DI * t {
                         0 => {}
                         1 => d_tile::<R, 1>(slot.cast(), dh, dz, w, cols),
