@@ -2,10 +2,13 @@
 //! continues bit-identically.
 //!
 //! `state.safetensors` holds the weights, with the position, metrics and configuration (and
-//! the configuration's SHA-256) in its metadata; `velocity.safetensors` holds the momentum
-//! buffers when there are any. Both carry a stamp (`epoch:step`) that must agree. Each file is
-//! written atomically, the velocity first, so a crash leaves the previous checkpoint or the
-//! new one.
+//! the configuration's SHA-256) in its metadata; `velocity-<epoch>-<step>.safetensors` holds
+//! the momentum buffers when there are any. Both carry a stamp (`epoch:step`) that must agree.
+//! Each file is written atomically: the new velocity under its own name first, then the state,
+//! and only then are older velocity files removed. A crash at any point leaves a state whose
+//! velocity file is still there: the previous checkpoint or the new one. (With one velocity
+//! file overwritten in place, a crash between the two writes paired the old state with the new
+//! velocity, and resuming failed.)
 
 use std::path::Path;
 
@@ -18,7 +21,20 @@ use crate::model_file::{load, to_bytes, write_atomic};
 use crate::train::{EpochProgress, TrainConfig, TrainState};
 
 const STATE_FILE: &str = "state.safetensors";
-const VELOCITY_FILE: &str = "velocity.safetensors";
+/// The velocity file of checkpoints written before velocity files were named by their stamp
+/// (still read).
+const LEGACY_VELOCITY_FILE: &str = "velocity.safetensors";
+
+/// The velocity file that goes with the state stamped `epoch:step`.
+fn velocity_file(stamp: &str) -> String {
+    format!("velocity-{}.safetensors", stamp.replace(':', "-"))
+}
+
+/// Whether `name` is a velocity file of any stamp (or the legacy one).
+fn is_velocity_file(name: &str) -> bool {
+    name == LEGACY_VELOCITY_FILE
+        || (name.starts_with("velocity-") && name.ends_with(".safetensors"))
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Position {
@@ -46,9 +62,26 @@ pub fn save_checkpoint(dir: &Path, config: &TrainConfig, state: &TrainState) -> 
         source,
     })?;
     let stamp = format!("{}:{}", state.epoch, state.step);
-    let velocity_path = dir.join(VELOCITY_FILE);
+    let keep = write_velocity(dir, state, &stamp)?;
+    write_state(dir, config, state, &stamp)?;
+    // The new state is in place: velocity files of older states are no longer needed.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if is_velocity_file(&name) && Some(name.as_ref()) != keep.as_deref() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the velocity of `state` under its stamp's name; returns that name (`None` without
+/// momentum buffers).
+fn write_velocity(dir: &Path, state: &TrainState, stamp: &str) -> Result<Option<String>> {
     if state.velocity.is_empty() {
-        let _ = std::fs::remove_file(&velocity_path);
+        Ok(None)
     } else {
         let layers = state
             .velocity
@@ -59,11 +92,17 @@ pub fn save_checkpoint(dir: &Path, config: &TrainConfig, state: &TrainState) -> 
             })
             .collect();
         let velocity = Mlp::from_layers(layers)?;
+        let name = velocity_file(stamp);
         write_atomic(
-            &velocity_path,
-            &to_bytes(&velocity, &[("stamp", stamp.clone())]),
+            &dir.join(&name),
+            &to_bytes(&velocity, &[("stamp", stamp.to_string())]),
         )?;
+        Ok(Some(name))
     }
+}
+
+/// Writes the weights, position and configuration of `state`, stamped `stamp`.
+fn write_state(dir: &Path, config: &TrainConfig, state: &TrainState, stamp: &str) -> Result<()> {
     let config_json = serde_json::to_string(config).expect("configs serialise");
     let position = Position {
         epoch: state.epoch,
@@ -79,7 +118,7 @@ pub fn save_checkpoint(dir: &Path, config: &TrainConfig, state: &TrainState) -> 
         ),
         ("config_sha256", config_hash(&config_json)),
         ("config", config_json),
-        ("stamp", stamp),
+        ("stamp", stamp.to_string()),
     ];
     write_atomic(&dir.join(STATE_FILE), &to_bytes(&state.model, &meta))
 }
@@ -113,12 +152,16 @@ pub fn load_checkpoint(dir: &Path) -> Result<(TrainConfig, TrainState)> {
         serde_json::from_str(field("state")?).map_err(|e| bad(format!("bad state: {e}")))?;
     let stamp = field("stamp")?.clone();
     let mut velocity = Vec::new();
-    let velocity_path = dir.join(VELOCITY_FILE);
-    if config.momentum > 0.0 && velocity_path.is_file() {
+    let velocity_path = [velocity_file(&stamp), LEGACY_VELOCITY_FILE.to_string()]
+        .into_iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file());
+    if let (true, Some(velocity_path)) = (config.momentum > 0.0, velocity_path) {
         let v = load(&velocity_path)?;
         if v.metadata.get("stamp") != Some(&stamp) {
             return Err(bad(format!(
-                "{VELOCITY_FILE} belongs to another step than {STATE_FILE}"
+                "{} belongs to another step than {STATE_FILE}",
+                velocity_path.display()
             )));
         }
         velocity = v
@@ -138,4 +181,82 @@ pub fn load_checkpoint(dir: &Path) -> Result<(TrainConfig, TrainState)> {
         progress: position.progress,
     };
     Ok((config, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::Init;
+
+    fn state(seed: u64, epoch: usize) -> TrainState {
+        let sizes = [3, 4, 2];
+        let velocity = Mlp::new(&sizes, Init::He, seed + 100).unwrap();
+        let mut s = TrainState::new(Mlp::new(&sizes, Init::He, seed).unwrap());
+        s.velocity = velocity
+            .layers()
+            .iter()
+            .map(|l| (l.weight.clone(), l.bias.clone()))
+            .collect();
+        s.epoch = epoch;
+        s
+    }
+
+    fn velocity_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| is_velocity_file(n))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_crash_between_the_two_files_leaves_the_previous_checkpoint_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = TrainConfig {
+            momentum: 0.5,
+            ..Default::default()
+        };
+        let a = state(1, 1);
+        save_checkpoint(tmp.path(), &config, &a).unwrap();
+        // The next checkpoint's velocity is written, then the process dies before its state.
+        let b = state(2, 2);
+        write_velocity(tmp.path(), &b, "2:0").unwrap();
+        let (_, loaded) = load_checkpoint(tmp.path()).unwrap();
+        assert_eq!(loaded.epoch, 1);
+        assert_eq!(loaded.velocity, a.velocity);
+        assert_eq!(loaded.model.layers()[0].weight, a.model.layers()[0].weight);
+        // A whole save replaces both, and only its own velocity file is left.
+        save_checkpoint(tmp.path(), &config, &b).unwrap();
+        let (_, loaded) = load_checkpoint(tmp.path()).unwrap();
+        assert_eq!(loaded.epoch, 2);
+        assert_eq!(loaded.velocity, b.velocity);
+        assert_eq!(velocity_files(tmp.path()), ["velocity-2-0.safetensors"]);
+        // Without momentum buffers, no velocity file stays behind.
+        let mut c = state(3, 3);
+        c.velocity.clear();
+        save_checkpoint(tmp.path(), &config, &c).unwrap();
+        assert!(velocity_files(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn a_velocity_of_another_step_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = TrainConfig {
+            momentum: 0.5,
+            ..Default::default()
+        };
+        save_checkpoint(tmp.path(), &config, &state(1, 1)).unwrap();
+        // A legacy-named velocity file from another step (as an older relumax wrote it).
+        std::fs::remove_file(tmp.path().join(velocity_file("1:0"))).unwrap();
+        write_velocity(tmp.path(), &state(2, 2), "2:0").unwrap();
+        std::fs::rename(
+            tmp.path().join(velocity_file("2:0")),
+            tmp.path().join(LEGACY_VELOCITY_FILE),
+        )
+        .unwrap();
+        let err = load_checkpoint(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("belongs to another step"), "{err}");
+    }
 }
