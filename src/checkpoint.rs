@@ -201,6 +201,13 @@ mod tests {
         s
     }
 
+    fn with_momentum() -> TrainConfig {
+        TrainConfig {
+            momentum: 0.5,
+            ..Default::default()
+        }
+    }
+
     fn velocity_files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -214,10 +221,7 @@ mod tests {
     #[test]
     fn a_crash_between_the_two_files_leaves_the_previous_checkpoint_whole() {
         let tmp = tempfile::tempdir().unwrap();
-        let config = TrainConfig {
-            momentum: 0.5,
-            ..Default::default()
-        };
+        let config = with_momentum();
         let a = state(1, 1);
         save_checkpoint(tmp.path(), &config, &a).unwrap();
         // The next checkpoint's velocity is written, then the process dies before its state.
@@ -243,10 +247,7 @@ mod tests {
     #[test]
     fn a_velocity_of_another_step_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let config = TrainConfig {
-            momentum: 0.5,
-            ..Default::default()
-        };
+        let config = with_momentum();
         save_checkpoint(tmp.path(), &config, &state(1, 1)).unwrap();
         // A legacy-named velocity file from another step (as an older relumax wrote it).
         std::fs::remove_file(tmp.path().join(velocity_file("1:0"))).unwrap();
