@@ -20,6 +20,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 use rand::RngCore;
+use rayon::iter::Either;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -321,18 +322,27 @@ pub fn backward_sgd(
         }
         gemm(&mut wr, 1.0, &xr.t(), dz, -lr);
     };
-    let w_blocks = w.axis_chunks_iter_mut(Axis(0), size).into_par_iter();
-    let x_blocks = x.axis_chunks_iter(Axis(1), size).into_par_iter();
+    w.axis_chunks_iter_mut(Axis(0), size)
+        .into_par_iter()
+        .zip(x.axis_chunks_iter(Axis(1), size).into_par_iter())
+        .zip(dh_blocks(dh, size, inputs))
+        .for_each(|((wr, xr), dhr)| task(wr, xr, dhr));
+}
+
+/// The column blocks of `dh` matching `W`'s blocks of `size` rows (of `inputs`), or `None` for
+/// each block when there is no input gradient.
+fn dh_blocks<'a>(
+    dh: Option<&'a mut ArrayViewMut2<'_, f32>>,
+    size: usize,
+    inputs: usize,
+) -> impl IndexedParallelIterator<Item = Option<ArrayViewMut2<'a, f32>>> {
     match dh {
-        Some(dh) => {
-            w_blocks
-                .zip(x_blocks)
-                .zip(dh.axis_chunks_iter_mut(Axis(1), size).into_par_iter())
-                .for_each(|((wr, xr), dhr)| task(wr, xr, Some(dhr)));
-        }
-        None => w_blocks
-            .zip(x_blocks)
-            .for_each(|(wr, xr)| task(wr, xr, None)),
+        Some(dh) => Either::Left(
+            dh.axis_chunks_iter_mut(Axis(1), size)
+                .into_par_iter()
+                .map(Some),
+        ),
+        None => Either::Right((0..inputs.div_ceil(size)).into_par_iter().map(|_| None)),
     }
 }
 
@@ -351,22 +361,12 @@ fn simd_backward(
     let cached = (BLOCK_BYTES / (4 * outputs.max(1))).max(12) / 12 * 12;
     let size = cached.min(inputs.div_ceil(8).next_multiple_of(12)).max(1);
     let flops = 2 * x.len() * outputs * if dh.is_some() { 2 } else { 1 };
-    let min_len = min_blocks_per_task(flops);
-    let w_blocks = w.axis_chunks_iter_mut(Axis(0), size).into_par_iter();
-    let x_blocks = x.axis_chunks_iter(Axis(1), size).into_par_iter();
-    match dh {
-        Some(dh) => w_blocks
-            .zip(x_blocks)
-            .zip(dh.axis_chunks_iter_mut(Axis(1), size).into_par_iter())
-            .with_min_len(min_len)
-            .for_each(|((w, x), dh)| {
-                simd::backward_rows(simd::Block { w, x, dh: Some(dh) }, dz, lr)
-            }),
-        None => w_blocks
-            .zip(x_blocks)
-            .with_min_len(min_len)
-            .for_each(|(w, x)| simd::backward_rows(simd::Block { w, x, dh: None }, dz, lr)),
-    }
+    w.axis_chunks_iter_mut(Axis(0), size)
+        .into_par_iter()
+        .zip(x.axis_chunks_iter(Axis(1), size).into_par_iter())
+        .zip(dh_blocks(dh, size, inputs))
+        .with_min_len(min_blocks_per_task(flops))
+        .for_each(|((w, x), dh)| simd::backward_rows(simd::Block { w, x, dh }, dz, lr));
 }
 
 /// Runs `f(chunk_index, rows)` over fixed chunks of [`CHUNK_ROWS`] rows of a standard-layout
