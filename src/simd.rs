@@ -78,24 +78,12 @@ fn checked<'a, 'b>(block: &Block<'a, 'b>, dz: &ArrayView2<'_, f32>) -> (usize, u
     let m = dz.nrows();
     assert_eq!(dz.ncols(), n, "simd backward: dz columns");
     assert_eq!(block.x.dim(), (m, rows), "simd backward: x block");
-    assert!(
-        rows_contiguous(&block.w),
-        "simd backward: W rows must be contiguous"
-    );
-    assert!(
-        rows_contiguous(dz),
-        "simd backward: dz rows must be contiguous"
-    );
-    assert!(
-        rows_contiguous(&block.x),
-        "simd backward: x rows must be contiguous"
-    );
+    require_rows(&block.w, "simd backward: W");
+    require_rows(dz, "simd backward: dz");
+    require_rows(&block.x, "simd backward: x");
     if let Some(dh) = &block.dh {
         assert_eq!(dh.dim(), (m, rows), "simd backward: dh block");
-        assert!(
-            rows_contiguous(dh),
-            "simd backward: dh rows must be contiguous"
-        );
+        require_rows(dh, "simd backward: dh");
     }
     (m, rows, n)
 }
@@ -163,18 +151,9 @@ pub(crate) fn forward(
     let ((m, k), n) = (x.dim(), w.ncols());
     assert_eq!(w.nrows(), k, "simd forward: w rows");
     assert_eq!(z.dim(), (m, n), "simd forward: z shape");
-    assert!(
-        rows_contiguous(&z),
-        "simd forward: z rows must be contiguous"
-    );
-    assert!(
-        rows_contiguous(x),
-        "simd forward: x rows must be contiguous"
-    );
-    assert!(
-        rows_contiguous(w),
-        "simd forward: w rows must be contiguous"
-    );
+    require_rows(&z, "simd forward: z");
+    require_rows(x, "simd forward: x");
+    require_rows(w, "simd forward: w");
     if m == 0 || n == 0 {
         return;
     }
@@ -194,6 +173,16 @@ pub(crate) fn forward(
         // never dereference). `z` is an exclusive borrow, so it aliases neither `x` nor `w`.
         unsafe { avx512::forward(shape, zp, xp, wp) }
     }
+}
+
+/// Panics, naming `what`, unless [`rows_contiguous`] holds for `view`.
+#[track_caller]
+fn require_rows<S, D>(view: &ndarray::ArrayBase<S, D>, what: &str)
+where
+    S: ndarray::RawData,
+    D: ndarray::Dimension,
+{
+    assert!(rows_contiguous(view), "{what} rows must be contiguous");
 }
 
 /// The kernels can address `view` as `p + i * ld + j`: its rows are contiguous and in order
@@ -691,14 +680,21 @@ mod tests {
         Array2::from_shape_fn((rows, cols), |_| rand::Rng::random::<f32>(&mut r) - 0.5)
     }
 
+    /// True (after saying so) on a CPU without AVX-512, where the kernel tests cannot run.
+    fn skipped_without_avx512() -> bool {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+        }
+        !available()
+    }
+
     fn bits(a: &Array2<f32>) -> Vec<u32> {
         a.iter().map(|v| v.to_bits()).collect()
     }
 
     #[test]
     fn matches_the_reference_bit_for_bit_for_every_remainder() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512");
+        if skipped_without_avx512() {
             return;
         }
         // Every remainder of the tiles: batch rows mod 4, W rows mod 6 and 4, columns mod 16
@@ -759,8 +755,7 @@ mod tests {
 
     #[test]
     fn forward_matches_the_reference_bit_for_bit() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512");
+        if skipped_without_avx512() {
             return;
         }
         // Row tiles of 12 and every remainder, 32/16/masked column panels, and inner
@@ -799,8 +794,7 @@ mod tests {
 
     #[test]
     fn blocks_of_any_size_give_the_same_bits() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512");
+        if skipped_without_avx512() {
             return;
         }
         let (m, rows, n) = (32, 100, 300);
