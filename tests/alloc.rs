@@ -1,6 +1,8 @@
 //! The training step allocates nothing: a counting global allocator sees no allocation while
 //! a workspace-backed SGD step runs (after a warm-up), on one thread or on a pool of two.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -57,11 +59,7 @@ fn training_steps_allocate_nothing() {
     let y0: Vec<u32> = (0..1000).map(|i| i % 10).collect();
     let data = Dataset::from_arrays(x0.clone(), y0.clone(), x0, y0, 10).unwrap();
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        common::pool(threads).install(|| {
             let mut model = Mlp::new(&[784, 256, 256, 10], Init::He, 0).unwrap();
             let mut ws = Workspace::new(&model, 32);
             let mut sgd = Sgd::new(&model, 0.01, 0.0);

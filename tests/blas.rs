@@ -9,6 +9,8 @@
 
 #![allow(unsafe_code)]
 
+mod common;
+
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -127,12 +129,6 @@ fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
         1
     );
 
-    let pool = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-    };
     set_blas_threads(1);
     // Every product through OpenBLAS first (the AVX-512 backward is checked below).
     kernels::set_backend(kernels::Backend::Blas);
@@ -142,13 +138,13 @@ fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
         // update (4); W0's update in 4 row blocks of 208, 208, 208, 160 (4); the first layer's
         // input gradient is skipped. The same calls for any thread count.
         assert_eq!(
-            pool(threads).install(|| counting_step(&[784, 128, 10])),
+            common::pool(threads).install(|| counting_step(&[784, 128, 10])),
             4 + 1 + 4 + 4
         );
         // 784 -> 256 -> 256 -> 10: forward 4 blocks x 2 + 4 + 1; backward (dh, W) in 4 row
         // blocks for two layers, and W0's 4 blocks.
         assert_eq!(
-            pool(threads).install(|| counting_step(&[784, 256, 256, 10])),
+            common::pool(threads).install(|| counting_step(&[784, 256, 256, 10])),
             8 + 4 + 1 + 8 + 8 + 4
         );
     }
@@ -161,13 +157,13 @@ fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
     for threads in [1, 2] {
         // 784 -> 128 -> 10: h W1 (1) and the backward of both layers (4 + 4) stay.
         assert_eq!(
-            pool(threads).install(|| counting_step(&[784, 128, 10])),
+            common::pool(threads).install(|| counting_step(&[784, 128, 10])),
             if simd { 1 + 4 + 4 } else { 4 + 1 + 4 + 4 }
         );
         // 784 -> 1024 -> 10: h W1 (1) and W1's backward in 4 row blocks of (dh, W) stay;
         // x W0 (8 calls on OpenBLAS) and W0's update (4) move.
         assert_eq!(
-            pool(threads).install(|| counting_step(&[784, 1024, 10])),
+            common::pool(threads).install(|| counting_step(&[784, 1024, 10])),
             if simd { 1 + 8 } else { 8 + 1 + 8 + 4 }
         );
     }

@@ -435,11 +435,7 @@ fn large_batches_gathered_in_two_halves_hold_the_same_rows_on_any_thread_count()
     let data = Dataset::open(&dir).unwrap();
     let h = Holdout::new(data.train.len(), 0.2, 5);
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        common::pool(threads).install(|| {
             for size in [16, 32, 33] {
                 let mut b = Batcher::new(h.train.clone(), size, data.features(), 5);
                 b.shuffle(3);
