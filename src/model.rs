@@ -55,6 +55,9 @@ pub struct Workspace {
     /// Two ping-pong gradient buffers of `rows * widest hidden layer` floats, viewed as
     /// contiguous `(rows, width)` matrices of whatever width a layer needs.
     pub(crate) grads: [Vec<f32>; 2],
+    /// The training batch's nonzero input columns ([`kernels::nonzero_columns`]), set by
+    /// [`Mlp::forward_train`] for the first layer's forward product and update.
+    pub(crate) support: Vec<u32>,
     rows: usize,
 }
 
@@ -69,6 +72,7 @@ impl Workspace {
                 .map(|&n| Array2::zeros((rows, n)))
                 .collect(),
             grads: [vec![0.0; rows * widest], vec![0.0; rows * widest]],
+            support: Vec::with_capacity(model.inputs()),
             rows,
         }
     }
@@ -216,7 +220,8 @@ impl Mlp {
     ) -> BatchStats {
         let rows = x.nrows();
         let last = self.layers.len() - 1;
-        self.forward_hidden(x, ws, |l| dropout.layer(l));
+        kernels::nonzero_columns(&x, &mut ws.support);
+        self.forward_hidden(x, ws, true, |l| dropout.layer(l));
         let logits = ws.acts[last].slice_mut(s![..rows, ..]);
         kernels::softmax_cross_entropy(
             logits,
@@ -227,11 +232,13 @@ impl Mlp {
     }
 
     /// Runs every layer's product (and the hidden layers' bias + ReLU + dropout), leaving the
-    /// output layer's product `h W` without its bias in `ws.acts[last]`.
+    /// output layer's product `h W` without its bias in `ws.acts[last]`. With `sparse`, the
+    /// first layer's product skips the zero columns of `x` that `ws.support` leaves out.
     fn forward_hidden(
         &self,
         x: ArrayView2<'_, f32>,
         ws: &mut Workspace,
+        sparse: bool,
         dropout: impl Fn(usize) -> Option<Dropout>,
     ) {
         let rows = x.nrows();
@@ -247,7 +254,12 @@ impl Mlp {
                 before[l - 1].slice(s![..rows, ..])
             };
             let mut z = after[0].slice_mut(s![..rows, ..]);
-            kernels::forward(&mut z, &input, &layer.weight.view());
+            let w = layer.weight.view();
+            if l == 0 && sparse {
+                kernels::forward_sparse(&mut z, &input, &w, &ws.support);
+            } else {
+                kernels::forward(&mut z, &input, &w);
+            }
             if l < last {
                 kernels::bias_relu_dropout(z, layer.bias.view(), dropout(l));
             }
@@ -269,7 +281,7 @@ impl Mlp {
     ) -> BatchStats {
         let rows = x.nrows();
         let last = self.layers.len() - 1;
-        self.forward_hidden(x, ws, |_| None);
+        self.forward_hidden(x, ws, false, |_| None);
         let stats = kernels::softmax_cross_entropy(
             ws.acts[last].slice_mut(s![..rows, ..]),
             self.layers[last].bias.view(),
@@ -295,7 +307,7 @@ impl Mlp {
             .axis_chunks_iter(ndarray::Axis(0), CHUNK)
             .zip(out.axis_chunks_iter_mut(ndarray::Axis(0), CHUNK))
         {
-            self.forward_hidden(xc, &mut ws, |_| None);
+            self.forward_hidden(xc, &mut ws, false, |_| None);
             let rows = xc.nrows();
             let mut logits: ArrayViewMut2<'_, f32> = ws.acts[last].slice_mut(s![..rows, ..]);
             kernels::softmax(logits.view_mut(), self.layers[last].bias.view());

@@ -4,7 +4,9 @@
 //! (already divided by the batch size):
 //!
 //! - `dh = dz W^T` (the previous layer's output gradient), taken from the old `W`;
-//! - `W <- W - lr * x^T dz`, one `sgemm` with `beta = 1`: no gradient buffer, no update pass;
+//! - `W <- W - lr * x^T dz`, one `sgemm` with `beta = 1`: no gradient buffer, no update pass
+//!   (for the first layer, only the rows of the input columns that are not zero throughout
+//!   the batch: the others' update is zero);
 //! - `b <- b - lr * sum_rows(dz)`;
 //! - `dz_prev = dh * [h_prev > 0] / (1 - p)`.
 //!
@@ -106,7 +108,12 @@ impl Sgd {
         let rows = x.nrows();
         let scale = 1.0 / (1.0 - p);
         let n = model.layers().len();
-        let Workspace { acts, grads, .. } = ws;
+        let Workspace {
+            acts,
+            grads,
+            support,
+            ..
+        } = ws;
         let [g0, g1] = grads;
         for l in (0..n).rev() {
             let layer = &mut model.layers_mut()[l];
@@ -133,13 +140,12 @@ impl Sgd {
                     .expect("gradient buffer holds the batch")
             });
             if self.velocity.is_empty() {
-                kernels::backward_sgd(
-                    dh.as_mut(),
-                    &mut layer.weight.view_mut(),
-                    &dz,
-                    &input,
-                    self.lr,
-                );
+                let w = &mut layer.weight.view_mut();
+                match dh.as_mut() {
+                    // `forward_train` listed the batch's nonzero input columns.
+                    None => kernels::update_sparse(w, &dz, &input, self.lr, support),
+                    Some(dh) => kernels::backward_sgd(Some(dh), w, &dz, &input, self.lr),
+                }
                 kernels::bias_sgd(layer.bias.view_mut(), dz, self.lr);
             } else {
                 if let Some(dh) = &mut dh {

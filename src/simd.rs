@@ -21,6 +21,13 @@
 //! - the update: `acc` = the chain of `x[i, r] * dz[i, c]` over `i` in order from 0, then
 //!   `w = fma(-lr, acc, w)`.
 //!
+//! Both the forward product and the update can be given the *support* of `x`: the ascending
+//! list of its columns that hold a nonzero value (MNIST images are zero at their borders, so a
+//! batch of 32 has about 42% of its 784 pixel columns zero throughout). The kernels then skip
+//! the rows of `w` that only zeros multiply. This changes no bit: a zero term leaves a fused
+//! multiply-add chain that started from +0 exactly as it was (the sum is never -0), and a zero
+//! `acc` leaves `w` as it was. Only non-finite weights would tell the difference (`0 * inf`).
+//!
 //! The `reference` module (in tests) is that definition in portable Rust; the tests hold the
 //! AVX-512 code to it bit for bit.
 //!
@@ -70,6 +77,36 @@ pub(crate) struct Block<'a, 'b> {
     pub x: ArrayView2<'a, f32>,
     /// `(batch, rows)`: the block's columns of the input gradient, if wanted.
     pub dh: Option<ArrayViewMut2<'b, f32>>,
+    /// The rows to update, if not all: `indices[t] - offset` (the input gradient still covers
+    /// every row).
+    pub update: Option<Selected<'a>>,
+}
+
+/// Some of a matrix's rows: `indices[t] - offset`, strictly increasing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Selected<'a> {
+    /// Row indices, strictly increasing, all in `offset..offset + rows`.
+    pub indices: &'a [u32],
+    /// Subtracted from each index.
+    pub offset: usize,
+}
+
+impl Selected<'_> {
+    /// Panics, naming `what`, unless every index lies in `offset..offset + rows`, strictly
+    /// increasing.
+    #[track_caller]
+    fn check(&self, rows: usize, what: &str) {
+        let ok = self.indices.windows(2).all(|p| p[0] < p[1])
+            && self
+                .indices
+                .first()
+                .is_none_or(|&i| i as usize >= self.offset)
+            && self
+                .indices
+                .last()
+                .is_none_or(|&i| (i as usize) < self.offset + rows);
+        assert!(ok, "{what}: row selection out of order or out of range");
+    }
 }
 
 #[track_caller]
@@ -85,11 +122,14 @@ fn checked<'a, 'b>(block: &Block<'a, 'b>, dz: &ArrayView2<'_, f32>) -> (usize, u
         assert_eq!(dh.dim(), (m, rows), "simd backward: dh block");
         require_rows(dh, "simd backward: dh");
     }
+    if let Some(update) = &block.update {
+        update.check(rows, "simd backward");
+    }
     (m, rows, n)
 }
 
 /// For one block of `W`'s rows: `dh = dz W^T` (from the old `W`, when `dh` is given), then
-/// `W -= lr * x^T dz`, with the AVX-512 kernels.
+/// `W -= lr * x^T dz` (on the rows `block.update` selects, or all), with the AVX-512 kernels.
 ///
 /// # Panics
 /// If [`available`] is false, or shapes or layouts disagree (rows must be contiguous).
@@ -114,10 +154,12 @@ pub(crate) fn backward_rows(mut block: Block<'_, '_>, dz: &ArrayView2<'_, f32>, 
             .dh
             .as_mut()
             .map(|d| (d.as_mut_ptr(), d.strides()[0] as usize));
-        // SAFETY: `available()` checked AVX-512F. `checked` proved every operand's shape and
-        // that rows are contiguous with the leading dimensions read here, so the kernels'
-        // accesses `p + i * ld + j` (i < rows of p, j < columns of p) stay inside the views;
-        // `w` and `dh` are exclusive borrows, `x` and `dz` shared ones, so nothing aliases.
+        let update = block.update.map(|u| (u.indices, u.offset));
+        // SAFETY: `available()` checked AVX-512F. `checked` proved every operand's shape, that
+        // rows are contiguous with the leading dimensions read here and that the selected rows
+        // are in the block, so the kernels' accesses `p + i * ld + j` (i < rows of p,
+        // j < columns of p) stay inside the views; `w` and `dh` are exclusive borrows, `x` and
+        // `dz` shared ones, so nothing aliases.
         unsafe {
             avx512::backward(
                 shape,
@@ -126,23 +168,27 @@ pub(crate) fn backward_rows(mut block: Block<'_, '_>, dz: &ArrayView2<'_, f32>, 
                 (block.x.as_ptr(), ldx),
                 (dz.as_ptr(), ldz),
                 lr,
+                update,
             );
         }
     }
 }
 
-/// `z = x w` with the AVX-512 kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`.
+/// `z = x w` with the AVX-512 kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`; with a
+/// `support`, only over those `k` (the columns of `x` that can be nonzero).
 ///
 /// `z[i, j]` is the fused multiply-add chain over `k` in increasing order, starting from zero,
 /// whatever the blocking or the CPU.
 ///
 /// # Panics
-/// If [`available`] is false, or shapes or layouts disagree (rows must be contiguous).
+/// If [`available`] is false, or shapes or layouts disagree (rows must be contiguous), or the
+/// support is not strictly increasing below `k`.
 #[track_caller]
 pub(crate) fn forward(
     mut z: ArrayViewMut2<'_, f32>,
     x: &ArrayView2<'_, f32>,
     w: &ArrayView2<'_, f32>,
+    support: Option<&[u32]>,
 ) {
     assert!(
         available(),
@@ -154,10 +200,13 @@ pub(crate) fn forward(
     require_rows(&z, "simd forward: z");
     require_rows(x, "simd forward: x");
     require_rows(w, "simd forward: w");
+    if let Some(indices) = support {
+        Selected { indices, offset: 0 }.check(k, "simd forward");
+    }
     if m == 0 || n == 0 {
         return;
     }
-    if k == 0 {
+    if support.map_or(k, <[u32]>::len) == 0 {
         z.fill(0.0);
         return;
     }
@@ -167,11 +216,12 @@ pub(crate) fn forward(
         let zp = (z.as_mut_ptr(), z.strides()[0] as usize);
         let xp = (x.as_ptr(), x.strides()[0] as usize);
         let wp = (w.as_ptr(), w.strides()[0] as usize);
-        // SAFETY: AVX-512F is available (checked above); the shapes and contiguous rows were
-        // checked, so every access `p + i * ld + j` stays inside its view (`z` has `m` rows of
-        // `n`, `x` `m` rows of `k`, `w` `k` rows of `n`; prefetches use wrapping addresses and
-        // never dereference). `z` is an exclusive borrow, so it aliases neither `x` nor `w`.
-        unsafe { avx512::forward(shape, zp, xp, wp) }
+        // SAFETY: AVX-512F is available (checked above); the shapes, contiguous rows and the
+        // support (below `k`) were checked, so every access `p + i * ld + j` stays inside its
+        // view (`z` has `m` rows of `n`, `x` `m` rows of `k`, `w` `k` rows of `n`; prefetches
+        // use wrapping addresses and never dereference). `z` is an exclusive borrow, so it
+        // aliases neither `x` nor `w`.
+        unsafe { avx512::forward(shape, zp, xp, wp, support) }
     }
 }
 
@@ -224,6 +274,73 @@ mod avx512 {
     const UR: usize = 4;
     /// Registers of 16 columns per wide update tile.
     const UV: usize = 6;
+
+    /// The rows of `w` (and columns of `x`) a kernel visits, by position `t`: all of them, or
+    /// a list.
+    trait Rows: Copy {
+        /// How many.
+        fn len(self) -> usize;
+        /// The row at position `t < len()`.
+        ///
+        /// # Safety
+        /// `t < len()`.
+        unsafe fn at(self, t: usize) -> usize;
+        /// A row to prefetch while position `t < len()` is used: [`PREFETCH_ROWS`] positions
+        /// later, possibly past the end (prefetches use wrapping addresses and never
+        /// dereference them).
+        ///
+        /// # Safety
+        /// `t < len()`.
+        unsafe fn ahead(self, t: usize) -> usize;
+    }
+
+    /// Every row, `0..len`.
+    #[derive(Clone, Copy)]
+    struct All(usize);
+
+    impl Rows for All {
+        fn len(self) -> usize {
+            self.0
+        }
+        unsafe fn at(self, t: usize) -> usize {
+            t
+        }
+        unsafe fn ahead(self, t: usize) -> usize {
+            t + PREFETCH_ROWS
+        }
+    }
+
+    /// The rows `indices[t] - offset` of a [`super::Selected`], which the caller checked.
+    #[derive(Clone, Copy)]
+    struct Listed {
+        indices: *const u32,
+        len: usize,
+        offset: usize,
+    }
+
+    impl Listed {
+        fn new((indices, offset): (&[u32], usize)) -> Listed {
+            Listed {
+                indices: indices.as_ptr(),
+                len: indices.len(),
+                offset,
+            }
+        }
+    }
+
+    impl Rows for Listed {
+        fn len(self) -> usize {
+            self.len
+        }
+        unsafe fn at(self, t: usize) -> usize {
+            // SAFETY: `t < len` (this method's contract) indexes the list.
+            unsafe { *self.indices.add(t) as usize - self.offset }
+        }
+        unsafe fn ahead(self, t: usize) -> usize {
+            // SAFETY: the position is below `len` (`t < len`, so `len >= 1`).
+            unsafe { self.at((t + PREFETCH_ROWS).min(self.len - 1)) }
+        }
+    }
 
     /// The fixed reduction tree of `reference::reduce`.
     #[inline(always)]
@@ -364,16 +481,16 @@ mod avx512 {
         }
     }
 
-    /// `w[r, c..c + 16 V] = fma(-lr, sum_i x[i, r] dz[i, c..], w[r, c..])` for `R` rows; with
-    /// `mask`, one register whose lanes past the mask are neither read nor written.
+    /// `w[r, c..c + 16 V] = fma(-lr, sum_i x[i, r] dz[i, c..], w[r, c..])` for the `R` rows
+    /// `r` in `rows`; with `mask`, one register whose lanes past the mask are neither read nor
+    /// written.
     #[inline(always)]
     unsafe fn u_tile<const R: usize, const V: usize>(
         w: (*mut f32, usize),
         x: (*const f32, usize),
         dz: (*const f32, usize),
-        m: usize,
-        neg_lr: f32,
-        mask: __mmask16,
+        (m, neg_lr, mask): (usize, f32, __mmask16),
+        rows: [usize; R],
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
         // is available and every pointer + leading dimension addresses its operand in bounds.
@@ -384,7 +501,7 @@ mod avx512 {
                 for (v, z) in zv.iter_mut().enumerate() {
                     *z = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + 16 * v));
                 }
-                for (r, accs) in acc.iter_mut().enumerate() {
+                for (accs, &r) in acc.iter_mut().zip(&rows) {
                     let b = _mm512_set1_ps(*x.0.add(i * x.1 + r));
                     for (a, &z) in accs.iter_mut().zip(&zv) {
                         *a = _mm512_fmadd_ps(b, z, *a);
@@ -392,7 +509,7 @@ mod avx512 {
                 }
             }
             let l = _mm512_set1_ps(neg_lr);
-            for (r, accs) in acc.iter().enumerate() {
+            for (accs, &r) in acc.iter().zip(&rows) {
                 for (v, &a) in accs.iter().enumerate() {
                     let p = w.0.add(r * w.1 + 16 * v);
                     let old = _mm512_maskz_loadu_ps(mask, p);
@@ -402,15 +519,14 @@ mod avx512 {
         }
     }
 
-    /// [`u_tile`] across all `n` columns, for `R` rows of `w`.
+    /// [`u_tile`] across all `n` columns, for the `R` rows `rows` of `w`.
     #[inline(always)]
     unsafe fn u_rows<const R: usize>(
         w: (*mut f32, usize),
         x: (*const f32, usize),
         dz: (*const f32, usize),
-        m: usize,
-        n: usize,
-        neg_lr: f32,
+        (m, n, neg_lr): (usize, usize, f32),
+        rows: [usize; R],
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
         // is available and every pointer + leading dimension addresses its operand in bounds.
@@ -420,22 +536,57 @@ mod avx512 {
             let mut c = 0;
             while c + 16 * UV <= n {
                 let (wc, zc) = at(c);
-                u_tile::<R, UV>(wc, x, zc, m, neg_lr, all);
+                u_tile::<R, UV>(wc, x, zc, (m, neg_lr, all), rows);
                 c += 16 * UV;
             }
             while c + 16 <= n {
                 let (wc, zc) = at(c);
-                u_tile::<R, 1>(wc, x, zc, m, neg_lr, all);
+                u_tile::<R, 1>(wc, x, zc, (m, neg_lr, all), rows);
                 c += 16;
             }
             if c < n {
                 let (wc, zc) = at(c);
-                u_tile::<R, 1>(wc, x, zc, m, neg_lr, (1u16 << (n - c)) - 1);
+                let mask = (1u16 << (n - c)) - 1;
+                u_tile::<R, 1>(wc, x, zc, (m, neg_lr, mask), rows);
             }
         }
     }
 
-    /// The whole block: `dh` columns (if any), then the update.
+    /// The update of the `rows` of `w`, [`UR`] at a time.
+    #[inline(always)]
+    unsafe fn update<K: Rows>(
+        w: (*mut f32, usize),
+        x: (*const f32, usize),
+        dz: (*const f32, usize),
+        mn: (usize, usize),
+        lr: f32,
+        rows: K,
+    ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds;
+        // every position passed to `rows.at` is below `rows.len()`.
+        unsafe {
+            let args = (mn.0, mn.1, -lr);
+            let (len, mut t) = (rows.len(), 0);
+            while t + UR <= len {
+                let r: [usize; UR] = std::array::from_fn(|j| rows.at(t + j));
+                u_rows::<UR>(w, x, dz, args, r);
+                t += UR;
+            }
+            match len - t {
+                0 => {}
+                1 => u_rows::<1>(w, x, dz, args, [rows.at(t)]),
+                2 => u_rows::<2>(w, x, dz, args, [rows.at(t), rows.at(t + 1)]),
+                _ => {
+                    let r = [rows.at(t), rows.at(t + 1), rows.at(t + 2)];
+                    u_rows::<3>(w, x, dz, args, r);
+                }
+            }
+        }
+    }
+
+    /// The whole block: `dh` columns (if any), then the update of every row, or of the rows
+    /// `indices[t] - offset` of `update` (checked by the caller to lie in the block).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn backward(
         s: Shape,
@@ -444,6 +595,7 @@ mod avx512 {
         x: (*const f32, usize),
         dz: (*const f32, usize),
         lr: f32,
+        update: Option<(&[u32], usize)>,
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
         // is available and every pointer + leading dimension addresses its operand in bounds.
@@ -467,18 +619,9 @@ mod avx512 {
                     _ => d_rows::<5>(dh, dz, w, s.m, s.n),
                 }
             }
-            let neg_lr = -lr;
-            let mut r = 0;
-            while r + UR <= s.rows {
-                u_rows::<UR>(row(w.0, r), (x.0.add(r), x.1), dz, s.m, s.n, neg_lr);
-                r += UR;
-            }
-            let (wr, xr) = (row(w.0, r), (x.0.add(r), x.1));
-            match s.rows - r {
-                0 => {}
-                1 => u_rows::<1>(wr, xr, dz, s.m, s.n, neg_lr),
-                2 => u_rows::<2>(wr, xr, dz, s.m, s.n, neg_lr),
-                _ => u_rows::<3>(wr, xr, dz, s.m, s.n, neg_lr),
+            match update {
+                None => self::update(w, x, dz, (s.m, s.n), lr, All(s.rows)),
+                Some(list) => self::update(w, x, dz, (s.m, s.n), lr, Listed::new(list)),
             }
         }
     }
@@ -491,15 +634,16 @@ mod avx512 {
     /// row of `w` apart, which the hardware prefetchers do not follow.
     const PREFETCH_ROWS: usize = 8;
 
-    /// `z[0..R][..16 V] (+)= x[0..R][k0..k1] w[k0..k1][..16 V]`; with `mask`, one register
-    /// whose lanes past the mask are neither read nor written.
+    /// `z[0..R][..16 V] (+)= x[0..R][k] w[k][..16 V]` over the rows `k` at positions
+    /// `t0..t1` of `rows`; with `mask`, one register whose lanes past the mask are neither read
+    /// nor written.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn f_tile<const R: usize, const V: usize>(
+    unsafe fn f_tile<const R: usize, const V: usize, K: Rows>(
         z: (*mut f32, usize),
         x: (*const f32, usize),
         w: (*const f32, usize),
-        (k0, k1): (usize, usize),
+        (rows, t0, t1): (K, usize, usize),
         first: bool,
         prefetch: bool,
         mask: __mmask16,
@@ -515,10 +659,11 @@ mod avx512 {
                     }
                 }
             }
-            for kk in k0..k1 {
+            for t in t0..t1 {
+                let kk = rows.at(t);
                 let wp = w.0.add(kk * w.1);
                 if prefetch {
-                    let ahead = wp.wrapping_add(PREFETCH_ROWS * w.1);
+                    let ahead = w.0.wrapping_add(rows.ahead(t) * w.1);
                     for v in 0..V {
                         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v).cast());
                     }
@@ -542,55 +687,75 @@ mod avx512 {
         }
     }
 
-    /// One panel of `16 V` columns of `z`, all rows, all of `k`.
+    /// One panel of `16 V` columns of `z`, all rows, over the `rows` of `w`.
     #[inline(always)]
-    unsafe fn f_panel<const V: usize>(
-        s: Shape,
+    unsafe fn f_panel<const V: usize, K: Rows>(
+        m: usize,
         z: (*mut f32, usize),
         x: (*const f32, usize),
         w: (*const f32, usize),
-        mask: __mmask16,
+        (rows, mask): (K, __mmask16),
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
         // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
-            let (m, k) = (s.m, s.rows);
+            let k = rows.len();
             for k0 in (0..k).step_by(FK) {
-                let ks = (k0, (k0 + FK).min(k));
+                let ks = (rows, k0, (k0 + FK).min(k));
                 let first = k0 == 0;
                 let mut i = 0;
                 while i + FR <= m {
                     let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
-                    f_tile::<FR, V>(zi, xi, w, ks, first, i == 0, mask);
+                    f_tile::<FR, V, K>(zi, xi, w, ks, first, i == 0, mask);
                     i += FR;
                 }
                 let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
                 let pf = i == 0;
                 match m - i {
                     0 => {}
-                    1 => f_tile::<1, V>(zi, xi, w, ks, first, pf, mask),
-                    2 => f_tile::<2, V>(zi, xi, w, ks, first, pf, mask),
-                    3 => f_tile::<3, V>(zi, xi, w, ks, first, pf, mask),
-                    4 => f_tile::<4, V>(zi, xi, w, ks, first, pf, mask),
-                    5 => f_tile::<5, V>(zi, xi, w, ks, first, pf, mask),
-                    6 => f_tile::<6, V>(zi, xi, w, ks, first, pf, mask),
-                    7 => f_tile::<7, V>(zi, xi, w, ks, first, pf, mask),
-                    8 => f_tile::<8, V>(zi, xi, w, ks, first, pf, mask),
-                    9 => f_tile::<9, V>(zi, xi, w, ks, first, pf, mask),
-                    10 => f_tile::<10, V>(zi, xi, w, ks, first, pf, mask),
-                    _ => f_tile::<11, V>(zi, xi, w, ks, first, pf, mask),
+                    1 => f_tile::<1, V, K>(zi, xi, w, ks, first, pf, mask),
+                    2 => f_tile::<2, V, K>(zi, xi, w, ks, first, pf, mask),
+                    3 => f_tile::<3, V, K>(zi, xi, w, ks, first, pf, mask),
+                    4 => f_tile::<4, V, K>(zi, xi, w, ks, first, pf, mask),
+                    5 => f_tile::<5, V, K>(zi, xi, w, ks, first, pf, mask),
+                    6 => f_tile::<6, V, K>(zi, xi, w, ks, first, pf, mask),
+                    7 => f_tile::<7, V, K>(zi, xi, w, ks, first, pf, mask),
+                    8 => f_tile::<8, V, K>(zi, xi, w, ks, first, pf, mask),
+                    9 => f_tile::<9, V, K>(zi, xi, w, ks, first, pf, mask),
+                    10 => f_tile::<10, V, K>(zi, xi, w, ks, first, pf, mask),
+                    _ => f_tile::<11, V, K>(zi, xi, w, ks, first, pf, mask),
                 }
             }
         }
     }
 
-    /// `z = x w`: panels of 32 columns, then 16, then a masked one.
+    /// `z = x w` over every row of `w`, or over the rows in `support` (checked by the caller
+    /// to be below `s.rows`).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward(
         s: Shape,
         z: (*mut f32, usize),
         x: (*const f32, usize),
         w: (*const f32, usize),
+        support: Option<&[u32]>,
+    ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs).
+        unsafe {
+            match support {
+                None => panels(s, z, x, w, All(s.rows)),
+                Some(list) => panels(s, z, x, w, Listed::new((list, 0))),
+            }
+        }
+    }
+
+    /// [`forward`]'s panels: 32 columns, then 16, then a masked one.
+    #[inline(always)]
+    unsafe fn panels<K: Rows>(
+        s: Shape,
+        z: (*mut f32, usize),
+        x: (*const f32, usize),
+        w: (*const f32, usize),
+        rows: K,
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
         // is available and every pointer + leading dimension addresses its operand in bounds.
@@ -600,11 +765,11 @@ mod avx512 {
                 let (zc, wc) = ((z.0.add(c), z.1), (w.0.add(c), w.1));
                 let left = s.n - c;
                 if left >= 32 {
-                    f_panel::<2>(s, zc, x, wc, !0);
+                    f_panel::<2, K>(s.m, zc, x, wc, (rows, !0));
                     c += 32;
                 } else {
                     let mask = if left >= 16 { !0 } else { (1 << left) - 1 };
-                    f_panel::<1>(s, zc, x, wc, mask);
+                    f_panel::<1, K>(s.m, zc, x, wc, (rows, mask));
                     c += 16;
                 }
             }
@@ -732,12 +897,96 @@ mod tests {
                 w: w.view_mut(),
                 x: x.view(),
                 dh: Some(dh.view_mut()),
+                update: None,
             };
             backward_rows(block, &dz.view(), lr);
             assert_eq!(bits(&dh), bits(&dh_ref), "dh, shape {m}x{rows}x{n}");
             assert_eq!(bits(&w), bits(&w_ref), "w, shape {m}x{rows}x{n}");
             assert_ne!(bits(&w), bits(&w0), "the update changed nothing");
         }
+    }
+
+    /// `x` with its columns outside `support` set to zero.
+    fn zeroed_outside(x: &Array2<f32>, support: &[u32]) -> Array2<f32> {
+        let mut zeroed = Array2::zeros(x.raw_dim());
+        for &c in support {
+            zeroed.column_mut(c as usize).assign(&x.column(c as usize));
+        }
+        zeroed
+    }
+
+    #[test]
+    fn skipping_the_rows_outside_the_support_gives_the_dense_bits() {
+        if skipped_without_avx512() {
+            return;
+        }
+        // Supports of every length modulo the 4-row update tiles, across 512-row passes,
+        // empty and full; `x` is nonzero everywhere, so a kernel that did not skip the rows
+        // outside the support would differ from the dense product of the zeroed `x`.
+        for (m, k, n, every) in [
+            (32, 784, 128, 3),
+            (32, 1100, 48, 2),
+            (7, 30, 10, 1),
+            (13, 50, 200, 7),
+            (32, 21, 33, 0),
+            (5, 9, 16, 4),
+            (3, 6, 17, 5),
+        ] {
+            // Drop every `every`-th column (none when 0), plus a run at the start.
+            let support: Vec<u32> = (0..k as u32)
+                .filter(|&c| c >= 4 && (every == 0 || c % every != 1))
+                .collect();
+            let (x, w0, dz) = (noise(m, k, 20), noise(k, n, 21), noise(m, n, 22));
+            let zeroed = zeroed_outside(&x, &support);
+            let shape = format!("{m}x{k}x{n}, {} of {k} rows", support.len());
+
+            let mut expected = Array2::zeros((m, n));
+            reference::forward(expected.view_mut(), zeroed.view(), w0.view());
+            let mut z = noise(m, n, 23);
+            forward(z.view_mut(), &x.view(), &w0.view(), Some(&support));
+            assert_eq!(bits(&z), bits(&expected), "forward, {shape}");
+            forward(z.view_mut(), &zeroed.view(), &w0.view(), None);
+            assert_eq!(bits(&z), bits(&expected), "dense forward, {shape}");
+
+            let mut w_ref = w0.clone();
+            reference::backward(None, w_ref.view_mut(), zeroed.view(), dz.view(), 0.37);
+            // The update in two blocks cut at row `k / 3`, each with its part of the support.
+            let mut w = w0.clone();
+            let cut = k / 3;
+            let split = support.partition_point(|&c| (c as usize) < cut);
+            let (w_a, w_b) = w.view_mut().split_at(Axis(0), cut);
+            let (x_a, x_b) = x.view().split_at(Axis(1), cut);
+            let (s_a, s_b) = support.split_at(split);
+            for (w, x, indices, offset) in [(w_a, x_a, s_a, 0), (w_b, x_b, s_b, cut)] {
+                let update = Some(Selected { indices, offset });
+                backward_rows(
+                    Block {
+                        w,
+                        x,
+                        dh: None,
+                        update,
+                    },
+                    &dz.view(),
+                    0.37,
+                );
+            }
+            assert_eq!(bits(&w), bits(&w_ref), "update, {shape}");
+        }
+    }
+
+    #[test]
+    fn row_selections_out_of_order_or_outside_the_block_are_refused() {
+        let accepted = |indices: &[u32], offset: usize| {
+            std::panic::catch_unwind(|| Selected { indices, offset }.check(8, "test")).is_ok()
+        };
+        assert!(accepted(&[], 0));
+        assert!(accepted(&[0, 3, 7], 0));
+        assert!(accepted(&[5, 8, 12], 5));
+        assert!(!accepted(&[1, 5, 3], 0), "out of order");
+        assert!(!accepted(&[1, 1], 0), "repeated");
+        assert!(!accepted(&[0, 8], 0), "past the block");
+        assert!(!accepted(&[4, 6], 5), "before the block");
+        assert!(!accepted(&[5, 13], 5), "past the offset block");
     }
 
     #[test]
@@ -775,19 +1024,19 @@ mod tests {
             let mut expected = Array2::zeros((m, n));
             reference::forward(expected.view_mut(), x.view(), w.view());
             let mut z = noise(m, n, 9);
-            forward(z.view_mut(), &x.view(), &w.view());
+            forward(z.view_mut(), &x.view(), &w.view(), None);
             assert_eq!(bits(&z), bits(&expected), "shape {m}x{k}x{n}");
         }
         // A column block of a wider matrix (row stride larger than the row).
         let (x, w) = (noise(32, 200, 10), noise(200, 96, 11));
         let mut whole = Array2::zeros((32, 96));
-        forward(whole.view_mut(), &x.view(), &w.view());
+        forward(whole.view_mut(), &x.view(), &w.view(), None);
         let mut part = Array2::zeros((32, 96));
         for (zb, wb) in part
             .axis_chunks_iter_mut(Axis(1), 40)
             .zip(w.axis_chunks_iter(Axis(1), 40))
         {
-            forward(zb, &x.view(), &wb);
+            forward(zb, &x.view(), &wb, None);
         }
         assert_eq!(bits(&part), bits(&whole));
     }
@@ -812,6 +1061,7 @@ mod tests {
                     w: wb,
                     x: xb,
                     dh: Some(dhb),
+                    update: None,
                 };
                 backward_rows(block, &dz.view(), 0.5);
             }
@@ -827,6 +1077,7 @@ mod tests {
             w: w.view_mut(),
             x: x.view(),
             dh: None,
+            update: None,
         };
         backward_rows(block, &dz.view(), 0.5);
         assert_eq!(bits(&w), whole.0);
