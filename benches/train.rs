@@ -24,6 +24,22 @@ fn input(rows: usize, cols: usize) -> Array2<f32> {
     })
 }
 
+/// A batch of 32 real MNIST training images (rows spread over the file) and their labels: the
+/// first layer skips the pixel columns that are zero in every image of a batch, so synthetic
+/// inputs would not time what training runs.
+fn mnist_batch() -> (Array2<f32>, Vec<u32>) {
+    let data = Dataset::bundled().expect("bundled MNIST loads");
+    let rows: Vec<usize> = (0..BATCH).map(|i| i * 1871 + 5).collect();
+    data.train.rows(&rows)
+}
+
+/// The columns of `x` that are not zero throughout.
+fn support(x: &Array2<f32>) -> Vec<u32> {
+    let mut support = Vec::new();
+    kernels::nonzero_columns(&x.view(), &mut support);
+    support
+}
+
 fn labels() -> Vec<u32> {
     (0..BATCH as u32).map(|i| i % 10).collect()
 }
@@ -41,8 +57,7 @@ fn step(c: &mut Criterion) {
     // As in training: parallelism comes from rayon splitting the products.
     relumax::set_blas_threads(1);
     let mut group = c.benchmark_group("step");
-    let x = input(BATCH, 784);
-    let y = labels();
+    let (x, y) = mnist_batch();
     for layers in [1usize, 2] {
         for width in WIDTHS {
             let sizes: Vec<usize> = std::iter::once(784)
@@ -77,30 +92,80 @@ fn step(c: &mut Criterion) {
     group.finish();
 }
 
-/// The backward pass of one hidden layer alone: the input gradient and the fused SGD update
-/// (`kernels::backward_sgd`), for the first layer (784 inputs, no input gradient) and a
-/// width x width hidden layer.
+/// One layer's operands at a width, and its products as training runs them: the first layer
+/// (784 inputs, a real MNIST batch) skips the pixel columns that are zero throughout the batch
+/// (`kernels::forward_sparse`, `kernels::update_sparse`, no input gradient); a width x width
+/// hidden layer runs `kernels::forward` and `kernels::backward_sgd` with the input gradient.
+struct Layer {
+    name: &'static str,
+    x: Array2<f32>,
+    w: Array2<f32>,
+    dz: Array2<f32>,
+    z: Array2<f32>,
+    dh: Array2<f32>,
+    /// The first layer's nonzero input columns.
+    support: Option<Vec<u32>>,
+}
+
+impl Layer {
+    /// The first layer and a hidden layer at `width`.
+    fn both(width: usize, images: &Array2<f32>) -> [Layer; 2] {
+        let layer = |name, x: Array2<f32>, support| {
+            let inputs = x.ncols();
+            Layer {
+                name,
+                w: input(inputs, width).mapv(|v| v - 0.5),
+                dz: input(BATCH, width).mapv(|v| (v - 0.5) * 1e-3),
+                z: Array2::zeros((BATCH, width)),
+                dh: Array2::zeros((BATCH, inputs)),
+                x,
+                support,
+            }
+        };
+        [
+            layer("first", images.clone(), Some(support(images))),
+            layer("hidden", input(BATCH, width), None),
+        ]
+    }
+
+    /// FLOPs of one dense product `x W`.
+    fn product_flops(&self) -> u64 {
+        (2 * self.x.len() * self.w.ncols()) as u64
+    }
+
+    fn forward(&mut self) {
+        let (x, w) = (self.x.view(), self.w.view());
+        match &self.support {
+            Some(s) => kernels::forward_sparse(&mut self.z.view_mut(), &x, &w, s),
+            None => kernels::forward(&mut self.z.view_mut(), &x, &w),
+        }
+    }
+
+    /// FLOPs of the dense backward products: the update, and the input gradient if any.
+    fn backward_flops(&self) -> u64 {
+        self.product_flops() * if self.support.is_some() { 1 } else { 2 }
+    }
+
+    fn backward(&mut self) {
+        let (dz, x, w) = (self.dz.view(), self.x.view(), &mut self.w.view_mut());
+        match &self.support {
+            Some(s) => kernels::update_sparse(w, &dz, &x, 1e-6, s),
+            None => kernels::backward_sgd(Some(&mut self.dh.view_mut()), w, &dz, &x, 1e-6),
+        }
+    }
+}
+
+/// The backward pass of one layer alone, as training runs it ([`Layer`]). Throughput counts
+/// the dense products.
 fn backward(c: &mut Criterion) {
     relumax::set_blas_threads(1);
     let mut group = c.benchmark_group("backward");
+    let (images, _) = mnist_batch();
     for width in WIDTHS {
-        for (name, inputs, with_dh) in [("first_layer", 784, false), ("hidden_layer", width, true)]
-        {
-            let mut w = input(inputs, width).mapv(|v| v - 0.5);
-            let dz = input(BATCH, width).mapv(|v| (v - 0.5) * 1e-3);
-            let x = input(BATCH, inputs);
-            let mut dh = Array2::<f32>::zeros((BATCH, inputs));
-            let products = if with_dh { 2 } else { 1 };
-            group.throughput(Throughput::Elements(
-                (products * 2 * BATCH * inputs * width) as u64,
-            ));
-            group.bench_function(BenchmarkId::new(name, width), |b| {
-                b.iter(|| {
-                    let mut dh_view = dh.view_mut();
-                    let dh_arg = with_dh.then_some(&mut dh_view);
-                    kernels::backward_sgd(dh_arg, &mut w.view_mut(), &dz.view(), &x.view(), 1e-6)
-                })
-            });
+        for mut layer in Layer::both(width, &images) {
+            group.throughput(Throughput::Elements(layer.backward_flops()));
+            let id = BenchmarkId::new(format!("{}_layer", layer.name), width);
+            group.bench_function(id, |b| b.iter(|| layer.backward()));
         }
     }
     group.finish();
@@ -176,44 +241,27 @@ fn gemm(c: &mut Criterion) {
     group.finish();
 }
 
-/// A layer's products as training runs them (`kernels::forward`, `kernels::backward_sgd` with
-/// the input gradient) under each backend: relumax's AVX-512 kernels where they apply
-/// (`auto`) against OpenBLAS for everything (`blas`), side by side.
+/// A layer's products as training runs them ([`Layer`]) under each backend: relumax's AVX-512
+/// kernels where they apply (`auto`) against OpenBLAS for everything (`blas`), side by side.
+/// Throughput counts the dense products.
 fn backends(c: &mut Criterion) {
     relumax::set_blas_threads(1);
     let mut group = c.benchmark_group("backends");
+    let (images, _) = mnist_batch();
     for width in WIDTHS {
-        for (name, inputs) in [("first", 784), ("hidden", width)] {
-            let x = input(BATCH, inputs);
-            let mut w = input(inputs, width).mapv(|v| v - 0.5);
-            let dz = input(BATCH, width).mapv(|v| (v - 0.5) * 1e-3);
-            let mut z = Array2::<f32>::zeros((BATCH, width));
-            let mut dh = Array2::<f32>::zeros((BATCH, inputs));
-            group.throughput(Throughput::Elements((2 * BATCH * inputs * width) as u64));
+        for mut layer in Layer::both(width, &images) {
             for (label, backend) in [
                 ("auto", kernels::Backend::Auto),
                 ("blas", kernels::Backend::Blas),
             ] {
                 kernels::set_backend(backend);
-                group.bench_function(
-                    BenchmarkId::new(format!("forward_{name}_{label}"), width),
-                    |b| b.iter(|| kernels::forward(&mut z.view_mut(), &x.view(), &w.view())),
-                );
-                group.bench_function(
-                    BenchmarkId::new(format!("backward_{name}_{label}"), width),
-                    |b| {
-                        b.iter(|| {
-                            let mut dh_view = dh.view_mut();
-                            kernels::backward_sgd(
-                                Some(&mut dh_view),
-                                &mut w.view_mut(),
-                                &dz.view(),
-                                &x.view(),
-                                1e-6,
-                            )
-                        })
-                    },
-                );
+                let name = layer.name;
+                group.throughput(Throughput::Elements(layer.product_flops()));
+                let id = BenchmarkId::new(format!("forward_{name}_{label}"), width);
+                group.bench_function(id, |b| b.iter(|| layer.forward()));
+                group.throughput(Throughput::Elements(layer.backward_flops()));
+                let id = BenchmarkId::new(format!("backward_{name}_{label}"), width);
+                group.bench_function(id, |b| b.iter(|| layer.backward()));
             }
         }
     }

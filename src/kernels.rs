@@ -279,11 +279,11 @@ pub fn nonzero_columns(x: &ArrayView2<'_, f32>, support: &mut Vec<u32>) {
             *bits |= v.to_bits() << 1;
         }
     }
-    // In place: position `kept <= j` is written only after column `j` was read.
+    // In place, without a branch: column `j` is read before position `kept <= j` is written.
     let mut kept = 0;
     for j in 0..cols {
         let nonzero = support[j] != 0;
-        support[j.min(kept)] = j as u32;
+        support[kept] = j as u32;
         kept += usize::from(nonzero);
     }
     support.truncate(kept);

@@ -25,8 +25,9 @@
 //! list of its columns that hold a nonzero value (MNIST images are zero at their borders, so a
 //! batch of 32 has about 42% of its 784 pixel columns zero throughout). The kernels then skip
 //! the rows of `w` that only zeros multiply. This changes no bit: a zero term leaves a fused
-//! multiply-add chain that started from +0 exactly as it was (the sum is never -0), and a zero
-//! `acc` leaves `w` as it was. Only non-finite weights would tell the difference (`0 * inf`).
+//! multiply-add chain exactly as it was unless the chain stands at -0, which only a sum that
+//! underflows to zero can produce, and a zero `acc` leaves `w` as it was. Non-finite weights
+//! would also tell the difference (`0 * inf` is NaN).
 //!
 //! The `reference` module (in tests) is that definition in portable Rust; the tests hold the
 //! AVX-512 code to it bit for bit.
