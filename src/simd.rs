@@ -482,30 +482,82 @@ mod avx512 {
         }
     }
 
+    /// The batch rows `i < m` at which `x[i, r]` is nonzero for some `r` in `rows`, as bits of
+    /// a word, or `None` when the batch has more than 64 rows. The other rows' terms are all
+    /// zero, and skipping them leaves every sum as it is.
+    #[inline(always)]
+    unsafe fn active<const R: usize>(
+        x: (*const f32, usize),
+        m: usize,
+        rows: [usize; R],
+    ) -> Option<u64> {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): every
+        // pointer + leading dimension addresses its operand in bounds.
+        unsafe {
+            (m <= 64).then(|| {
+                (0..m).fold(0, |bits, i| {
+                    let row = x.0.add(i * x.1);
+                    let nonzero = rows
+                        .iter()
+                        .fold(false, |any, &r| any | (*row.add(r) != 0.0));
+                    bits | u64::from(nonzero) << i
+                })
+            })
+        }
+    }
+
+    /// One batch row's terms of [`u_tile`]: `acc[r] += x[i, r] dz[i, ..]`.
+    #[inline(always)]
+    unsafe fn u_step<const R: usize, const V: usize>(
+        acc: &mut [[__m512; V]; R],
+        i: usize,
+        (x, dz): ((*const f32, usize), (*const f32, usize)),
+        mask: __mmask16,
+        rows: [usize; R],
+    ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
+        unsafe {
+            let mut zv = [_mm512_setzero_ps(); V];
+            for (v, z) in zv.iter_mut().enumerate() {
+                *z = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + 16 * v));
+            }
+            for (accs, &r) in acc.iter_mut().zip(&rows) {
+                let b = _mm512_set1_ps(*x.0.add(i * x.1 + r));
+                for (a, &z) in accs.iter_mut().zip(&zv) {
+                    *a = _mm512_fmadd_ps(b, z, *a);
+                }
+            }
+        }
+    }
+
     /// `w[r, c..c + 16 V] = fma(-lr, sum_i x[i, r] dz[i, c..], w[r, c..])` for the `R` rows
-    /// `r` in `rows`; with `mask`, one register whose lanes past the mask are neither read nor
-    /// written.
+    /// `r` in `rows`, over the batch rows in `active` (see [`active`]) or all `m`; with `mask`,
+    /// one register whose lanes past the mask are neither read nor written.
     #[inline(always)]
     unsafe fn u_tile<const R: usize, const V: usize>(
         w: (*mut f32, usize),
         x: (*const f32, usize),
         dz: (*const f32, usize),
         (m, neg_lr, mask): (usize, f32, __mmask16),
-        rows: [usize; R],
+        (rows, active): ([usize; R], Option<u64>),
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-        // is available and every pointer + leading dimension addresses its operand in bounds.
+        // is available and every pointer + leading dimension addresses its operand in bounds;
+        // `active` only names rows below `m`.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); V]; R];
-            for i in 0..m {
-                let mut zv = [_mm512_setzero_ps(); V];
-                for (v, z) in zv.iter_mut().enumerate() {
-                    *z = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + 16 * v));
+            match active {
+                Some(mut bits) => {
+                    while bits != 0 {
+                        let i = bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        u_step(&mut acc, i, (x, dz), mask, rows);
+                    }
                 }
-                for (accs, &r) in acc.iter_mut().zip(&rows) {
-                    let b = _mm512_set1_ps(*x.0.add(i * x.1 + r));
-                    for (a, &z) in accs.iter_mut().zip(&zv) {
-                        *a = _mm512_fmadd_ps(b, z, *a);
+                None => {
+                    for i in 0..m {
+                        u_step(&mut acc, i, (x, dz), mask, rows);
                     }
                 }
             }
@@ -526,7 +578,7 @@ mod avx512 {
         w: (*mut f32, usize),
         x: (*const f32, usize),
         dz: (*const f32, usize),
-        (m, n, neg_lr): (usize, usize, f32),
+        (m, n, neg_lr, skip): (usize, usize, f32, bool),
         rows: [usize; R],
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
@@ -534,6 +586,7 @@ mod avx512 {
         unsafe {
             let all = !0;
             let at = |c: usize| ((w.0.add(c), w.1), (dz.0.add(c), dz.1));
+            let rows = (rows, if skip { active(x, m, rows) } else { None });
             let mut c = 0;
             while c + 16 * UV <= n {
                 let (wc, zc) = at(c);
@@ -553,13 +606,14 @@ mod avx512 {
         }
     }
 
-    /// The update of the `rows` of `w`, [`UR`] at a time.
+    /// The update of the `rows` of `w`, [`UR`] at a time; with `skip`, each tile skips the
+    /// batch rows where its inputs are all zero ([`active`]).
     #[inline(always)]
     unsafe fn update<K: Rows>(
         w: (*mut f32, usize),
         x: (*const f32, usize),
         dz: (*const f32, usize),
-        mn: (usize, usize),
+        (m, n, skip): (usize, usize, bool),
         lr: f32,
         rows: K,
     ) {
@@ -567,7 +621,7 @@ mod avx512 {
         // is available and every pointer + leading dimension addresses its operand in bounds;
         // every position passed to `rows.at` is below `rows.len()`.
         unsafe {
-            let args = (mn.0, mn.1, -lr);
+            let args = (m, n, -lr, skip);
             let (len, mut t) = (rows.len(), 0);
             while t + UR <= len {
                 let r: [usize; UR] = std::array::from_fn(|j| rows.at(t + j));
@@ -620,9 +674,13 @@ mod avx512 {
                     _ => d_rows::<5>(dh, dz, w, s.m, s.n),
                 }
             }
+            // A hidden layer's input (ReLU, then dropout) is about three quarters zeros, so a
+            // tile of 4 rows finds about a third of the batch rows all zero; the first layer's
+            // pixels (no `dh`) are zero in whole columns, which `update` already skips.
+            let mns = (s.m, s.n, dh.is_some());
             match update {
-                None => self::update(w, x, dz, (s.m, s.n), lr, All(s.rows)),
-                Some(list) => self::update(w, x, dz, (s.m, s.n), lr, Listed::new(list)),
+                None => self::update(w, x, dz, mns, lr, All(s.rows)),
+                Some(list) => self::update(w, x, dz, mns, lr, Listed::new(list)),
             }
         }
     }
@@ -881,29 +939,35 @@ mod tests {
             (32, 784, 128),
             (9, 11, 113),
         ] {
-            let x = noise(m, rows, 1);
-            let dz = noise(m, n, 2);
-            let w0 = noise(rows, n, 3);
-            let lr = 0.37;
-            let (mut w_ref, mut dh_ref) = (w0.clone(), Array2::zeros((m, rows)));
-            reference::backward(
-                Some(dh_ref.view_mut()),
-                w_ref.view_mut(),
-                x.view(),
-                dz.view(),
-                lr,
-            );
-            let (mut w, mut dh) = (w0.clone(), Array2::zeros((m, rows)));
-            let block = Block {
-                w: w.view_mut(),
-                x: x.view(),
-                dh: Some(dh.view_mut()),
-                update: None,
-            };
-            backward_rows(block, &dz.view(), lr);
-            assert_eq!(bits(&dh), bits(&dh_ref), "dh, shape {m}x{rows}x{n}");
-            assert_eq!(bits(&w), bits(&w_ref), "w, shape {m}x{rows}x{n}");
-            assert_ne!(bits(&w), bits(&w0), "the update changed nothing");
+            // Dense inputs, and inputs three quarters zero like a hidden layer's after ReLU and
+            // dropout (the update skips the batch rows where a tile's inputs are all zero).
+            for x in [
+                noise(m, rows, 1),
+                noise(m, rows, 1).mapv(|v| (v - 0.25).max(0.0)),
+            ] {
+                let dz = noise(m, n, 2);
+                let w0 = noise(rows, n, 3);
+                let lr = 0.37;
+                let (mut w_ref, mut dh_ref) = (w0.clone(), Array2::zeros((m, rows)));
+                reference::backward(
+                    Some(dh_ref.view_mut()),
+                    w_ref.view_mut(),
+                    x.view(),
+                    dz.view(),
+                    lr,
+                );
+                let (mut w, mut dh) = (w0.clone(), Array2::zeros((m, rows)));
+                let block = Block {
+                    w: w.view_mut(),
+                    x: x.view(),
+                    dh: Some(dh.view_mut()),
+                    update: None,
+                };
+                backward_rows(block, &dz.view(), lr);
+                assert_eq!(bits(&dh), bits(&dh_ref), "dh, shape {m}x{rows}x{n}");
+                assert_eq!(bits(&w), bits(&w_ref), "w, shape {m}x{rows}x{n}");
+                assert_ne!(bits(&w), bits(&w0), "the update changed nothing");
+            }
         }
     }
 
