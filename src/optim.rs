@@ -8,7 +8,7 @@
 //!   (for the first layer, only the rows of the input columns that are not zero throughout
 //!   the batch: the others' update is zero);
 //! - `b <- b - lr * sum_rows(dz)`;
-//! - `dz_prev = dh * [h_prev > 0] / (1 - p)`.
+//! - `dz_prev = dh * [h_prev > 0] / (1 - p)`, fused with `dh` (only the needed dot products).
 //!
 //! With momentum `mu > 0` the gradient goes through a velocity instead:
 //! `V <- mu V + x^T dz`, `W <- W - lr V` (PyTorch's convention).
@@ -144,12 +144,14 @@ impl Sgd {
                 match dh.as_mut() {
                     // `forward_train` listed the batch's nonzero input columns.
                     None => kernels::update_sparse(w, &dz, &input, self.lr, support),
-                    Some(dh) => kernels::backward_sgd(Some(dh), w, &dz, &input, self.lr),
+                    // The input is the previous layer's ReLU + dropout output.
+                    Some(dh) => kernels::backward_sgd_relu(dh, w, &dz, &input, (self.lr, scale)),
                 }
                 kernels::bias_sgd(layer.bias.view_mut(), dz, self.lr);
             } else {
                 if let Some(dh) = &mut dh {
                     kernels::par_gemm(dh, 0.0, &dz, &layer.weight.t(), 1.0);
+                    kernels::relu_dropout_backward(dh.view_mut(), input, scale);
                 }
                 let (vw, vb) = &mut self.velocity[l];
                 kernels::par_gemm(&mut vw.view_mut(), self.momentum, &input.t(), &dz, 1.0);
@@ -159,9 +161,6 @@ impl Sgd {
                 Zip::from(&mut layer.bias)
                     .and(&*vb)
                     .for_each(|b, &v| *b -= self.lr * v);
-            }
-            if let Some(dh) = dh {
-                kernels::relu_dropout_backward(dh, acts[l - 1].slice(s![..rows, ..]), scale);
             }
         }
     }

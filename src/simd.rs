@@ -83,6 +83,10 @@ pub(crate) struct Block<'a, 'b> {
     /// The rows to update, if not all: `indices[t] - offset` (the input gradient still covers
     /// every row).
     pub update: Option<Selected<'a>>,
+    /// With `Some(scale)`, the input gradient goes through the backward of ReLU + dropout
+    /// (`x` is that layer's output): `dh[i, r] = (dz W^T)[i, r] * scale` where `x[i, r] > 0`,
+    /// else `+0.0`, and only those dot products are computed.
+    pub relu: Option<f32>,
 }
 
 /// Some of a matrix's rows: `indices[t] - offset`, strictly increasing.
@@ -158,6 +162,7 @@ pub(crate) fn backward_rows(mut block: Block<'_, '_>, dz: &ArrayView2<'_, f32>, 
             .as_mut()
             .map(|d| (d.as_mut_ptr(), d.strides()[0] as usize));
         let update = block.update.map(|u| (u.indices, u.offset));
+        let dh = dh.map(|d| (d, block.relu));
         // SAFETY: `available()` checked AVX-512F. `checked` proved every operand's shape, that
         // rows are contiguous with the leading dimensions read here and that the selected rows
         // are in the block, so the kernels' accesses `p + i * ld + j` (i < rows of p,
@@ -642,12 +647,94 @@ mod avx512 {
         }
     }
 
-    /// The whole block: `dh` columns (if any), then the update of every row, or of the rows
-    /// `indices[t] - offset` of `update` (checked by the caller to lie in the block).
+    /// Column `r` of `dh` through the backward of ReLU + dropout, for row `r` of `w` (`w` points
+    /// to it, `x` and `dh` to their column `r`): `dh[i] = reduce(sum_c dz[i, c] w[c]) * scale`
+    /// where `x[i] > 0`, else `+0.0`. The active batch rows go [`DI`] at a time, sharing each
+    /// load of `w`; the lane sums are those of [`d_tile`].
+    #[inline(always)]
+    unsafe fn d_relu_row(
+        dh: (*mut f32, usize),
+        dz: (*const f32, usize),
+        w: *const f32,
+        x: (*const f32, usize),
+        (m, n): (usize, usize),
+        scale: f32,
+    ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds;
+        // `active` holds at most 64 batch rows below `m`.
+        unsafe {
+            let mut active = [0usize; 64];
+            for i0 in (0..m).step_by(64) {
+                let mut len = 0;
+                for i in i0..m.min(i0 + 64) {
+                    *dh.0.add(i * dh.1) = 0.0;
+                    active[len] = i;
+                    len += usize::from(*x.0.add(i * x.1) > 0.0);
+                }
+                let mut t = 0;
+                while t + DI <= len {
+                    let rows: [usize; DI] = std::array::from_fn(|g| active[t + g]);
+                    d_relu_dots(dh, dz, w, n, scale, rows);
+                    t += DI;
+                }
+                match len - t {
+                    0 => {}
+                    1 => d_relu_dots(dh, dz, w, n, scale, [active[t]]),
+                    2 => d_relu_dots(dh, dz, w, n, scale, [active[t], active[t + 1]]),
+                    _ => {
+                        let rows = [active[t], active[t + 1], active[t + 2]];
+                        d_relu_dots(dh, dz, w, n, scale, rows);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `dh[i] = reduce(sum_c dz[i, c] w[c]) * scale` for the `G` batch rows `rows`.
+    #[inline(always)]
+    unsafe fn d_relu_dots<const G: usize>(
+        dh: (*mut f32, usize),
+        dz: (*const f32, usize),
+        w: *const f32,
+        n: usize,
+        scale: f32,
+        rows: [usize; G],
+    ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
+        unsafe {
+            let mut sums = [_mm512_setzero_ps(); G];
+            let mut c = 0;
+            while c + 16 <= n {
+                let wv = _mm512_loadu_ps(w.add(c));
+                for (a, &i) in sums.iter_mut().zip(&rows) {
+                    *a = _mm512_fmadd_ps(_mm512_loadu_ps(dz.0.add(i * dz.1 + c)), wv, *a);
+                }
+                c += 16;
+            }
+            if c < n {
+                // As in `d_tile`: masked-off lanes keep their sums.
+                let mask: __mmask16 = (1 << (n - c)) - 1;
+                let wv = _mm512_maskz_loadu_ps(mask, w.add(c));
+                for (a, &i) in sums.iter_mut().zip(&rows) {
+                    let zv = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + c));
+                    *a = _mm512_mask3_fmadd_ps(zv, wv, *a, mask);
+                }
+            }
+            for (&a, &i) in sums.iter().zip(&rows) {
+                *dh.0.add(i * dh.1) = reduce(a) * scale;
+            }
+        }
+    }
+
+    /// The whole block: `dh` columns (if any, and through ReLU + dropout with a scale), then the
+    /// update of every row, or of the rows `indices[t] - offset` of `update` (checked by the
+    /// caller to lie in the block).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn backward(
         s: Shape,
-        dh: Option<(*mut f32, usize)>,
+        dh: Option<((*mut f32, usize), Option<f32>)>,
         w: (*mut f32, usize),
         x: (*const f32, usize),
         dz: (*const f32, usize),
@@ -658,7 +745,19 @@ mod avx512 {
         // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let row = |p: *mut f32, r: usize| (p.add(r * w.1), w.1);
-            if let Some(dh) = dh {
+            if let Some((dh, Some(scale))) = dh {
+                for r in 0..s.rows {
+                    let wr = w.0.add(r * w.1).cast_const();
+                    d_relu_row(
+                        (dh.0.add(r), dh.1),
+                        dz,
+                        wr,
+                        (x.0.add(r), x.1),
+                        (s.m, s.n),
+                        scale,
+                    );
+                }
+            } else if let Some((dh, None)) = dh {
                 let mut r = 0;
                 while r + DR <= s.rows {
                     let (wr, ld) = row(w.0, r);
@@ -958,17 +1057,30 @@ mod tests {
                     dz.view(),
                     lr,
                 );
-                let (mut w, mut dh) = (w0.clone(), Array2::zeros((m, rows)));
-                let block = Block {
-                    w: w.view_mut(),
-                    x: x.view(),
-                    dh: Some(dh.view_mut()),
-                    update: None,
-                };
-                backward_rows(block, &dz.view(), lr);
-                assert_eq!(bits(&dh), bits(&dh_ref), "dh, shape {m}x{rows}x{n}");
-                assert_eq!(bits(&w), bits(&w_ref), "w, shape {m}x{rows}x{n}");
-                assert_ne!(bits(&w), bits(&w0), "the update changed nothing");
+                // And through the backward of ReLU + dropout: only where `x > 0`, scaled.
+                let scale = 1.75;
+                let relu_ref = Array2::from_shape_fn((m, rows), |(i, r)| {
+                    if x[[i, r]] > 0.0 {
+                        dh_ref[[i, r]] * scale
+                    } else {
+                        0.0
+                    }
+                });
+                for (relu, expected) in [(None, &dh_ref), (Some(scale), &relu_ref)] {
+                    let (mut w, mut dh) = (w0.clone(), noise(m, rows, 4));
+                    let block = Block {
+                        w: w.view_mut(),
+                        x: x.view(),
+                        dh: Some(dh.view_mut()),
+                        update: None,
+                        relu,
+                    };
+                    backward_rows(block, &dz.view(), lr);
+                    let what = format!("shape {m}x{rows}x{n}, relu {relu:?}");
+                    assert_eq!(bits(&dh), bits(expected), "dh, {what}");
+                    assert_eq!(bits(&w), bits(&w_ref), "w, {what}");
+                    assert_ne!(bits(&w), bits(&w0), "the update changed nothing");
+                }
             }
         }
     }
@@ -1026,16 +1138,14 @@ mod tests {
             let (s_a, s_b) = support.split_at(split);
             for (w, x, indices, offset) in [(w_a, x_a, s_a, 0), (w_b, x_b, s_b, cut)] {
                 let update = Some(Selected { indices, offset });
-                backward_rows(
-                    Block {
-                        w,
-                        x,
-                        dh: None,
-                        update,
-                    },
-                    &dz.view(),
-                    0.37,
-                );
+                let block = Block {
+                    w,
+                    x,
+                    dh: None,
+                    update,
+                    relu: None,
+                };
+                backward_rows(block, &dz.view(), 0.37);
             }
             assert_eq!(bits(&w), bits(&w_ref), "update, {shape}");
         }
@@ -1129,6 +1239,7 @@ mod tests {
                     x: xb,
                     dh: Some(dhb),
                     update: None,
+                    relu: None,
                 };
                 backward_rows(block, &dz.view(), 0.5);
             }
@@ -1145,6 +1256,7 @@ mod tests {
             x: x.view(),
             dh: None,
             update: None,
+            relu: None,
         };
         backward_rows(block, &dz.view(), 0.5);
         assert_eq!(bits(&w), whole.0);
