@@ -95,7 +95,8 @@ fn step(c: &mut Criterion) {
 /// One layer's operands at a width, and its products as training runs them: the first layer
 /// (784 inputs, a real MNIST batch) skips the pixel columns that are zero throughout the batch
 /// (`kernels::forward_sparse`, `kernels::update_sparse`, no input gradient); a width x width
-/// hidden layer runs `kernels::forward` and `kernels::backward_sgd` with the input gradient.
+/// hidden layer, whose input is three quarters zeros as after ReLU and dropout, runs
+/// `kernels::forward` and `kernels::backward_sgd_relu`.
 struct Layer {
     name: &'static str,
     x: Array2<f32>,
@@ -124,7 +125,11 @@ impl Layer {
         };
         [
             layer("first", images.clone(), Some(support(images))),
-            layer("hidden", input(BATCH, width), None),
+            layer(
+                "hidden",
+                input(BATCH, width).mapv(|v| if v > 0.75 { v } else { 0.0 }),
+                None,
+            ),
         ]
     }
 
@@ -150,7 +155,7 @@ impl Layer {
         let (dz, x, w) = (self.dz.view(), self.x.view(), &mut self.w.view_mut());
         match &self.support {
             Some(s) => kernels::update_sparse(w, &dz, &x, 1e-6, s),
-            None => kernels::backward_sgd(Some(&mut self.dh.view_mut()), w, &dz, &x, 1e-6),
+            None => kernels::backward_sgd_relu(&mut self.dh.view_mut(), w, &dz, &x, (1e-6, 2.0)),
         }
     }
 }

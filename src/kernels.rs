@@ -366,7 +366,8 @@ pub fn backward_sgd(
 /// them after ReLU and dropout 0.5).
 ///
 /// # Panics
-/// If shapes disagree.
+/// If shapes disagree; where OpenBLAS runs the products, also if `dh` or `x` is not in
+/// standard layout (as for [`relu_dropout_backward`]).
 #[track_caller]
 pub fn backward_sgd_relu(
     dh: &mut ArrayViewMut2<'_, f32>,
