@@ -14,6 +14,8 @@
 //! - [`nonzero_columns`], [`forward_sparse`] and [`update_sparse`]: the first layer's products,
 //!   skipping the input columns that are zero throughout the batch (the AVX-512 kernels skip
 //!   them without changing a bit; OpenBLAS computes everything).
+//! - [`backward_sgd_relu`]: a hidden layer's backward pass with the previous layer's ReLU +
+//!   dropout backward fused in (the AVX-512 kernel computes only the input gradient it keeps).
 //!
 //! Element-wise kernels split rows into fixed chunks of [`CHUNK_ROWS`]. Each chunk draws its
 //! dropout mask from its own stream, keyed by the chunk index, and chunks run in parallel
