@@ -7,6 +7,7 @@
 //! Throughput is in FLOP (matrix products) or elements (element-wise kernels) per second.
 
 use std::ops::ControlFlow;
+use std::sync::OnceLock;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;
@@ -28,9 +29,14 @@ fn input(rows: usize, cols: usize) -> Array2<f32> {
 /// first layer skips the pixel columns that are zero in every image of a batch, so synthetic
 /// inputs would not time what training runs.
 fn mnist_batch() -> (Array2<f32>, Vec<u32>) {
-    let data = Dataset::bundled().expect("bundled MNIST loads");
     let rows: Vec<usize> = (0..BATCH).map(|i| i * 1871 + 5).collect();
-    data.train.rows(&rows)
+    mnist().train.rows(&rows)
+}
+
+/// The bundled MNIST, loaded (and its checksums verified) once for every group.
+fn mnist() -> &'static Dataset {
+    static DATA: OnceLock<Dataset> = OnceLock::new();
+    DATA.get_or_init(|| Dataset::bundled().expect("bundled MNIST loads"))
 }
 
 /// The columns of `x` that are not zero throughout.
@@ -275,7 +281,7 @@ fn backends(c: &mut Criterion) {
 }
 
 fn epoch(c: &mut Criterion) {
-    let data = Dataset::bundled().expect("bundled MNIST loads");
+    let data = mnist();
     let mut group = c.benchmark_group("epoch");
     group.sample_size(10);
     group.throughput(Throughput::Elements(48_000));
@@ -287,7 +293,7 @@ fn epoch(c: &mut Criterion) {
     group.bench_function("1x128", |b| {
         b.iter(|| {
             trainer
-                .fit(&data, |_| ControlFlow::Continue(()))
+                .fit(data, |_| ControlFlow::Continue(()))
                 .unwrap()
                 .test
                 .accuracy
