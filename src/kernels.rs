@@ -316,8 +316,8 @@ fn forward_over(
     support: Option<&[u32]>,
 ) {
     check_gemm(z, x, w);
-    if let Some(support) = support {
-        check_support(support, x.ncols(), "forward_sparse");
+    if let Some(indices) = support {
+        simd::Selected { indices, offset: 0 }.check(x.ncols(), "forward_sparse");
     }
     let ((m, k), n) = (x.dim(), w.ncols());
     if use_simd()
@@ -495,7 +495,11 @@ pub fn update_sparse(
     let (inputs, outputs) = w.dim();
     check("update dz", (x.nrows(), outputs), dz.dim());
     check("update x", (dz.nrows(), inputs), x.dim());
-    check_support(support, inputs, "update_sparse");
+    let selected = simd::Selected {
+        indices: support,
+        offset: 0,
+    };
+    selected.check(inputs, "update_sparse");
     if !(use_simd()
         && simd::rows_contiguous(w)
         && simd::rows_contiguous(dz)
@@ -514,15 +518,6 @@ pub fn update_sparse(
         parallel,
     };
     sparse.run(w.view_mut(), x.view(), support, 0);
-}
-
-/// Panics, naming `what`, unless `support` is strictly increasing below `columns`.
-#[track_caller]
-fn check_support(support: &[u32], columns: usize, what: &str) {
-    let increasing = support.windows(2).all(|p| p[0] < p[1]);
-    if !increasing || support.last().is_some_and(|&c| c as usize >= columns) {
-        panic!("{what}: the support must be strictly increasing column indices below {columns}");
-    }
 }
 
 /// [`update_sparse`] over pieces of the support, split recursively with `rayon::join`.

@@ -102,7 +102,7 @@ impl Selected<'_> {
     /// Panics, naming `what`, unless every index lies in `offset..offset + rows`, strictly
     /// increasing.
     #[track_caller]
-    fn check(&self, rows: usize, what: &str) {
+    pub(crate) fn check(&self, rows: usize, what: &str) {
         let ok = self.indices.windows(2).all(|p| p[0] < p[1])
             && self
                 .indices
@@ -112,7 +112,11 @@ impl Selected<'_> {
                 .indices
                 .last()
                 .is_none_or(|&i| (i as usize) < self.offset + rows);
-        assert!(ok, "{what}: row selection out of order or out of range");
+        let (start, end) = (self.offset, self.offset + rows);
+        assert!(
+            ok,
+            "{what}: the support must be strictly increasing indices in {start}..{end}"
+        );
     }
 }
 
@@ -161,7 +165,6 @@ pub(crate) fn backward_rows(mut block: Block<'_, '_>, dz: &ArrayView2<'_, f32>, 
             .dh
             .as_mut()
             .map(|d| (d.as_mut_ptr(), d.strides()[0] as usize));
-        let update = block.update.map(|u| (u.indices, u.offset));
         let dh = dh.map(|d| (d, block.relu));
         // SAFETY: `available()` checked AVX-512F. `checked` proved every operand's shape, that
         // rows are contiguous with the leading dimensions read here and that the selected rows
@@ -176,7 +179,7 @@ pub(crate) fn backward_rows(mut block: Block<'_, '_>, dz: &ArrayView2<'_, f32>, 
                 (block.x.as_ptr(), ldx),
                 (dz.as_ptr(), ldz),
                 lr,
-                update,
+                block.update,
             );
         }
     }
@@ -327,11 +330,11 @@ mod avx512 {
     }
 
     impl Listed {
-        fn new((indices, offset): (&[u32], usize)) -> Listed {
+        fn new(rows: super::Selected<'_>) -> Listed {
             Listed {
-                indices: indices.as_ptr(),
-                len: indices.len(),
-                offset,
+                indices: rows.indices.as_ptr(),
+                len: rows.indices.len(),
+                offset: rows.offset,
             }
         }
     }
@@ -739,7 +742,7 @@ mod avx512 {
         x: (*const f32, usize),
         dz: (*const f32, usize),
         lr: f32,
-        update: Option<(&[u32], usize)>,
+        update: Option<super::Selected<'_>>,
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
         // is available and every pointer + leading dimension addresses its operand in bounds.
@@ -903,7 +906,10 @@ mod avx512 {
         unsafe {
             match support {
                 None => panels(s, z, x, w, All(s.rows)),
-                Some(list) => panels(s, z, x, w, Listed::new((list, 0))),
+                Some(indices) => {
+                    let rows = super::Selected { indices, offset: 0 };
+                    panels(s, z, x, w, Listed::new(rows))
+                }
             }
         }
     }
