@@ -806,6 +806,7 @@ mod tests {
     use rand::RngCore;
 
     use super::*;
+    use crate::testing::{noise, pool};
 
     #[test]
     fn nonzero_columns_lists_the_columns_with_any_nonzero_value() {
@@ -830,10 +831,6 @@ mod tests {
 
     #[test]
     fn sparse_products_equal_the_dense_ones_on_any_thread_count() {
-        let noise = |rows, cols, seed| {
-            let mut r = rng::stream(seed, Stream::Init, &[]);
-            Array2::from_shape_fn((rows, cols), |_| rand::Rng::random::<f32>(&mut r) - 0.5)
-        };
         for n in [128, 1100] {
             let (k, lr) = (300, 0.05);
             let mut x = noise(32, k, 1);
@@ -846,11 +843,7 @@ mod tests {
             assert_eq!(support.len(), 174);
             let everything: Vec<u32> = (0..k as u32).collect();
             let run = |threads: usize, support: &[u32]| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
+                pool(threads).install(|| {
                     let mut z = Array2::zeros((32, n));
                     forward_sparse(&mut z.view_mut(), &x.view(), &w0.view(), support);
                     let mut w = w0.clone();
@@ -878,10 +871,6 @@ mod tests {
 
     #[test]
     fn the_fused_relu_backward_equals_the_two_kernels_on_any_thread_count() {
-        let noise = |rows, cols, seed| {
-            let mut r = rng::stream(seed, Stream::Init, &[]);
-            Array2::from_shape_fn((rows, cols), |_| rand::Rng::random::<f32>(&mut r) - 0.5)
-        };
         // OpenBLAS's backward below 1024 outputs, the AVX-512 one from 1024 (with AVX-512).
         for (inputs, outputs) in [(300, 512), (300, 1100)] {
             // Like a ReLU + dropout output: three quarters zero, the rest positive.
@@ -899,12 +888,8 @@ mod tests {
             );
             relu_dropout_backward(expected.view_mut(), x.view(), scale);
             for threads in [1, 2] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
                 let (mut w_fused, mut dh) = (w0.clone(), noise(32, inputs, 4));
-                pool.install(|| {
+                pool(threads).install(|| {
                     let (dh, w) = (&mut dh.view_mut(), &mut w_fused.view_mut());
                     backward_sgd_relu(dh, w, &dz.view(), &x.view(), (lr, scale));
                 });

@@ -60,6 +60,8 @@ mod optim;
 mod preprocess;
 mod rng;
 mod simd;
+#[cfg(test)]
+mod testing;
 mod train;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};

@@ -1004,12 +1004,7 @@ mod tests {
     use ndarray::{Array2, Axis};
 
     use super::*;
-
-    /// Values in `[-0.5, 0.5)` from the crate's own seeded stream.
-    fn noise(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
-        let mut r = crate::rng::stream(seed, crate::rng::Stream::Init, &[]);
-        Array2::from_shape_fn((rows, cols), |_| rand::Rng::random::<f32>(&mut r) - 0.5)
-    }
+    use crate::testing::noise;
 
     /// True (after saying so) on a CPU without AVX-512, where the kernel tests cannot run.
     fn skipped_without_avx512() -> bool {

@@ -1,0 +1,19 @@
+//! Helpers shared by the unit tests.
+
+use ndarray::Array2;
+
+use crate::rng::{self, Stream};
+
+/// Values in `[-0.5, 0.5)` from the crate's own seeded stream.
+pub(crate) fn noise(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    let mut r = rng::stream(seed, Stream::Init, &[]);
+    Array2::from_shape_fn((rows, cols), |_| rand::Rng::random::<f32>(&mut r) - 0.5)
+}
+
+/// A rayon pool of exactly `threads` threads, to run a test's work on that many.
+pub(crate) fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
