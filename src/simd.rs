@@ -492,27 +492,51 @@ mod avx512 {
         }
     }
 
-    /// The batch rows `i < m` at which `x[i, r]` is nonzero for some `r` in `rows`, as bits of
-    /// a word, or `None` when the batch has more than 64 rows. The other rows' terms are all
-    /// zero, and skipping them leaves every sum as it is.
+    /// Rows of `w` per pass of [`backward`]: the input masks of that many rows are computed at
+    /// once, then their input gradient, then their update.
+    const MR: usize = 64;
+
+    /// For each row `r < len` (at most [`MR`]) of `x`, the bits `1 << (i - i0)` of the batch
+    /// rows `i` in `i0..i1` (at most 64 of them) at which `x[i, r] > 0` (into `positive`) and at
+    /// which `x[i, r] != 0`, NaN included (into `nonzero`). Batch rows whose terms are all zero
+    /// can be skipped: that leaves every sum as it is.
     #[inline(always)]
-    unsafe fn active<const R: usize>(
+    unsafe fn masks(
         x: (*const f32, usize),
-        m: usize,
-        rows: [usize; R],
-    ) -> Option<u64> {
-        // SAFETY: the caller holds this function's contract (module `avx512` docs): every
-        // pointer + leading dimension addresses its operand in bounds.
+        (i0, i1): (usize, usize),
+        len: usize,
+        positive: &mut [u64; MR],
+        nonzero: &mut [u64; MR],
+    ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and `x` addresses rows `i0..i1`, columns `0..len`; masked-off lanes are
+        // neither read nor written, and the stores stay in the arrays (`g + 16 <= MR`).
         unsafe {
-            (m <= 64).then(|| {
-                (0..m).fold(0, |bits, i| {
-                    let row = x.0.add(i * x.1);
-                    let nonzero = rows
-                        .iter()
-                        .fold(false, |any, &r| any | (*row.add(r) != 0.0));
-                    bits | u64::from(nonzero) << i
-                })
-            })
+            let zero = _mm512_setzero_ps();
+            for g in (0..len).step_by(16) {
+                let lanes: __mmask16 = if len - g >= 16 {
+                    !0
+                } else {
+                    (1 << (len - g)) - 1
+                };
+                let mut pos = [_mm512_setzero_si512(); 2];
+                let mut nz = [_mm512_setzero_si512(); 2];
+                for i in i0..i1 {
+                    let v = _mm512_maskz_loadu_ps(lanes, x.0.add(i * x.1 + g));
+                    let kp = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
+                    let kn = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero);
+                    let bit = _mm512_set1_epi64(1i64 << (i - i0));
+                    for (h, (p, z)) in pos.iter_mut().zip(&mut nz).enumerate() {
+                        *p = _mm512_mask_or_epi64(*p, (kp >> (8 * h)) as u8, *p, bit);
+                        *z = _mm512_mask_or_epi64(*z, (kn >> (8 * h)) as u8, *z, bit);
+                    }
+                }
+                for h in 0..2 {
+                    let at = g + 8 * h;
+                    _mm512_storeu_si512(positive.as_mut_ptr().add(at).cast(), pos[h]);
+                    _mm512_storeu_si512(nonzero.as_mut_ptr().add(at).cast(), nz[h]);
+                }
+            }
         }
     }
 
@@ -542,7 +566,7 @@ mod avx512 {
     }
 
     /// `w[r, c..c + 16 V] = fma(-lr, sum_i x[i, r] dz[i, c..], w[r, c..])` for the `R` rows
-    /// `r` in `rows`, over the batch rows in `active` (see [`active`]) or all `m`; with `mask`,
+    /// `r` in `rows`, over the batch rows in the bits of `active` (see [`masks`]) or all `m`; with `mask`,
     /// one register whose lanes past the mask are neither read nor written.
     #[inline(always)]
     unsafe fn u_tile<const R: usize, const V: usize>(
@@ -588,15 +612,15 @@ mod avx512 {
         w: (*mut f32, usize),
         x: (*const f32, usize),
         dz: (*const f32, usize),
-        (m, n, neg_lr, skip): (usize, usize, f32, bool),
-        rows: [usize; R],
+        (m, n, neg_lr): (usize, usize, f32),
+        (rows, active): ([usize; R], Option<u64>),
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
         // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
             let all = !0;
             let at = |c: usize| ((w.0.add(c), w.1), (dz.0.add(c), dz.1));
-            let rows = (rows, if skip { active(x, m, rows) } else { None });
+            let rows = (rows, active);
             let mut c = 0;
             while c + 16 * UV <= n {
                 let (wc, zc) = at(c);
@@ -616,14 +640,14 @@ mod avx512 {
         }
     }
 
-    /// The update of the `rows` of `w`, [`UR`] at a time; with `skip`, each tile skips the
-    /// batch rows where its inputs are all zero ([`active`]).
+    /// The update of the `rows` of `w`, [`UR`] at a time; with `nonzero` (see [`masks`], one
+    /// word per row), each tile skips the batch rows where its inputs are all zero.
     #[inline(always)]
     unsafe fn update<K: Rows>(
         w: (*mut f32, usize),
         x: (*const f32, usize),
         dz: (*const f32, usize),
-        (m, n, skip): (usize, usize, bool),
+        (m, n, nonzero): (usize, usize, Option<&[u64]>),
         lr: f32,
         rows: K,
     ) {
@@ -631,65 +655,64 @@ mod avx512 {
         // is available and every pointer + leading dimension addresses its operand in bounds;
         // every position passed to `rows.at` is below `rows.len()`.
         unsafe {
-            let args = (m, n, -lr, skip);
+            let args = (m, n, -lr);
+            let tile = |r: &[usize]| nonzero.map(|bits| r.iter().fold(0, |a, &r| a | bits[r]));
             let (len, mut t) = (rows.len(), 0);
             while t + UR <= len {
                 let r: [usize; UR] = std::array::from_fn(|j| rows.at(t + j));
-                u_rows::<UR>(w, x, dz, args, r);
+                u_rows::<UR>(w, x, dz, args, (r, tile(&r)));
                 t += UR;
             }
             match len - t {
                 0 => {}
-                1 => u_rows::<1>(w, x, dz, args, [rows.at(t)]),
-                2 => u_rows::<2>(w, x, dz, args, [rows.at(t), rows.at(t + 1)]),
+                1 => {
+                    let r = [rows.at(t)];
+                    u_rows::<1>(w, x, dz, args, (r, tile(&r)));
+                }
+                2 => {
+                    let r = [rows.at(t), rows.at(t + 1)];
+                    u_rows::<2>(w, x, dz, args, (r, tile(&r)));
+                }
                 _ => {
                     let r = [rows.at(t), rows.at(t + 1), rows.at(t + 2)];
-                    u_rows::<3>(w, x, dz, args, r);
+                    u_rows::<3>(w, x, dz, args, (r, tile(&r)));
                 }
             }
         }
     }
 
     /// Column `r` of `dh` through the backward of ReLU + dropout, for row `r` of `w` (`w` points
-    /// to it, `x` and `dh` to their column `r`): `dh[i] = reduce(sum_c dz[i, c] w[c]) * scale`
-    /// where `x[i] > 0`, else `+0.0`. The active batch rows go [`DI`] at a time, sharing each
-    /// load of `w`; the lane sums are those of [`d_tile`].
+    /// to it, `dh` to column `r` and `dz` to the same batch row): `dh[i] = reduce(sum_c dz[i, c]
+    /// w[c]) * scale` for the batch rows `i` in the bits of `positive` (see [`masks`]; the
+    /// others are zeroed by the caller). They go [`DI`] at a time, sharing each load of `w`; the
+    /// lane sums are those of [`d_tile`].
     #[inline(always)]
     unsafe fn d_relu_row(
         dh: (*mut f32, usize),
         dz: (*const f32, usize),
         w: *const f32,
-        x: (*const f32, usize),
-        (m, n): (usize, usize),
+        (positive, n): (u64, usize),
         scale: f32,
     ) {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-        // is available and every pointer + leading dimension addresses its operand in bounds;
-        // `active` holds at most 64 batch rows below `m`.
+        // is available and every pointer + leading dimension addresses its operand in bounds,
+        // for every batch row in `positive`.
         unsafe {
-            let mut active = [0usize; 64];
-            for i0 in (0..m).step_by(64) {
-                let mut len = 0;
-                for i in i0..m.min(i0 + 64) {
-                    *dh.0.add(i * dh.1) = 0.0;
-                    active[len] = i;
-                    len += usize::from(*x.0.add(i * x.1) > 0.0);
-                }
-                let mut t = 0;
-                while t + DI <= len {
-                    let rows: [usize; DI] = std::array::from_fn(|g| active[t + g]);
+            let (mut bits, mut rows, mut len) = (positive, [0usize; DI], 0);
+            while bits != 0 {
+                rows[len] = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                len += 1;
+                if len == DI {
                     d_relu_dots(dh, dz, w, n, scale, rows);
-                    t += DI;
+                    len = 0;
                 }
-                match len - t {
-                    0 => {}
-                    1 => d_relu_dots(dh, dz, w, n, scale, [active[t]]),
-                    2 => d_relu_dots(dh, dz, w, n, scale, [active[t], active[t + 1]]),
-                    _ => {
-                        let rows = [active[t], active[t + 1], active[t + 2]];
-                        d_relu_dots(dh, dz, w, n, scale, rows);
-                    }
-                }
+            }
+            match len {
+                0 => {}
+                1 => d_relu_dots(dh, dz, w, n, scale, [rows[0]]),
+                2 => d_relu_dots(dh, dz, w, n, scale, [rows[0], rows[1]]),
+                _ => d_relu_dots(dh, dz, w, n, scale, [rows[0], rows[1], rows[2]]),
             }
         }
     }
@@ -747,44 +770,89 @@ mod avx512 {
         // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
         // is available and every pointer + leading dimension addresses its operand in bounds.
         unsafe {
-            let row = |p: *mut f32, r: usize| (p.add(r * w.1), w.1);
-            if let Some((dh, Some(scale))) = dh {
-                for r in 0..s.rows {
-                    let wr = w.0.add(r * w.1).cast_const();
-                    d_relu_row(
-                        (dh.0.add(r), dh.1),
-                        dz,
-                        wr,
-                        (x.0.add(r), x.1),
-                        (s.m, s.n),
-                        scale,
-                    );
-                }
-            } else if let Some((dh, None)) = dh {
-                let mut r = 0;
-                while r + DR <= s.rows {
-                    let (wr, ld) = row(w.0, r);
-                    d_rows::<DR>((dh.0.add(r), dh.1), dz, (wr, ld), s.m, s.n);
-                    r += DR;
-                }
-                let (wr, ld) = row(w.0, r);
-                let (dh, w) = ((dh.0.add(r), dh.1), (wr.cast_const(), ld));
-                match s.rows - r {
-                    0 => {}
-                    1 => d_rows::<1>(dh, dz, w, s.m, s.n),
-                    2 => d_rows::<2>(dh, dz, w, s.m, s.n),
-                    3 => d_rows::<3>(dh, dz, w, s.m, s.n),
-                    4 => d_rows::<4>(dh, dz, w, s.m, s.n),
-                    _ => d_rows::<5>(dh, dz, w, s.m, s.n),
-                }
+            if let Some((dh, None)) = dh {
+                dense_dh(s, dh, w, dz);
             }
             // A hidden layer's input (ReLU, then dropout) is about three quarters zeros, so a
             // tile of 4 rows finds about a third of the batch rows all zero; the first layer's
-            // pixels (no `dh`) are zero in whole columns, which `update` already skips.
-            let mns = (s.m, s.n, dh.is_some());
-            match update {
-                None => self::update(w, x, dz, mns, lr, All(s.rows)),
-                Some(list) => self::update(w, x, dz, mns, lr, Listed::new(list)),
+            // pixels (no `dh`) are zero in whole columns, which a listed `update` skips.
+            let skip = dh.is_some() && s.m <= 64;
+            let relu = dh.and_then(|(dh, scale)| scale.map(|scale| (dh, scale)));
+            let (mut positive, mut nonzero) = ([0; MR], [0; MR]);
+            for r0 in (0..s.rows).step_by(MR) {
+                let len = (s.rows - r0).min(MR);
+                let (wr, xr) = ((w.0.add(r0 * w.1), w.1), (x.0.add(r0), x.1));
+                if let Some((dh, scale)) = relu {
+                    for i0 in (0..s.m).step_by(64) {
+                        let i1 = (i0 + 64).min(s.m);
+                        masks(xr, (i0, i1), len, &mut positive, &mut nonzero);
+                        let dh = (dh.0.add(i0 * dh.1 + r0), dh.1);
+                        zero(dh, i1 - i0, len);
+                        let dz = (dz.0.add(i0 * dz.1), dz.1);
+                        for (r, &bits) in positive[..len].iter().enumerate() {
+                            let w = wr.0.add(r * w.1).cast_const();
+                            d_relu_row((dh.0.add(r), dh.1), dz, w, (bits, s.n), scale);
+                        }
+                    }
+                } else if skip {
+                    masks(xr, (0, s.m), len, &mut positive, &mut nonzero);
+                }
+                if update.is_none() {
+                    let mnb = (s.m, s.n, skip.then_some(&nonzero[..len]));
+                    self::update(wr, xr, dz, mnb, lr, All(len));
+                }
+            }
+            if let Some(list) = update {
+                self::update(w, x, dz, (s.m, s.n, None), lr, Listed::new(list));
+            }
+        }
+    }
+
+    /// `dh = dz w^T` for all rows of the block, [`DR`] rows of `w` at a time.
+    #[inline(always)]
+    unsafe fn dense_dh(
+        s: Shape,
+        dh: (*mut f32, usize),
+        w: (*mut f32, usize),
+        dz: (*const f32, usize),
+    ) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and every pointer + leading dimension addresses its operand in bounds.
+        unsafe {
+            let row = |r: usize| (w.0.add(r * w.1).cast_const(), w.1);
+            let mut r = 0;
+            while r + DR <= s.rows {
+                d_rows::<DR>((dh.0.add(r), dh.1), dz, row(r), s.m, s.n);
+                r += DR;
+            }
+            let (dh, w) = ((dh.0.add(r), dh.1), row(r));
+            match s.rows - r {
+                0 => {}
+                1 => d_rows::<1>(dh, dz, w, s.m, s.n),
+                2 => d_rows::<2>(dh, dz, w, s.m, s.n),
+                3 => d_rows::<3>(dh, dz, w, s.m, s.n),
+                4 => d_rows::<4>(dh, dz, w, s.m, s.n),
+                _ => d_rows::<5>(dh, dz, w, s.m, s.n),
+            }
+        }
+    }
+
+    /// Sets `rows x cols` (at most [`MR`] columns) of `dh` to `+0.0`.
+    #[inline(always)]
+    unsafe fn zero(dh: (*mut f32, usize), rows: usize, cols: usize) {
+        // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+        // is available and `dh` addresses `rows` rows of `cols` columns; masked-off lanes are
+        // not written.
+        unsafe {
+            for i in 0..rows {
+                for c in (0..cols).step_by(16) {
+                    let lanes = if cols - c >= 16 {
+                        !0
+                    } else {
+                        (1 << (cols - c)) - 1
+                    };
+                    _mm512_mask_storeu_ps(dh.0.add(i * dh.1 + c), lanes, _mm512_setzero_ps());
+                }
             }
         }
     }
@@ -1149,6 +1217,43 @@ mod tests {
                 backward_rows(block, &dz.view(), 0.37);
             }
             assert_eq!(bits(&w), bits(&w_ref), "update, {shape}");
+        }
+    }
+
+    #[test]
+    fn a_nan_input_is_never_skipped_as_zero() {
+        if skipped_without_avx512() {
+            return;
+        }
+        // Batch row 5 is zero but for a NaN at `x[5, 3]`: the update's skip must count it as
+        // nonzero (so all of row 3 of `w` becomes NaN), while the ReLU backward must count it
+        // as not positive (so `dh[5, 3]` is `+0.0`), as the definition has it.
+        let (m, rows, n) = (32, 8, 40);
+        let mut x = noise(m, rows, 1).mapv(|v| (v - 0.25).max(0.0));
+        x.row_mut(5).fill(0.0);
+        x[[5, 3]] = f32::NAN;
+        let dz = noise(m, n, 2);
+        let w0 = noise(rows, n, 3);
+        for relu in [None, Some(1.5)] {
+            let (mut w, mut dh) = (w0.clone(), noise(m, rows, 4));
+            let block = Block {
+                w: w.view_mut(),
+                x: x.view(),
+                dh: Some(dh.view_mut()),
+                update: None,
+                relu,
+            };
+            backward_rows(block, &dz.view(), 0.37);
+            for (r, row) in w.outer_iter().enumerate() {
+                assert_eq!(row.iter().all(|v| v.is_nan()), r == 3, "row {r}, {relu:?}");
+                assert!(
+                    r == 3 || row.iter().all(|v| v.is_finite()),
+                    "row {r}, {relu:?}"
+                );
+            }
+            if relu.is_some() {
+                assert_eq!(dh[[5, 3]].to_bits(), 0, "dh where x is NaN");
+            }
         }
     }
 
