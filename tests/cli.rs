@@ -328,13 +328,27 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
     assert!(blas["ceiling_gflops"].as_f64().unwrap() > 0.0);
     let configs = blas["configs"].as_array().unwrap();
     assert_eq!(configs.len(), 2);
-    for (c, name) in configs.iter().zip(["1x32", "1x64"]) {
+    // The ceiling is measured before the first configuration and after each one; a row is
+    // held against the mean of the two measurements around it.
+    let ceilings: Vec<f64> = blas["ceiling_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(ceilings.len(), 3, "{blas}");
+    assert_eq!(ceilings[0], blas["ceiling_gflops"].as_f64().unwrap());
+    for (k, (c, name)) in configs.iter().zip(["1x32", "1x64"]).enumerate() {
         assert_eq!(c["config"], name);
         let s = c["seconds_per_epoch"].as_f64().unwrap();
         assert!(s > 0.0);
         assert!((c["epochs_per_second"].as_f64().unwrap() * s - 1.0).abs() < 1e-9);
-        assert!(c["gflops"].as_f64().unwrap() > 0.0);
-        assert!(c["percent_of_ceiling"].as_f64().unwrap() > 0.0);
+        let gflops = c["gflops"].as_f64().unwrap();
+        assert!(gflops > 0.0);
+        let ceiling = c["ceiling_gflops"].as_f64().unwrap();
+        assert_eq!(ceiling, (ceilings[k] + ceilings[k + 1]) / 2.0, "{c}");
+        let pct = c["percent_of_ceiling"].as_f64().unwrap();
+        assert!((pct - 100.0 * gflops / ceiling).abs() < 1e-9, "{c}");
     }
     let auto = run("auto");
     assert!(
@@ -359,6 +373,9 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("kernels: openblas"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("sgemm ceiling"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("| 1x32 |"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("| – | – |"), "{}", stdout(&o));
     let o = relumax(&["bench", "--kernels", "fast"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--kernels"), "{}", stderr(&o));

@@ -33,7 +33,8 @@ pub struct BenchArgs {
     /// compare the two in one run.
     #[arg(long, value_enum, default_value_t = Kernels::Auto)]
     kernels: Kernels,
-    /// Side of the square sgemm that measures the machine's ceiling (0 skips it).
+    /// Side of the square sgemm that measures the machine's ceiling, before the first
+    /// configuration and after each one (0 skips it).
     #[arg(long, default_value_t = 4096, value_name = "N")]
     ceiling_size: usize,
     #[command(flatten)]
@@ -107,7 +108,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let data = open_data(&args.data)?;
     let threads = configs[0].thread_count();
-    let ceiling = (args.ceiling_size > 0).then(|| sgemm_ceiling(args.ceiling_size, threads));
+    // This machine's speed drifts (it is shared), so the ceiling is measured again after each
+    // configuration, and each row is held against the two measurements around it.
+    let measure = || (args.ceiling_size > 0).then(|| sgemm_ceiling(args.ceiling_size, threads));
+    let first = measure();
     if !args.json {
         outln!(
             "{} training samples, {threads} threads, {}, kernels: {}",
@@ -115,16 +119,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             relumax::blas_config(),
             relumax::kernels::active()
         );
-        if let Some(c) = ceiling {
+        if let Some(c) = first {
             outln!(
-                "sgemm ceiling: {c:.1} GFLOP/s ({0} x {0} x {0}, {threads} threads)",
+                "sgemm ceiling: {c:.1} GFLOP/s ({0} x {0} x {0}, {threads} threads), measured \
+                 again after each configuration; a row's ceiling is the mean of the two around it",
                 args.ceiling_size
             );
         }
-        outln!("| config | s/epoch | epochs/s | samples/s | GFLOP/s | % of ceiling |");
-        outln!("|---|---:|---:|---:|---:|---:|");
+        outln!(
+            "| config | s/epoch | epochs/s | samples/s | GFLOP/s | ceiling GFLOP/s | % of ceiling |"
+        );
+        outln!("|---|---:|---:|---:|---:|---:|---:|");
     }
-    let mut rows = Vec::new();
+    let (mut rows, mut samples_taken, mut before) = (Vec::new(), Vec::from_iter(first), first);
     for config in &configs {
         let mut secs = Vec::new();
         let mut samples = 0.0;
@@ -137,35 +144,56 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             }
             ControlFlow::Continue(())
         })?;
+        let after = measure();
+        samples_taken.extend(after);
+        let ceiling = before.zip(after).map(|(b, a)| (b + a) / 2.0);
+        before = after;
         let s = median(secs.clone());
         let flops =
             train_flops_per_sample(&config.sizes(data.features(), data.classes())) * samples;
         let gflops = flops / s / 1e9;
         let pct = ceiling.map(|c| 100.0 * gflops / c);
         if !args.json {
+            let dash = || "–".to_string();
             outln!(
-                "| {} | {s:.3} | {:.2} | {:.0} | {gflops:.1} | {} |",
+                "| {} | {s:.3} | {:.2} | {:.0} | {gflops:.1} | {} | {} |",
                 config.arch_name(),
                 1.0 / s,
                 samples / s,
-                pct.map_or("–".into(), |p| format!("{p:.0}%"))
+                ceiling.map_or_else(dash, |c| format!("{c:.1}")),
+                pct.map_or_else(dash, |p| format!("{p:.0}%"))
             );
         }
         rows.push(json!({
             "config": config.arch_name(), "layers": config.hidden.len(), "hidden": config.hidden[0],
             "seconds_per_epoch": s, "epoch_seconds": secs, "epochs_per_second": 1.0 / s,
-            "samples_per_second": samples / s, "gflops": gflops, "percent_of_ceiling": pct,
+            "samples_per_second": samples / s, "gflops": gflops, "ceiling_gflops": ceiling,
+            "percent_of_ceiling": pct,
         }));
     }
     if args.json {
         outln!(
             "{}",
             json_line(&json!({
-                "threads": threads, "ceiling_gflops": ceiling, "ceiling_size": args.ceiling_size,
-                "blas": relumax::blas_config(),
+                "threads": threads, "ceiling_gflops": first, "ceiling_size": args.ceiling_size,
+                "ceiling_samples": samples_taken, "blas": relumax::blas_config(),
                 "kernels": relumax::kernels::active(), "configs": rows,
             }))
         );
+    } else if let Some((lo, hi)) = spread(&samples_taken)
+        && hi > 1.1 * lo
+    {
+        outln!(
+            "note: the sgemm ceiling drifted from {lo:.1} to {hi:.1} GFLOP/s during this run \
+             (another load on the machine?); compare rows through their % of ceiling"
+        );
     }
     Ok(())
+}
+
+/// The smallest and largest of `values`, if any.
+fn spread(values: &[f64]) -> Option<(f64, f64)> {
+    let lo = values.iter().copied().reduce(f64::min)?;
+    let hi = values.iter().copied().reduce(f64::max)?;
+    Some((lo, hi))
 }
