@@ -369,6 +369,13 @@ mod avx512 {
         }
     }
 
+    /// The lanes of a register that hold one of the `left` columns still to go: all 16, or the
+    /// first `left`.
+    #[inline(always)]
+    fn lanes(left: usize) -> __mmask16 {
+        if left >= 16 { !0 } else { (1 << left) - 1 }
+    }
+
     /// Columns per pass of the dot-product tiles. Between passes a tile's accumulators wait in
     /// a stack buffer, so a pass's slice of the `W` rows stays in L1 for every tile of `dz`
     /// rows instead of coming from L2 once per tile.
@@ -514,15 +521,11 @@ mod avx512 {
         unsafe {
             let zero = _mm512_setzero_ps();
             for g in (0..len).step_by(16) {
-                let lanes: __mmask16 = if len - g >= 16 {
-                    !0
-                } else {
-                    (1 << (len - g)) - 1
-                };
+                let live = lanes(len - g);
                 let mut pos = [_mm512_setzero_si512(); 2];
                 let mut nz = [_mm512_setzero_si512(); 2];
                 for i in i0..i1 {
-                    let v = _mm512_maskz_loadu_ps(lanes, x.0.add(i * x.1 + g));
+                    let v = _mm512_maskz_loadu_ps(live, x.0.add(i * x.1 + g));
                     let kp = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
                     let kn = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero);
                     let bit = _mm512_set1_epi64(1i64 << (i - i0));
@@ -566,8 +569,8 @@ mod avx512 {
     }
 
     /// `w[r, c..c + 16 V] = fma(-lr, sum_i x[i, r] dz[i, c..], w[r, c..])` for the `R` rows
-    /// `r` in `rows`, over the batch rows in the bits of `active` (see [`masks`]) or all `m`; with `mask`,
-    /// one register whose lanes past the mask are neither read nor written.
+    /// `r` in `rows`, over the batch rows in the bits of `active` (see [`masks`]) or all `m`;
+    /// with `mask`, one register whose lanes past the mask are neither read nor written.
     #[inline(always)]
     unsafe fn u_tile<const R: usize, const V: usize>(
         w: (*mut f32, usize),
@@ -846,12 +849,8 @@ mod avx512 {
         unsafe {
             for i in 0..rows {
                 for c in (0..cols).step_by(16) {
-                    let lanes = if cols - c >= 16 {
-                        !0
-                    } else {
-                        (1 << (cols - c)) - 1
-                    };
-                    _mm512_mask_storeu_ps(dh.0.add(i * dh.1 + c), lanes, _mm512_setzero_ps());
+                    let live = lanes(cols - c);
+                    _mm512_mask_storeu_ps(dh.0.add(i * dh.1 + c), live, _mm512_setzero_ps());
                 }
             }
         }
@@ -1002,7 +1001,7 @@ mod avx512 {
                     f_panel::<2, K>(s.m, zc, x, wc, (rows, !0));
                     c += 32;
                 } else {
-                    let mask = if left >= 16 { !0 } else { (1 << left) - 1 };
+                    let mask = lanes(left);
                     f_panel::<1, K>(s.m, zc, x, wc, (rows, mask));
                     c += 16;
                 }
