@@ -202,8 +202,8 @@ const SIMD_MAX_ROWS: usize = 64;
 const SIMD_FORWARD_MIN_COLS: usize = 64;
 /// ... and weight matrices up to this size (784 x 2048 is 6.4 MiB). At 2048 x 2048 (16 MiB) the
 /// isolated product was 1.07x OpenBLAS on one thread and 1.11-1.25x on two, yet whole 2x2048
-/// epochs were slower with it (16.6-19.0 s against 14.0-15.0, interleaved), so OpenBLAS keeps
-/// that one.
+/// epochs were slower with it (16.6-19.0 s against 14.0-15.0, interleaved; measured again with
+/// the backward's input masks, 9.4-10.8 s against 9.0-9.5), so OpenBLAS keeps that one.
 const SIMD_FORWARD_MAX_BYTES: usize = 8 << 20;
 
 /// Layers narrower than this keep OpenBLAS for their backward pass even with [`Backend::Auto`]:
