@@ -1085,6 +1085,26 @@ mod tests {
         a.iter().map(|v| v.to_bits()).collect()
     }
 
+    /// `(w, dh)` after [`backward_rows`] over all of `w0`'s rows, with an input gradient (its
+    /// buffer starting as noise) and the update of every row.
+    fn whole_block(
+        w0: &Array2<f32>,
+        x: &Array2<f32>,
+        dz: &Array2<f32>,
+        (lr, relu): (f32, Option<f32>),
+    ) -> (Array2<f32>, Array2<f32>) {
+        let (mut w, mut dh) = (w0.clone(), noise(x.nrows(), x.ncols(), 4));
+        let block = Block {
+            w: w.view_mut(),
+            x: x.view(),
+            dh: Some(dh.view_mut()),
+            update: None,
+            relu,
+        };
+        backward_rows(block, &dz.view(), lr);
+        (w, dh)
+    }
+
     #[test]
     fn matches_the_reference_bit_for_bit_for_every_remainder() {
         if skipped_without_avx512() {
@@ -1135,15 +1155,7 @@ mod tests {
                     }
                 });
                 for (relu, expected) in [(None, &dh_ref), (Some(scale), &relu_ref)] {
-                    let (mut w, mut dh) = (w0.clone(), noise(m, rows, 4));
-                    let block = Block {
-                        w: w.view_mut(),
-                        x: x.view(),
-                        dh: Some(dh.view_mut()),
-                        update: None,
-                        relu,
-                    };
-                    backward_rows(block, &dz.view(), lr);
+                    let (w, dh) = whole_block(&w0, &x, &dz, (lr, relu));
                     let what = format!("shape {m}x{rows}x{n}, relu {relu:?}");
                     assert_eq!(bits(&dh), bits(expected), "dh, {what}");
                     assert_eq!(bits(&w), bits(&w_ref), "w, {what}");
@@ -1234,15 +1246,7 @@ mod tests {
         let dz = noise(m, n, 2);
         let w0 = noise(rows, n, 3);
         for relu in [None, Some(1.5)] {
-            let (mut w, mut dh) = (w0.clone(), noise(m, rows, 4));
-            let block = Block {
-                w: w.view_mut(),
-                x: x.view(),
-                dh: Some(dh.view_mut()),
-                update: None,
-                relu,
-            };
-            backward_rows(block, &dz.view(), 0.37);
+            let (w, dh) = whole_block(&w0, &x, &dz, (0.37, relu));
             for (r, row) in w.outer_iter().enumerate() {
                 assert_eq!(row.iter().all(|v| v.is_nan()), r == 3, "row {r}, {relu:?}");
                 assert!(

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{listing, small_dataset};
+use common::{listing, numbers, small_dataset};
 
 fn relumax(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_relumax"))
@@ -330,12 +330,7 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
     assert_eq!(configs.len(), 2);
     // The ceiling is measured before the first configuration and after each one; a row is
     // held against the mean of the two measurements around it.
-    let ceilings: Vec<f64> = blas["ceiling_samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let ceilings = numbers(&blas["ceiling_samples"]);
     assert_eq!(ceilings.len(), 3, "{blas}");
     assert_eq!(ceilings[0], blas["ceiling_gflops"].as_f64().unwrap());
     for (k, (c, name)) in configs.iter().zip(["1x32", "1x64"]).enumerate() {

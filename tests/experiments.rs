@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::listing;
+use common::{listing, numbers};
 use ndarray::Array2;
 use relumax::{FRAME, mnist_digit};
 
@@ -303,12 +303,7 @@ fn predict_classifies_the_samples_with_distributions() {
     let mut right = 0;
     for (digit, line) in stdout.lines().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let p: Vec<f64> = v["probabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
+        let p = numbers(&v["probabilities"]);
         assert_eq!(p.len(), 10);
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{line}");
         right += usize::from(v["prediction"] == digit);

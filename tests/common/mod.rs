@@ -134,3 +134,9 @@ pub fn pool(threads: usize) -> rayon::ThreadPool {
         .build()
         .unwrap()
 }
+
+/// A JSON array of numbers, as `f64`s (panics on anything else).
+pub fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    let items = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
+    items.iter().map(|x| x.as_f64().unwrap()).collect()
+}
