@@ -778,7 +778,9 @@ mod avx512 {
             }
             // A hidden layer's input (ReLU, then dropout) is about three quarters zeros, so a
             // tile of 4 rows finds about a third of the batch rows all zero; the first layer's
-            // pixels (no `dh`) are zero in whole columns, which a listed `update` skips.
+            // pixels (no `dh`) are zero in whole columns, which a listed `update` skips. The
+            // masks are words of 64 batch rows, so only a batch of at most 64 skips: then the
+            // ReLU pass below runs once, over all of it, and leaves `nonzero` for the update.
             let skip = dh.is_some() && s.m <= 64;
             let relu = dh.and_then(|(dh, scale)| scale.map(|scale| (dh, scale)));
             let (mut positive, mut nonzero) = ([0; MR], [0; MR]);
