@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::idx;
 use crate::mmap::{self, Bytes};
 use crate::rng::{self, Stream};
-use crate::simd;
+use crate::kernels;
 
 /// The four standard IDX file names a dataset folder holds (each raw or with `.gz`).
 pub const FILE_NAMES: [&str; 4] = [
@@ -188,9 +188,9 @@ impl Split {
         for &i in indices.iter().filter(|&&i| i < self.labels.len()) {
             match &self.pixels {
                 Pixels::Idx { bytes, offset } => {
-                    simd::prefetch(&bytes[offset + i * f..offset + (i + 1) * f]);
+                    kernels::prefetch(&bytes[offset + i * f..offset + (i + 1) * f]);
                 }
-                Pixels::Array(a) => simd::prefetch(a.row(i).as_slice().unwrap_or(&[])),
+                Pixels::Array(a) => kernels::prefetch(a.row(i).as_slice().unwrap_or(&[])),
             }
         }
     }

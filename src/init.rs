@@ -1,11 +1,14 @@
 //! Weight initialisation: `W ~ N(0, gain / fan_in)`, biases zero.
 //!
 //! He (gain 2, the paper's "Xavier for ReLU") is the default; Xavier/LeCun (gain 1) is the
-//! alternative the paper discusses. Normals come from a pinned Box-Muller transform so that
-//! initial weights do not change when a dependency's sampler does.
+//! alternative the paper discusses. Normals come from a pinned Box-Muller transform, with
+//! relumax's own `log`, `sin` and `cos`, so that initial weights are the same on every platform
+//! and do not change when a dependency's sampler does.
 
 use ndarray::Array2;
 use rand::RngCore;
+
+use crate::kernels;
 
 /// The initialisation scheme of the weights.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,11 +61,11 @@ pub fn weights(fan_in: usize, fan_out: usize, init: Init, rng: &mut impl RngCore
     let mut w = Array2::zeros((fan_in, fan_out));
     let data = w.as_slice_mut().expect("fresh array is standard layout");
     for pair in data.chunks_mut(2) {
-        let r = (-2.0 * open01(rng).ln()).sqrt();
-        let theta = std::f64::consts::TAU * open01(rng);
-        pair[0] = (std * r * theta.cos()) as f32;
+        let r = (-2.0 * kernels::ln_f64(open01(rng))).sqrt();
+        let (sin, cos) = kernels::sin_cos_f64(std::f64::consts::TAU * open01(rng));
+        pair[0] = (std * r * cos) as f32;
         if let Some(v) = pair.get_mut(1) {
-            *v = (std * r * theta.sin()) as f32;
+            *v = (std * r * sin) as f32;
         }
     }
     w

@@ -59,7 +59,6 @@ mod model_file;
 mod optim;
 mod preprocess;
 mod rng;
-mod simd;
 #[cfg(test)]
 mod testing;
 mod train;

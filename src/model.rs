@@ -9,7 +9,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
 
 use crate::error::{Error, Result};
 use crate::init::Init;
-use crate::kernels::{self, BatchStats, Dropout};
+use crate::kernels::{self, BatchStats, Dropout, Kernels};
 use crate::layer::Dense;
 use crate::rng::{self, Stream};
 
@@ -58,12 +58,28 @@ pub struct Workspace {
     /// The training batch's nonzero input columns ([`kernels::nonzero_columns`]), set by
     /// [`Mlp::forward_train`] for the first layer's forward product and update.
     pub(crate) support: Vec<u32>,
+    /// The code that runs the products (resolved: never `Auto`).
+    pub(crate) kernels: Kernels,
     rows: usize,
 }
 
 impl Workspace {
-    /// Buffers for `model` and batches of up to `rows` samples.
+    /// Buffers for `model` and batches of up to `rows` samples, with this CPU's fastest
+    /// implementation of relumax's arithmetic ([`Kernels::Auto`]).
     pub fn new(model: &Mlp, rows: usize) -> Workspace {
+        let kernels = Kernels::Auto.resolve().expect("this CPU runs some implementation");
+        Workspace::with_kernels(model, rows, kernels)
+    }
+
+    /// Buffers for `model` and batches of up to `rows` samples, whose products run on
+    /// `kernels` (from [`Kernels::resolve`]).
+    ///
+    /// # Panics
+    /// If this CPU cannot run `kernels`.
+    pub fn with_kernels(model: &Mlp, rows: usize, kernels: Kernels) -> Workspace {
+        let kernels = kernels
+            .resolve()
+            .unwrap_or_else(|e| panic!("Workspace::with_kernels: {e}"));
         let sizes = model.sizes();
         let widest = sizes[1..sizes.len() - 1].iter().copied().max().unwrap_or(0);
         Workspace {
@@ -73,8 +89,14 @@ impl Workspace {
                 .collect(),
             grads: [vec![0.0; rows * widest], vec![0.0; rows * widest]],
             support: Vec::with_capacity(model.inputs()),
+            kernels,
             rows,
         }
+    }
+
+    /// The code that runs the products.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// The largest batch these buffers hold.
@@ -256,9 +278,9 @@ impl Mlp {
             let mut z = after[0].slice_mut(s![..rows, ..]);
             let w = layer.weight.view();
             if l == 0 && sparse {
-                kernels::forward_sparse(&mut z, &input, &w, &ws.support);
+                kernels::forward_sparse(ws.kernels, &mut z, &input, &w, &ws.support);
             } else {
-                kernels::forward(&mut z, &input, &w);
+                kernels::forward(ws.kernels, &mut z, &input, &w);
             }
             if l < last {
                 kernels::bias_relu_dropout(z, layer.bias.view(), dropout(l));

@@ -112,6 +112,7 @@ impl Sgd {
             acts,
             grads,
             support,
+            kernels,
             ..
         } = ws;
         let [g0, g1] = grads;
@@ -139,23 +140,24 @@ impl Sgd {
                 ArrayViewMut2::from_shape((rows, inputs), &mut dh_buf[..rows * inputs])
                     .expect("gradient buffer holds the batch")
             });
+            let k = *kernels;
             if self.velocity.is_empty() {
                 let w = &mut layer.weight.view_mut();
                 match dh.as_mut() {
                     // `forward_train` listed the batch's nonzero input columns.
-                    None => kernels::update_sparse(w, &dz, &input, self.lr, support),
+                    None => kernels::update_sparse(k, w, &dz, &input, self.lr, support),
                     // The input is the previous layer's ReLU + dropout output.
-                    Some(dh) => kernels::backward_sgd_relu(dh, w, &dz, &input, (self.lr, scale)),
+                    Some(dh) => {
+                        kernels::backward_sgd_relu(k, dh, w, &dz, &input, (self.lr, scale));
+                    }
                 }
                 kernels::bias_sgd(layer.bias.view_mut(), dz, self.lr);
             } else {
-                if let Some(dh) = &mut dh {
-                    kernels::par_gemm(dh, 0.0, &dz, &layer.weight.t(), 1.0);
-                    kernels::relu_dropout_backward(dh.view_mut(), input, scale);
-                }
                 let (vw, vb) = &mut self.velocity[l];
-                kernels::par_gemm(&mut vw.view_mut(), self.momentum, &input.t(), &dz, 1.0);
-                layer.weight.scaled_add(-self.lr, vw);
+                let w = &mut layer.weight.view_mut();
+                let dh = dh.as_mut().map(|dh| (dh, Some(scale)));
+                let step = (self.lr, self.momentum);
+                kernels::backward_momentum(k, dh, w, &mut vw.view_mut(), &dz, &input, step);
                 vb.mapv_inplace(|v| v * self.momentum);
                 kernels::bias_sgd(vb.view_mut(), dz, -1.0);
                 Zip::from(&mut layer.bias)

@@ -14,6 +14,7 @@ use crate::data::{Batcher, Dataset, Holdout, Split};
 use crate::error::{Error, Result};
 use crate::ffi;
 use crate::init::Init;
+use crate::kernels::Kernels;
 use crate::model::{self, Mlp, StepDropout, Workspace};
 use crate::optim::Sgd;
 
@@ -48,9 +49,13 @@ pub struct TrainConfig {
     pub init: Init,
     /// The run seed: init, split, shuffle and dropout streams all derive from it. Default 0.
     pub seed: u64,
-    /// Threads for OpenBLAS and for the element-wise kernels; `None` uses every core.
-    /// Default `None`.
+    /// Threads of the rayon pool that runs every product and element-wise kernel (OpenBLAS
+    /// runs single-threaded inside it); `None` uses every core. Default `None`.
     pub threads: Option<usize>,
+    /// The code that runs the products: [`Kernels::Auto`] (default) picks the fastest
+    /// implementation of relumax's arithmetic on this CPU; every choice but
+    /// [`Kernels::Blas`] gives the same bits on every CPU.
+    pub kernels: Kernels,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +72,7 @@ impl Default for TrainConfig {
             init: Init::He,
             seed: 0,
             threads: None,
+            kernels: Kernels::Auto,
         }
     }
 }
@@ -127,6 +133,7 @@ impl TrainConfig {
         if self.threads == Some(0) {
             return bad("threads", "must be at least 1, got 0".into());
         }
+        self.kernels.resolve()?;
         Ok(())
     }
 
@@ -467,7 +474,8 @@ impl Trainer {
             if !done {
                 return Ok(None);
             }
-            Ok(Some(evaluate(&state.model, &data.test, None)))
+            let mut eval = EvalBuffers::new(&state.model, data.features(), self.config.kernels);
+            Ok(Some(eval.evaluate(&state.model, &data.test, None)))
         });
         ffi::set_blas_threads(previous_blas);
         match result? {
@@ -494,10 +502,10 @@ impl Trainer {
         let c = &self.config;
         let mut batcher =
             Batcher::new(holdout.train.clone(), c.batch_size, data.features(), c.seed);
-        let mut ws = Workspace::new(&state.model, c.batch_size);
+        let mut ws = Workspace::with_kernels(&state.model, c.batch_size, c.kernels);
         let velocity = std::mem::take(&mut state.velocity);
         let mut sgd = Sgd::with_velocity(&state.model, c.lr, c.momentum, velocity);
-        let mut eval_buf = EvalBuffers::new(&state.model, data.features());
+        let mut eval_buf = EvalBuffers::new(&state.model, data.features(), c.kernels);
         let steps = batcher.num_batches();
         state.epochs.reserve(c.epochs);
         state.curve.reserve(c.epochs * steps / CURVE_EVERY + 1);
@@ -631,12 +639,12 @@ struct EvalBuffers {
 }
 
 impl EvalBuffers {
-    fn new(model: &Mlp, features: usize) -> EvalBuffers {
+    fn new(model: &Mlp, features: usize, kernels: Kernels) -> EvalBuffers {
         EvalBuffers {
             x: Array2::zeros((EVAL_ROWS, features)),
             y: vec![0; EVAL_ROWS],
             pred: vec![0; EVAL_ROWS],
-            ws: Workspace::new(model, EVAL_ROWS),
+            ws: Workspace::with_kernels(model, EVAL_ROWS, kernels),
             indices: Vec::with_capacity(EVAL_ROWS),
         }
     }
@@ -688,5 +696,5 @@ impl EvalBuffers {
 /// If the model's inputs differ from the split's features (see [`check_fits`]) or an index is
 /// out of range.
 pub fn evaluate(model: &Mlp, split: &Split, indices: Option<&[usize]>) -> Evaluation {
-    EvalBuffers::new(model, split.features()).evaluate(model, split, indices)
+    EvalBuffers::new(model, split.features(), Kernels::Auto).evaluate(model, split, indices)
 }

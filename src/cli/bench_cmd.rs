@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use clap::Args;
 use ndarray::Array2;
-use relumax::{Event, TrainConfig, Trainer, kernels, set_blas_threads, train_flops_per_sample};
+use relumax::kernels::{self, Kernels};
+use relumax::{Event, TrainConfig, Trainer, set_blas_threads, train_flops_per_sample};
 use serde_json::json;
 
 use super::DataOpt;
@@ -28,11 +29,11 @@ pub struct BenchArgs {
     /// Threads [default: all cores]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Kernels for the training products: `auto` (relumax's AVX-512 kernels where the CPU has
-    /// them and they are faster, OpenBLAS for the rest) or `blas` (OpenBLAS for everything), to
-    /// compare the two in one run.
-    #[arg(long, value_enum, default_value_t = Kernels::Auto)]
-    kernels: Kernels,
+    /// Kernels for the products, one or more, measured interleaved config by config: `auto`
+    /// (this CPU's fastest implementation of relumax's arithmetic), `portable`, `avx2`,
+    /// `avx512` or `blas` (OpenBLAS) [default: $RELUMAX_KERNELS, else auto]
+    #[arg(long, value_delimiter = ',', value_name = "KERNELS", action = clap::ArgAction::Set)]
+    kernels: Vec<Kernels>,
     /// Side of the square sgemm that measures the machine's ceiling, before the first
     /// configuration and after each one (0 skips it).
     #[arg(long, default_value_t = 4096, value_name = "N")]
@@ -42,13 +43,6 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-/// `--kernels` values.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum Kernels {
-    Auto,
-    Blas,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -78,10 +72,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.epochs == 0 {
         anyhow::bail!("invalid --epochs: must be at least 1, got 0");
     }
-    kernels::set_backend(match args.kernels {
-        Kernels::Auto => kernels::Backend::Auto,
-        Kernels::Blas => kernels::Backend::Blas,
-    });
+    let choices = match args.kernels.as_slice() {
+        [] => vec![Kernels::from_env()?.unwrap_or_default()],
+        given => given.to_vec(),
+    };
     let widths = if args.hidden.is_empty() {
         vec![128, 256, 512, 1024, 2048]
     } else {
@@ -95,15 +89,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut configs = Vec::new();
     for &layers in &layer_counts {
         for &width in &widths {
-            let config = TrainConfig {
-                hidden: vec![width; layers],
-                epochs: args.epochs + 1,
-                batch_size: args.batch_size.unwrap_or(TrainConfig::default().batch_size),
-                threads: args.threads,
-                ..Default::default()
-            };
-            config.validate()?;
-            configs.push(config);
+            for &kernels in &choices {
+                let config = TrainConfig {
+                    hidden: vec![width; layers],
+                    epochs: args.epochs + 1,
+                    batch_size: args.batch_size.unwrap_or(TrainConfig::default().batch_size),
+                    threads: args.threads,
+                    kernels: kernels.resolve()?,
+                    ..Default::default()
+                };
+                config.validate()?;
+                configs.push(config);
+            }
         }
     }
     let data = open_data(&args.data)?;
@@ -114,10 +111,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let first = measure();
     if !args.json {
         outln!(
-            "{} training samples, {threads} threads, {}, kernels: {}",
+            "{} training samples, {threads} threads, {}, kernels this CPU runs: {}",
             configs[0].train_samples(data.train.len()),
             relumax::blas_config(),
-            relumax::kernels::active()
+            runnable()
         );
         if let Some(c) = first {
             outln!(
@@ -127,9 +124,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
         }
         outln!(
-            "| config | s/epoch | epochs/s | samples/s | GFLOP/s | ceiling GFLOP/s | % of ceiling |"
+            "| config | kernels | s/epoch | epochs/s | samples/s | GFLOP/s | ceiling GFLOP/s | % of \
+             ceiling |"
         );
-        outln!("|---|---:|---:|---:|---:|---:|---:|");
+        outln!("|---|---|---:|---:|---:|---:|---:|---:|");
     }
     let (mut rows, mut samples_taken, mut before) = (Vec::new(), Vec::from_iter(first), first);
     for config in &configs {
@@ -156,8 +154,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if !args.json {
             let dash = || "–".to_string();
             outln!(
-                "| {} | {s:.3} | {:.2} | {:.0} | {gflops:.1} | {} | {} |",
+                "| {} | {} | {s:.3} | {:.2} | {:.0} | {gflops:.1} | {} | {} |",
                 config.arch_name(),
+                config.kernels,
                 1.0 / s,
                 samples / s,
                 ceiling.map_or_else(dash, |c| format!("{c:.1}")),
@@ -165,7 +164,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
         }
         rows.push(json!({
-            "config": config.arch_name(), "layers": config.hidden.len(), "hidden": config.hidden[0],
+            "config": config.arch_name(), "kernels": config.kernels,
+            "layers": config.hidden.len(), "hidden": config.hidden[0],
             "seconds_per_epoch": s, "epoch_seconds": secs, "epochs_per_second": 1.0 / s,
             "samples_per_second": samples / s, "gflops": gflops, "ceiling_gflops": ceiling,
             "percent_of_ceiling": pct,
@@ -177,7 +177,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             json_line(&json!({
                 "threads": threads, "ceiling_gflops": first, "ceiling_size": args.ceiling_size,
                 "ceiling_samples": samples_taken, "blas": relumax::blas_config(),
-                "kernels": relumax::kernels::active(), "configs": rows,
+                "runnable_kernels": runnable(), "configs": rows,
             }))
         );
     } else if let Some((lo, hi)) = spread(&samples_taken)
@@ -189,6 +189,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The kernels this CPU runs, comma-separated.
+fn runnable() -> String {
+    let names: Vec<_> = Kernels::runnable().iter().map(|k| k.name()).collect();
+    names.join(", ")
 }
 
 /// The smallest and largest of `values`, if any.

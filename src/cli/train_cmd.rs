@@ -13,6 +13,7 @@ use relumax::{
     Dataset, Event, Init, Outcome, TrainConfig, TrainResult, TrainState, Trainer, build_info,
     load_checkpoint, save_checkpoint,
 };
+use relumax::kernels::Kernels;
 use serde_json::{Value, json};
 
 use super::DataOpt;
@@ -59,10 +60,15 @@ pub struct HyperArgs {
     /// Seed of every random stream (init, split, shuffle, dropout) [default: 0]
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Threads to train on: every product is cut into single-threaded OpenBLAS calls run on
-    /// this many threads [default: all cores]
+    /// Threads to train on: every product is cut into blocks run on this many threads
+    /// [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// The code that runs the products: auto (this CPU's fastest implementation of relumax's
+    /// arithmetic), portable, avx2 or avx512 (all with the same bits), or blas (OpenBLAS, whose
+    /// rounding depends on the CPU) [default: $RELUMAX_KERNELS, else auto]
+    #[arg(long, value_name = "KERNELS")]
+    pub kernels: Option<Kernels>,
 }
 
 impl HyperArgs {
@@ -79,6 +85,14 @@ impl HyperArgs {
             || self.momentum.is_some()
             || self.init.is_some()
             || self.seed.is_some()
+    }
+
+    /// `--kernels`, else `$RELUMAX_KERNELS`, else auto.
+    pub fn kernels(&self) -> anyhow::Result<Kernels> {
+        Ok(match self.kernels {
+            Some(k) => k,
+            None => Kernels::from_env()?.unwrap_or_default(),
+        })
     }
 
     /// The validated configuration these flags describe.
@@ -106,6 +120,7 @@ impl HyperArgs {
             init: self.init.unwrap_or(d.init),
             seed: self.seed.unwrap_or(d.seed),
             threads: self.threads.or(d.threads),
+            kernels: self.kernels()?,
         };
         config.validate()?;
         Ok(config)
@@ -174,21 +189,38 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             let ck = checkpoint_dir(dir);
             let (saved, state) =
                 load_checkpoint(&ck).with_context(|| format!("cannot resume {}", dir.display()))?;
+            // Threads never change the bits, nor a move between implementations of relumax's
+            // arithmetic (but to or from OpenBLAS does).
             let ignore_threads = |c: &TrainConfig| TrainConfig {
                 threads: None,
+                kernels: if c.kernels.is_portable_arithmetic() {
+                    Kernels::Auto
+                } else {
+                    c.kernels
+                },
                 ..c.clone()
             };
             if args.hp.given() && ignore_threads(&args.hp.config()?) != ignore_threads(&saved) {
                 anyhow::bail!(
                     "cannot resume {}: its checkpoint was made with another configuration ({}); \
                      --resume continues the run as it was started, so give no hyper-parameter \
-                     flags (--threads may change)",
+                     flags (--threads and --kernels may change)",
                     dir.display(),
                     serde_json::to_string(&saved)?
                 );
             }
+            let kernels = args.hp.kernels.unwrap_or(saved.kernels);
+            if kernels.is_portable_arithmetic() != saved.kernels.is_portable_arithmetic() {
+                anyhow::bail!(
+                    "cannot resume {} with --kernels {kernels}: it was started with {}, which \
+                     rounds differently",
+                    dir.display(),
+                    saved.kernels
+                );
+            }
             let config = TrainConfig {
                 threads: args.hp.threads.or(saved.threads),
+                kernels,
                 ..saved
             };
             (config, Some(state), dir.clone())
@@ -245,8 +277,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
         }
     };
-    let summary = final_json(&result, &dir);
+    let mut summary = final_json(&result, &dir);
     if as_json {
+        summary["kernels"] = json!(config.kernels.resolve()?);
         outln!("{}", json_line(&summary));
     } else {
         print_evaluation("test", &result.test);
@@ -304,6 +337,7 @@ pub fn config_json(config: &TrainConfig, data: &Dataset, data_dir: &Path) -> Val
     json!({
         "config": config,
         "threads_used": config.thread_count(),
+        "kernels_used": config.kernels.resolve().ok(),
         "data": {
             "dir": data_dir,
             "features": data.features(),
@@ -390,10 +424,16 @@ pub fn train_to_dir(
     metrics += &json_line(&final_json(&result, out));
     metrics.push('\n');
     run.write("metrics.jsonl", metrics.as_bytes())?;
-    // The thread count does not change results, so it stays out of the model file: the same
-    // training gives the same bytes however many threads ran it.
+    // Neither the thread count nor the implementation of relumax's arithmetic changes results,
+    // so they stay out of the model file: the same training gives the same bytes however many
+    // threads ran it, on any CPU.
     let model_config = TrainConfig {
         threads: None,
+        kernels: if config.kernels.is_portable_arithmetic() {
+            Kernels::Auto
+        } else {
+            config.kernels
+        },
         ..config.clone()
     };
     let meta = [("config", serde_json::to_string(&model_config)?)];

@@ -1,0 +1,749 @@
+//! The AVX-512 implementation of the products of [`super::portable`]'s arithmetic, with the
+//! same bits: `z = x W` streamed without packing, and the fused input gradient + update of a
+//! block of `W`'s rows (see `docs/performance.md` for why each is shaped as it is).
+//!
+//! Every function here is `unsafe` with one contract: the CPU has AVX-512F, and each
+//! `(pointer, leading dimension)` pair addresses a matrix whose rows the function reads or
+//! writes (`p + i * ld + j` for the rows and columns its shape arguments name) entirely inside
+//! one live allocation, with written operands aliasing nothing else. The safe entry points in
+//! [`super::dispatch`] establish it; each `// SAFETY:` below refers to this contract.
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use super::operands::{Selected, Shape};
+
+/// `W` rows per dot-product tile.
+const DR: usize = 6;
+/// `dz` rows per dot-product tile.
+const DI: usize = 4;
+/// `W` rows per update tile.
+const UR: usize = 4;
+/// Registers of 16 columns per wide update tile.
+const UV: usize = 6;
+
+/// The rows of `w` (and columns of `x`) a kernel visits, by position `t`: all of them, or
+/// a list.
+trait Rows: Copy {
+    /// How many.
+    fn len(self) -> usize;
+    /// The row at position `t < len()`.
+    ///
+    /// # Safety
+    /// `t < len()`.
+    unsafe fn at(self, t: usize) -> usize;
+    /// A row to prefetch while position `t < len()` is used: [`PREFETCH_ROWS`] positions
+    /// later, possibly past the end (prefetches use wrapping addresses and never
+    /// dereference them).
+    ///
+    /// # Safety
+    /// `t < len()`.
+    unsafe fn ahead(self, t: usize) -> usize;
+}
+
+/// Every row, `0..len`.
+#[derive(Clone, Copy)]
+struct All(usize);
+
+impl Rows for All {
+    fn len(self) -> usize {
+        self.0
+    }
+    unsafe fn at(self, t: usize) -> usize {
+        t
+    }
+    unsafe fn ahead(self, t: usize) -> usize {
+        t + PREFETCH_ROWS
+    }
+}
+
+/// The rows `indices[t] - offset` of a [`Selected`], which the caller checked.
+#[derive(Clone, Copy)]
+struct Listed {
+    indices: *const u32,
+    len: usize,
+    offset: usize,
+}
+
+impl Listed {
+    fn new(rows: Selected<'_>) -> Listed {
+        Listed {
+            indices: rows.indices.as_ptr(),
+            len: rows.indices.len(),
+            offset: rows.offset,
+        }
+    }
+}
+
+impl Rows for Listed {
+    fn len(self) -> usize {
+        self.len
+    }
+    unsafe fn at(self, t: usize) -> usize {
+        // SAFETY: `t < len` (this method's contract) indexes the list.
+        unsafe { *self.indices.add(t) as usize - self.offset }
+    }
+    unsafe fn ahead(self, t: usize) -> usize {
+        // SAFETY: the position is below `len` (`t < len`, so `len >= 1`).
+        unsafe { self.at((t + PREFETCH_ROWS).min(self.len - 1)) }
+    }
+}
+
+/// The fixed reduction tree of `reference::reduce`.
+#[inline(always)]
+unsafe fn reduce(v: __m512) -> f32 {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    unsafe {
+        let lo = _mm512_castps512_ps256(v);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        let s8 = _mm256_add_ps(lo, hi);
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2));
+        _mm_cvtss_f32(s1)
+    }
+}
+
+/// The lanes of a register that hold one of the `left` columns still to go: all 16, or the
+/// first `left`.
+#[inline(always)]
+fn lanes(left: usize) -> __mmask16 {
+    if left >= 16 { !0 } else { (1 << left) - 1 }
+}
+
+/// Columns per pass of the dot-product tiles. Between passes a tile's accumulators wait in
+/// a stack buffer, so a pass's slice of the `W` rows stays in L1 for every tile of `dz`
+/// rows instead of coming from L2 once per tile.
+const DC: usize = 512;
+/// `dz` rows per group of passes: the accumulators of a group fill that buffer.
+const DG: usize = 32;
+
+/// One pass of `dh[i, r] = sum_c dz[i, c] w[r, c]` for `R` rows of `w` and `I` rows of
+/// `dz`, over columns `c0..c1` (`c0` a multiple of 16): the 16 lane sums continue from
+/// `acc` (unless `c0 == 0`) and go back to it, or, on the pass that ends at column `n`,
+/// are reduced into `dh`.
+#[inline(always)]
+unsafe fn d_tile<const R: usize, const I: usize>(
+    acc: *mut [[__m512; R]; I],
+    dh: (*mut f32, usize),
+    dz: (*const f32, usize),
+    w: (*const f32, usize),
+    (c0, c1, n): (usize, usize, usize),
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds;
+    // `acc` points to a live, exclusively borrowed buffer of `I * R` registers.
+    unsafe {
+        let mut sums = [[_mm512_setzero_ps(); R]; I];
+        if c0 > 0 {
+            // Element by element: a whole-array copy kept the sums in memory.
+            for (i, row) in sums.iter_mut().enumerate() {
+                for (r, a) in row.iter_mut().enumerate() {
+                    *a = (*acc)[i][r];
+                }
+            }
+        }
+        let mut c = c0;
+        while c + 16 <= c1 {
+            // `I` registers of `dz`, then one row of `w` at a time: 29 registers for the
+            // largest tile (all `R` rows of `w` at once needed 31, and sums spilled).
+            let mut zv = [_mm512_setzero_ps(); I];
+            for (i, v) in zv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(dz.0.add(i * dz.1 + c));
+            }
+            for r in 0..R {
+                let wr = _mm512_loadu_ps(w.0.add(r * w.1 + c));
+                for (row, &z) in sums.iter_mut().zip(&zv) {
+                    row[r] = _mm512_fmadd_ps(z, wr, row[r]);
+                }
+            }
+            c += 16;
+        }
+        if c < c1 {
+            // The last columns, fewer than 16 (only on the last pass): masked-off lanes
+            // keep their sums.
+            let mask: __mmask16 = (1 << (c1 - c)) - 1;
+            let mut wv = [_mm512_setzero_ps(); R];
+            for (r, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_maskz_loadu_ps(mask, w.0.add(r * w.1 + c));
+            }
+            for (i, row) in sums.iter_mut().enumerate() {
+                let zv = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + c));
+                for (a, &wr) in row.iter_mut().zip(&wv) {
+                    *a = _mm512_mask3_fmadd_ps(zv, wr, *a, mask);
+                }
+            }
+        }
+        if c1 < n {
+            for (i, row) in sums.iter().enumerate() {
+                for (r, &a) in row.iter().enumerate() {
+                    (*acc)[i][r] = a;
+                }
+            }
+            return;
+        }
+        for (i, row) in sums.iter().enumerate() {
+            for (r, &a) in row.iter().enumerate() {
+                *dh.0.add(i * dh.1 + r) = reduce(a);
+            }
+        }
+    }
+}
+
+/// [`d_tile`] over all `m` rows of `dz`, for `R` rows of `w`: groups of [`DG`] rows, each
+/// in passes of [`DC`] columns.
+#[inline(always)]
+unsafe fn d_rows<const R: usize>(
+    dh: (*mut f32, usize),
+    dz: (*const f32, usize),
+    w: (*const f32, usize),
+    m: usize,
+    n: usize,
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // Tile `t` of a group parks its sums in `parked[t]`, inside the buffer.
+    unsafe {
+        let mut parked = [[[_mm512_setzero_ps(); R]; DI]; DG / DI];
+        // Every slot is addressed from this one pointer.
+        let slots = parked.as_mut_ptr();
+        for g in (0..m).step_by(DG) {
+            let rows = (m - g).min(DG);
+            for c0 in (0..n).step_by(DC) {
+                let cols = (c0, (c0 + DC).min(n), n);
+                let mut t = 0;
+                while DI * (t + 1) <= rows {
+                    let i = g + DI * t;
+                    let (dh, dz) = ((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1));
+                    d_tile::<R, DI>(slots.add(t), dh, dz, w, cols);
+                    t += 1;
+                }
+                let i = g + DI * t;
+                let (dh, dz) = ((dh.0.add(i * dh.1), dh.1), (dz.0.add(i * dz.1), dz.1));
+                // The group's last rows, fewer than a tile, park in the next slot (its
+                // first rows): `t < DG / DI` whenever any are left.
+                let slot = slots.wrapping_add(t);
+                match rows - DI * t {
+                    0 => {}
+                    1 => d_tile::<R, 1>(slot.cast(), dh, dz, w, cols),
+                    2 => d_tile::<R, 2>(slot.cast(), dh, dz, w, cols),
+                    _ => d_tile::<R, 3>(slot.cast(), dh, dz, w, cols),
+                }
+            }
+        }
+    }
+}
+
+/// Rows of `w` per pass of [`backward`]: the input masks of that many rows are computed at
+/// once, then their input gradient, then their update.
+const MR: usize = 64;
+
+/// For each row `r < len` (at most [`MR`]) of `x`, the bits `1 << (i - i0)` of the batch
+/// rows `i` in `i0..i1` (at most 64 of them) at which `x[i, r] > 0` (into `positive`) and at
+/// which `x[i, r] != 0`, NaN included (into `nonzero`). Batch rows whose terms are all zero
+/// can be skipped: that leaves every sum as it is.
+#[inline(always)]
+unsafe fn masks(
+    x: (*const f32, usize),
+    (i0, i1): (usize, usize),
+    len: usize,
+    positive: &mut [u64; MR],
+    nonzero: &mut [u64; MR],
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and `x` addresses rows `i0..i1`, columns `0..len`; masked-off lanes are
+    // neither read nor written, and the stores stay in the arrays (`g + 16 <= MR`).
+    unsafe {
+        let zero = _mm512_setzero_ps();
+        for g in (0..len).step_by(16) {
+            let live = lanes(len - g);
+            let mut pos = [_mm512_setzero_si512(); 2];
+            let mut nz = [_mm512_setzero_si512(); 2];
+            for i in i0..i1 {
+                let v = _mm512_maskz_loadu_ps(live, x.0.add(i * x.1 + g));
+                let kp = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, zero);
+                let kn = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero);
+                let bit = _mm512_set1_epi64(1i64 << (i - i0));
+                for (h, (p, z)) in pos.iter_mut().zip(&mut nz).enumerate() {
+                    *p = _mm512_mask_or_epi64(*p, (kp >> (8 * h)) as u8, *p, bit);
+                    *z = _mm512_mask_or_epi64(*z, (kn >> (8 * h)) as u8, *z, bit);
+                }
+            }
+            for h in 0..2 {
+                let at = g + 8 * h;
+                _mm512_storeu_si512(positive.as_mut_ptr().add(at).cast(), pos[h]);
+                _mm512_storeu_si512(nonzero.as_mut_ptr().add(at).cast(), nz[h]);
+            }
+        }
+    }
+}
+
+/// One batch row's terms of [`u_tile`]: `acc[r] += x[i, r] dz[i, ..]`.
+#[inline(always)]
+unsafe fn u_step<const R: usize, const V: usize>(
+    acc: &mut [[__m512; V]; R],
+    i: usize,
+    (x, dz): ((*const f32, usize), (*const f32, usize)),
+    mask: __mmask16,
+    rows: [usize; R],
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    unsafe {
+        let mut zv = [_mm512_setzero_ps(); V];
+        for (v, z) in zv.iter_mut().enumerate() {
+            *z = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + 16 * v));
+        }
+        for (accs, &r) in acc.iter_mut().zip(&rows) {
+            let b = _mm512_set1_ps(*x.0.add(i * x.1 + r));
+            for (a, &z) in accs.iter_mut().zip(&zv) {
+                *a = _mm512_fmadd_ps(b, z, *a);
+            }
+        }
+    }
+}
+
+/// `w[r, c..c + 16 V] = fma(-lr, sum_i x[i, r] dz[i, c..], w[r, c..])` for the `R` rows
+/// `r` in `rows`, over the batch rows in the bits of `active` (see [`masks`]) or all `m`;
+/// with `mask`, one register whose lanes past the mask are neither read nor written.
+#[inline(always)]
+unsafe fn u_tile<const R: usize, const V: usize>(
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    (m, neg_lr, mask): (usize, f32, __mmask16),
+    (rows, active): ([usize; R], Option<u64>),
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds;
+    // `active` only names rows below `m`.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        match active {
+            Some(mut bits) => {
+                while bits != 0 {
+                    let i = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    u_step(&mut acc, i, (x, dz), mask, rows);
+                }
+            }
+            None => {
+                for i in 0..m {
+                    u_step(&mut acc, i, (x, dz), mask, rows);
+                }
+            }
+        }
+        let l = _mm512_set1_ps(neg_lr);
+        for (accs, &r) in acc.iter().zip(&rows) {
+            for (v, &a) in accs.iter().enumerate() {
+                let p = w.0.add(r * w.1 + 16 * v);
+                let old = _mm512_maskz_loadu_ps(mask, p);
+                _mm512_mask_storeu_ps(p, mask, _mm512_fmadd_ps(l, a, old));
+            }
+        }
+    }
+}
+
+/// [`u_tile`] across all `n` columns, for the `R` rows `rows` of `w`.
+#[inline(always)]
+unsafe fn u_rows<const R: usize>(
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    (m, n, neg_lr): (usize, usize, f32),
+    (rows, active): ([usize; R], Option<u64>),
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    unsafe {
+        let all = !0;
+        let at = |c: usize| ((w.0.add(c), w.1), (dz.0.add(c), dz.1));
+        let rows = (rows, active);
+        let mut c = 0;
+        while c + 16 * UV <= n {
+            let (wc, zc) = at(c);
+            u_tile::<R, UV>(wc, x, zc, (m, neg_lr, all), rows);
+            c += 16 * UV;
+        }
+        while c + 16 <= n {
+            let (wc, zc) = at(c);
+            u_tile::<R, 1>(wc, x, zc, (m, neg_lr, all), rows);
+            c += 16;
+        }
+        if c < n {
+            let (wc, zc) = at(c);
+            let mask = (1u16 << (n - c)) - 1;
+            u_tile::<R, 1>(wc, x, zc, (m, neg_lr, mask), rows);
+        }
+    }
+}
+
+/// The update of the `rows` of `w`, [`UR`] at a time; with `nonzero` (see [`masks`], one
+/// word per row), each tile skips the batch rows where its inputs are all zero.
+#[inline(always)]
+unsafe fn update<K: Rows>(
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    (m, n, nonzero): (usize, usize, Option<&[u64]>),
+    lr: f32,
+    rows: K,
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds;
+    // every position passed to `rows.at` is below `rows.len()`.
+    unsafe {
+        let args = (m, n, -lr);
+        let tile = |r: &[usize]| nonzero.map(|bits| r.iter().fold(0, |a, &r| a | bits[r]));
+        let (len, mut t) = (rows.len(), 0);
+        while t + UR <= len {
+            let r: [usize; UR] = std::array::from_fn(|j| rows.at(t + j));
+            u_rows::<UR>(w, x, dz, args, (r, tile(&r)));
+            t += UR;
+        }
+        match len - t {
+            0 => {}
+            1 => {
+                let r = [rows.at(t)];
+                u_rows::<1>(w, x, dz, args, (r, tile(&r)));
+            }
+            2 => {
+                let r = [rows.at(t), rows.at(t + 1)];
+                u_rows::<2>(w, x, dz, args, (r, tile(&r)));
+            }
+            _ => {
+                let r = [rows.at(t), rows.at(t + 1), rows.at(t + 2)];
+                u_rows::<3>(w, x, dz, args, (r, tile(&r)));
+            }
+        }
+    }
+}
+
+/// Column `r` of `dh` through the backward of ReLU + dropout, for row `r` of `w` (`w` points
+/// to it, `dh` to column `r` and `dz` to the same batch row): `dh[i] = reduce(sum_c dz[i, c]
+/// w[c]) * scale` for the batch rows `i` in the bits of `positive` (see [`masks`]; the
+/// others are zeroed by the caller). They go [`DI`] at a time, sharing each load of `w`; the
+/// lane sums are those of [`d_tile`].
+#[inline(always)]
+unsafe fn d_relu_row(
+    dh: (*mut f32, usize),
+    dz: (*const f32, usize),
+    w: *const f32,
+    (positive, n): (u64, usize),
+    scale: f32,
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds,
+    // for every batch row in `positive`.
+    unsafe {
+        let (mut bits, mut rows, mut len) = (positive, [0usize; DI], 0);
+        while bits != 0 {
+            rows[len] = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            len += 1;
+            if len == DI {
+                d_relu_dots(dh, dz, w, n, scale, rows);
+                len = 0;
+            }
+        }
+        match len {
+            0 => {}
+            1 => d_relu_dots(dh, dz, w, n, scale, [rows[0]]),
+            2 => d_relu_dots(dh, dz, w, n, scale, [rows[0], rows[1]]),
+            _ => d_relu_dots(dh, dz, w, n, scale, [rows[0], rows[1], rows[2]]),
+        }
+    }
+}
+
+/// `dh[i] = reduce(sum_c dz[i, c] w[c]) * scale` for the `G` batch rows `rows`.
+#[inline(always)]
+unsafe fn d_relu_dots<const G: usize>(
+    dh: (*mut f32, usize),
+    dz: (*const f32, usize),
+    w: *const f32,
+    n: usize,
+    scale: f32,
+    rows: [usize; G],
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    unsafe {
+        let mut sums = [_mm512_setzero_ps(); G];
+        let mut c = 0;
+        while c + 16 <= n {
+            let wv = _mm512_loadu_ps(w.add(c));
+            for (a, &i) in sums.iter_mut().zip(&rows) {
+                *a = _mm512_fmadd_ps(_mm512_loadu_ps(dz.0.add(i * dz.1 + c)), wv, *a);
+            }
+            c += 16;
+        }
+        if c < n {
+            // As in `d_tile`: masked-off lanes keep their sums.
+            let mask: __mmask16 = (1 << (n - c)) - 1;
+            let wv = _mm512_maskz_loadu_ps(mask, w.add(c));
+            for (a, &i) in sums.iter_mut().zip(&rows) {
+                let zv = _mm512_maskz_loadu_ps(mask, dz.0.add(i * dz.1 + c));
+                *a = _mm512_mask3_fmadd_ps(zv, wv, *a, mask);
+            }
+        }
+        for (&a, &i) in sums.iter().zip(&rows) {
+            *dh.0.add(i * dh.1) = reduce(a) * scale;
+        }
+    }
+}
+
+/// The whole block: `dh` columns (if any, and through ReLU + dropout with a scale), then the
+/// update of every row, or of the rows `indices[t] - offset` of `update` (checked by the
+/// caller to lie in the block).
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn backward(
+    s: Shape,
+    dh: Option<((*mut f32, usize), Option<f32>)>,
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    lr: f32,
+    update: Option<Selected<'_>>,
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    unsafe {
+        if let Some((dh, None)) = dh {
+            dense_dh(s, dh, w, dz);
+        }
+        // A hidden layer's input (ReLU, then dropout) is about three quarters zeros, so a
+        // tile of 4 rows finds about a third of the batch rows all zero; the first layer's
+        // pixels (no `dh`) are zero in whole columns, which a listed `update` skips. The
+        // masks are words of 64 batch rows, so only a batch of at most 64 skips: then the
+        // ReLU pass below runs once, over all of it, and leaves `nonzero` for the update.
+        let skip = dh.is_some() && s.m <= 64;
+        let relu = dh.and_then(|(dh, scale)| scale.map(|scale| (dh, scale)));
+        let (mut positive, mut nonzero) = ([0; MR], [0; MR]);
+        for r0 in (0..s.rows).step_by(MR) {
+            let len = (s.rows - r0).min(MR);
+            let (wr, xr) = ((w.0.add(r0 * w.1), w.1), (x.0.add(r0), x.1));
+            if let Some((dh, scale)) = relu {
+                for i0 in (0..s.m).step_by(64) {
+                    let i1 = (i0 + 64).min(s.m);
+                    masks(xr, (i0, i1), len, &mut positive, &mut nonzero);
+                    let dh = (dh.0.add(i0 * dh.1 + r0), dh.1);
+                    zero(dh, i1 - i0, len);
+                    let dz = (dz.0.add(i0 * dz.1), dz.1);
+                    for (r, &bits) in positive[..len].iter().enumerate() {
+                        let w = wr.0.add(r * w.1).cast_const();
+                        d_relu_row((dh.0.add(r), dh.1), dz, w, (bits, s.n), scale);
+                    }
+                }
+            } else if skip {
+                masks(xr, (0, s.m), len, &mut positive, &mut nonzero);
+            }
+            if update.is_none() {
+                let mnb = (s.m, s.n, skip.then_some(&nonzero[..len]));
+                self::update(wr, xr, dz, mnb, lr, All(len));
+            }
+        }
+        if let Some(list) = update {
+            self::update(w, x, dz, (s.m, s.n, None), lr, Listed::new(list));
+        }
+    }
+}
+
+/// `dh = dz w^T` for all rows of the block, [`DR`] rows of `w` at a time.
+#[inline(always)]
+unsafe fn dense_dh(
+    s: Shape,
+    dh: (*mut f32, usize),
+    w: (*mut f32, usize),
+    dz: (*const f32, usize),
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    unsafe {
+        let row = |r: usize| (w.0.add(r * w.1).cast_const(), w.1);
+        let mut r = 0;
+        while r + DR <= s.rows {
+            d_rows::<DR>((dh.0.add(r), dh.1), dz, row(r), s.m, s.n);
+            r += DR;
+        }
+        let (dh, w) = ((dh.0.add(r), dh.1), row(r));
+        match s.rows - r {
+            0 => {}
+            1 => d_rows::<1>(dh, dz, w, s.m, s.n),
+            2 => d_rows::<2>(dh, dz, w, s.m, s.n),
+            3 => d_rows::<3>(dh, dz, w, s.m, s.n),
+            4 => d_rows::<4>(dh, dz, w, s.m, s.n),
+            _ => d_rows::<5>(dh, dz, w, s.m, s.n),
+        }
+    }
+}
+
+/// Sets `rows x cols` (at most [`MR`] columns) of `dh` to `+0.0`.
+#[inline(always)]
+unsafe fn zero(dh: (*mut f32, usize), rows: usize, cols: usize) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and `dh` addresses `rows` rows of `cols` columns; masked-off lanes are
+    // not written.
+    unsafe {
+        for i in 0..rows {
+            for c in (0..cols).step_by(16) {
+                let live = lanes(cols - c);
+                _mm512_mask_storeu_ps(dh.0.add(i * dh.1 + c), live, _mm512_setzero_ps());
+            }
+        }
+    }
+}
+
+/// Rows of `x` per forward tile (24 accumulators of 16 lanes with two column registers).
+const FR: usize = 12;
+/// Rows of `w` per pass of the forward product (its column panel stays in L1/L2).
+const FK: usize = 512;
+/// How many rows of `w` ahead the first row tile prefetches: a panel's rows are a whole
+/// row of `w` apart, which the hardware prefetchers do not follow.
+const PREFETCH_ROWS: usize = 8;
+
+/// `z[0..R][..16 V] (+)= x[0..R][k] w[k][..16 V]` over the rows `k` at positions
+/// `t0..t1` of `rows`; with `mask`, one register whose lanes past the mask are neither read
+/// nor written.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn f_tile<const R: usize, const V: usize, K: Rows>(
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+    (rows, t0, t1): (K, usize, usize),
+    first: bool,
+    prefetch: bool,
+    mask: __mmask16,
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        if !first {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, a) in row.iter_mut().enumerate() {
+                    *a = _mm512_maskz_loadu_ps(mask, z.0.add(r * z.1 + 16 * v));
+                }
+            }
+        }
+        for t in t0..t1 {
+            let kk = rows.at(t);
+            let wp = w.0.add(kk * w.1);
+            if prefetch {
+                let ahead = w.0.wrapping_add(rows.ahead(t) * w.1);
+                for v in 0..V {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v).cast());
+                }
+            }
+            let mut wv = [_mm512_setzero_ps(); V];
+            for (v, r) in wv.iter_mut().enumerate() {
+                *r = _mm512_maskz_loadu_ps(mask, wp.add(16 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*x.0.add(r * x.1 + kk));
+                for (a, &wr) in row.iter_mut().zip(&wv) {
+                    *a = _mm512_fmadd_ps(b, wr, *a);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &a) in row.iter().enumerate() {
+                _mm512_mask_storeu_ps(z.0.add(r * z.1 + 16 * v), mask, a);
+            }
+        }
+    }
+}
+
+/// One panel of `16 V` columns of `z`, all rows, over the `rows` of `w`.
+#[inline(always)]
+unsafe fn f_panel<const V: usize, K: Rows>(
+    m: usize,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+    (rows, mask): (K, __mmask16),
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    unsafe {
+        let k = rows.len();
+        for k0 in (0..k).step_by(FK) {
+            let ks = (rows, k0, (k0 + FK).min(k));
+            let first = k0 == 0;
+            let mut i = 0;
+            while i + FR <= m {
+                let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
+                f_tile::<FR, V, K>(zi, xi, w, ks, first, i == 0, mask);
+                i += FR;
+            }
+            let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
+            let pf = i == 0;
+            match m - i {
+                0 => {}
+                1 => f_tile::<1, V, K>(zi, xi, w, ks, first, pf, mask),
+                2 => f_tile::<2, V, K>(zi, xi, w, ks, first, pf, mask),
+                3 => f_tile::<3, V, K>(zi, xi, w, ks, first, pf, mask),
+                4 => f_tile::<4, V, K>(zi, xi, w, ks, first, pf, mask),
+                5 => f_tile::<5, V, K>(zi, xi, w, ks, first, pf, mask),
+                6 => f_tile::<6, V, K>(zi, xi, w, ks, first, pf, mask),
+                7 => f_tile::<7, V, K>(zi, xi, w, ks, first, pf, mask),
+                8 => f_tile::<8, V, K>(zi, xi, w, ks, first, pf, mask),
+                9 => f_tile::<9, V, K>(zi, xi, w, ks, first, pf, mask),
+                10 => f_tile::<10, V, K>(zi, xi, w, ks, first, pf, mask),
+                _ => f_tile::<11, V, K>(zi, xi, w, ks, first, pf, mask),
+            }
+        }
+    }
+}
+
+/// `z = x w` over every row of `w`, or over the rows in `support` (checked by the caller
+/// to be below `s.rows`).
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn forward(
+    s: Shape,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+    support: Option<&[u32]>,
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs).
+    unsafe {
+        match support {
+            None => panels(s, z, x, w, All(s.rows)),
+            Some(indices) => {
+                let rows = Selected { indices, offset: 0 };
+                panels(s, z, x, w, Listed::new(rows))
+            }
+        }
+    }
+}
+
+/// [`forward`]'s panels: 32 columns, then 16, then a masked one.
+#[inline(always)]
+unsafe fn panels<K: Rows>(
+    s: Shape,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+    rows: K,
+) {
+    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
+    // is available and every pointer + leading dimension addresses its operand in bounds.
+    unsafe {
+        let mut c = 0;
+        while c < s.n {
+            let (zc, wc) = ((z.0.add(c), z.1), (w.0.add(c), w.1));
+            let left = s.n - c;
+            if left >= 32 {
+                f_panel::<2, K>(s.m, zc, x, wc, (rows, !0));
+                c += 32;
+            } else {
+                let mask = lanes(left);
+                f_panel::<1, K>(s.m, zc, x, wc, (rows, mask));
+                c += 16;
+            }
+        }
+    }
+}

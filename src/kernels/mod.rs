@@ -1,0 +1,544 @@
+//! The numeric kernels of a training step, over plain ndarray views, and the choice of the code
+//! that runs them ([`Kernels`]).
+//!
+//! relumax's arithmetic is one written definition ([`portable`]'s module doc for the products,
+//! [`elementwise`]'s for the rest): every floating-point operation of a step and of evaluation
+//! has one fixed order. Three implementations follow it bit for bit, chosen at run time:
+//! portable Rust (the reference, and what aarch64 runs), AVX2 + FMA and AVX-512. So the same
+//! seed gives the same bits on every CPU. OpenBLAS ([`Kernels::Blas`]) is the exception: faster
+//! on some machines, it rounds as its CPU kernel does.
+//!
+//! - [`forward`] and [`forward_sparse`]: `z = x W` (the latter skipping the input columns that
+//!   are zero throughout the batch, listed by [`nonzero_columns`]);
+//! - [`backward_sgd`], [`backward_sgd_relu`], [`update_sparse`], [`backward_momentum`]: a
+//!   layer's input gradient `dh = dz W^T` (through the previous layer's ReLU + dropout
+//!   backward) and its update from `x^T dz`, fused per block of `W`'s rows so that each block
+//!   is read once for both while it sits in cache;
+//! - the element-wise kernels: [`bias_relu_dropout`], [`relu_dropout_backward`],
+//!   [`softmax_cross_entropy`], [`softmax`], [`bias_sgd`], [`argmax_rows`];
+//! - [`gemm`] and [`par_gemm`]: OpenBLAS's `sgemm`, for the [`Kernels::Blas`] backend and for
+//!   building other layers.
+//!
+//! Products are cut into blocks run in parallel by rayon; every element's operations are fixed
+//! by the definition, so results are identical for any thread count.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod blas;
+mod elementwise;
+mod math;
+mod operands;
+mod portable;
+#[cfg(test)]
+mod tests;
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+
+pub use blas::{GEMM_K_ALIGN, MIN_BLOCK, block_size, gemm, par_gemm};
+pub use elementwise::{
+    BatchStats, CHUNK_ROWS, Dropout, argmax, argmax_rows, bias_relu_dropout, bias_sgd,
+    relu_dropout_backward, softmax, softmax_cross_entropy,
+};
+pub use math::{exp, ln};
+pub(crate) use math::{ln_f64, sin_cos_f64};
+pub(crate) use operands::prefetch;
+use operands::{Block, Isa, Selected};
+pub use portable::BATCH_BLOCK;
+
+use crate::error::{Error, Result};
+
+/// The environment variable that forces a [`Kernels`] choice on the command line tool.
+pub const KERNELS_ENV: &str = "RELUMAX_KERNELS";
+
+/// Which code runs the matrix products of training and evaluation.
+///
+/// `Auto`, `Portable`, `Avx2` and `Avx512` all compute relumax's arithmetic, with the same bits;
+/// `Blas` sends the products to OpenBLAS (fast, deterministic for any thread count, but its
+/// rounding depends on the OpenBLAS build and the CPU).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Kernels {
+    /// The fastest implementation of relumax's arithmetic that this CPU runs (the default).
+    #[default]
+    Auto,
+    /// Portable Rust: every CPU (on x86-64 without AVX2 + FMA, and on aarch64).
+    Portable,
+    /// AVX2 + FMA.
+    Avx2,
+    /// AVX-512F (with AVX2 + FMA for the products it has no kernel for).
+    Avx512,
+    /// OpenBLAS's `sgemm` for every product: not bit-portable across CPUs.
+    Blas,
+}
+
+impl Kernels {
+    /// Every choice, `Auto` first.
+    pub const ALL: [Kernels; 5] = [
+        Kernels::Auto,
+        Kernels::Portable,
+        Kernels::Avx2,
+        Kernels::Avx512,
+        Kernels::Blas,
+    ];
+
+    /// The lowercase name (`"auto"`, `"portable"`, `"avx2"`, `"avx512"`, `"blas"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Auto => "auto",
+            Kernels::Portable => "portable",
+            Kernels::Avx2 => "avx2",
+            Kernels::Avx512 => "avx512",
+            Kernels::Blas => "blas",
+        }
+    }
+
+    fn isa(self) -> Option<Isa> {
+        match self {
+            Kernels::Auto => Some(Isa::best()),
+            Kernels::Portable => Some(Isa::Portable),
+            Kernels::Avx2 => Some(Isa::Avx2),
+            Kernels::Avx512 => Some(Isa::Avx512),
+            Kernels::Blas => None,
+        }
+    }
+
+    /// Whether this CPU (and this build) runs it.
+    pub fn supported(self) -> bool {
+        self.isa().is_none_or(Isa::supported)
+    }
+
+    /// What actually runs: `Auto` becomes the fastest implementation this CPU supports.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when this CPU cannot run the choice (e.g. `Avx512` without AVX-512F).
+    pub fn resolve(self) -> Result<Kernels> {
+        if !self.supported() {
+            return Err(Error::Config {
+                field: "kernels",
+                reason: format!(
+                    "this CPU cannot run the {} kernels (it runs {})",
+                    self.name(),
+                    Kernels::runnable()
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        Ok(match self.isa() {
+            Some(Isa::Portable) => Kernels::Portable,
+            Some(Isa::Avx2) => Kernels::Avx2,
+            Some(Isa::Avx512) => Kernels::Avx512,
+            None => Kernels::Blas,
+        })
+    }
+
+    /// The concrete choices (not `Auto`) this CPU runs.
+    pub fn runnable() -> Vec<Kernels> {
+        Kernels::ALL[1..]
+            .iter()
+            .copied()
+            .filter(|k| k.supported())
+            .collect()
+    }
+
+    /// Whether results are relumax's arithmetic, the same bits on every CPU (all but `Blas`).
+    pub fn is_portable_arithmetic(self) -> bool {
+        self != Kernels::Blas
+    }
+
+    /// The choice in [`KERNELS_ENV`], if set.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when it is set to something else than a choice's name.
+    pub fn from_env() -> Result<Option<Kernels>> {
+        match std::env::var(KERNELS_ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Ok(v) if v.is_empty() => Ok(None),
+            Ok(v) => v.parse().map(Some).map_err(|reason| Error::Config {
+                field: "kernels",
+                reason: format!("{KERNELS_ENV}: {reason}"),
+            }),
+            Err(e) => Err(Error::Config {
+                field: "kernels",
+                reason: format!("{KERNELS_ENV}: {e}"),
+            }),
+        }
+    }
+
+    /// The implementation to run, for a resolved choice.
+    #[track_caller]
+    fn run(self) -> Option<Isa> {
+        let isa = self.isa();
+        if let Some(isa) = isa {
+            assert!(
+                isa.supported(),
+                "the {} kernels were called on a CPU without them",
+                self.name()
+            );
+        }
+        isa
+    }
+}
+
+impl std::fmt::Display for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kernels {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Kernels::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("unknown kernels {s:?} (expected auto, portable, avx2, avx512 or blas)")
+            })
+    }
+}
+
+/// Below this many FLOPs (about 10 µs of one core), a product runs on the calling thread:
+/// handing blocks to another thread would cost more than it saves.
+const PAR_MIN_FLOPS: usize = 1 << 20;
+
+/// Rayon's `with_min_len` for the blocks of a product of `flops`: all blocks in one task (on
+/// the calling thread) below [`PAR_MIN_FLOPS`], otherwise one block per task.
+fn min_blocks_per_task(flops: usize) -> usize {
+    if flops < PAR_MIN_FLOPS { usize::MAX } else { 1 }
+}
+
+#[cold]
+#[track_caller]
+#[inline(never)]
+fn shape_error(what: &str, expected: (usize, usize), found: (usize, usize)) -> ! {
+    panic!("{what}: expected shape {expected:?}, found {found:?}")
+}
+
+#[track_caller]
+fn check(what: &str, expected: (usize, usize), found: (usize, usize)) {
+    if expected != found {
+        shape_error(what, expected, found);
+    }
+}
+
+/// Whether every view can be addressed row by row (else a copy is made first).
+fn addressable(views: &[&ArrayView2<'_, f32>]) -> bool {
+    views.iter().all(|v| operands::rows_contiguous(*v))
+}
+
+/// A layer's forward product `z = x w` with `kernels` (`Auto` resolves to this CPU's fastest).
+///
+/// # Panics
+/// If shapes disagree (`x: (m, k)`, `w: (k, n)`, `z: (m, n)`), or this CPU cannot run
+/// `kernels` ([`Kernels::resolve`] says so as an error first).
+#[track_caller]
+pub fn forward(
+    kernels: Kernels,
+    z: &mut ArrayViewMut2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    w: &ArrayView2<'_, f32>,
+) {
+    forward_over(kernels, z, x, w, None);
+}
+
+/// The columns of `x` that hold a nonzero value, ascending, into `support` (reusing its
+/// allocation). `+0.0` and `-0.0` count as zero, NaN as nonzero.
+pub fn nonzero_columns(x: &ArrayView2<'_, f32>, support: &mut Vec<u32>) {
+    let cols = x.ncols();
+    support.clear();
+    support.resize(cols, 0);
+    let x = x.as_standard_layout();
+    let values = x.as_slice().expect("standard layout");
+    for row in values.chunks_exact(cols.max(1)) {
+        for (bits, v) in support.iter_mut().zip(row) {
+            *bits |= v.to_bits() << 1;
+        }
+    }
+    // In place, without a branch: column `j` is read before position `kept <= j` is written.
+    let mut kept = 0;
+    for j in 0..cols {
+        let nonzero = support[j] != 0;
+        support[kept] = j as u32;
+        kept += usize::from(nonzero);
+    }
+    support.truncate(kept);
+}
+
+/// [`forward`] for an input `x` whose columns outside `support` are zero, as
+/// [`nonzero_columns`] lists them: the rows of `w` that only zeros would multiply are skipped,
+/// which gives the same bits as [`forward`] (OpenBLAS computes the whole product).
+///
+/// # Panics
+/// As [`forward`]; also if `support` is not strictly increasing below `x.ncols()`.
+#[track_caller]
+pub fn forward_sparse(
+    kernels: Kernels,
+    z: &mut ArrayViewMut2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    w: &ArrayView2<'_, f32>,
+    support: &[u32],
+) {
+    forward_over(kernels, z, x, w, Some(support));
+}
+
+#[track_caller]
+fn forward_over(
+    kernels: Kernels,
+    z: &mut ArrayViewMut2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    w: &ArrayView2<'_, f32>,
+    support: Option<&[u32]>,
+) {
+    check("forward w", (x.ncols(), z.ncols()), w.dim());
+    check("forward z", (x.nrows(), w.ncols()), z.dim());
+    if let Some(indices) = support {
+        Selected { indices, offset: 0 }.check(x.ncols(), "forward_sparse");
+    }
+    let Some(isa) = kernels.run() else {
+        return par_gemm(z, 0.0, x, w, 1.0);
+    };
+    let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
+    let ((m, k), n) = (x.dim(), w.ncols());
+    // Column blocks: enough to balance up to 8 threads, a multiple of the 32-column panels.
+    let size = (n / 8).max(32).next_multiple_of(32);
+    let min_len = min_blocks_per_task(2 * m * k * n);
+    let run = |z: &mut ArrayViewMut2<'_, f32>| {
+        z.axis_chunks_iter_mut(Axis(1), size)
+            .into_par_iter()
+            .zip(w.axis_chunks_iter(Axis(1), size).into_par_iter())
+            .with_min_len(min_len)
+            .for_each(|(zb, wb)| operands::forward(isa, zb, &x.view(), &wb, support));
+    };
+    if operands::rows_contiguous(z) {
+        run(z);
+    } else {
+        let mut owned = z.to_owned();
+        run(&mut owned.view_mut());
+        z.assign(&owned);
+    }
+}
+
+/// The backward product and SGD update of one dense layer, fused and parallel:
+/// `dh = dz W^T` (from the old `W`, when `dh` is given), then `W <- W - lr * x^T dz`.
+///
+/// `W: (inputs, outputs)`, `dz: (rows, outputs)`, `x: (rows, inputs)`, `dh: (rows, inputs)`.
+/// The rows of `W` are cut into blocks, one per task; each task takes its block's columns of
+/// `dh` and then updates the block while it is still in cache, so `W` is streamed once for
+/// both products. Results do not depend on the number of threads.
+///
+/// # Panics
+/// If shapes disagree, an operand's rows are not contiguous, or this CPU cannot run `kernels`.
+#[track_caller]
+pub fn backward_sgd(
+    kernels: Kernels,
+    dh: Option<&mut ArrayViewMut2<'_, f32>>,
+    w: &mut ArrayViewMut2<'_, f32>,
+    dz: &ArrayView2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    lr: f32,
+) {
+    backward(kernels, dh, w, None, dz, x, (lr, None));
+}
+
+/// [`backward_sgd`] for a layer whose input `x` is the output of [`bias_relu_dropout`], with
+/// that kernel's backward ([`relu_dropout_backward`] with `x` and `scale`) applied to `dh`:
+/// `dh = (dz W^T) * [x > 0] * scale`, then `W <- W - lr * x^T dz`. The same bits as the two
+/// calls; relumax's kernels compute only the dot products where `x > 0` (about a quarter of
+/// them after ReLU and dropout 0.5).
+///
+/// # Panics
+/// As [`backward_sgd`].
+#[track_caller]
+pub fn backward_sgd_relu(
+    kernels: Kernels,
+    dh: &mut ArrayViewMut2<'_, f32>,
+    w: &mut ArrayViewMut2<'_, f32>,
+    dz: &ArrayView2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    (lr, scale): (f32, f32),
+) {
+    backward(kernels, Some(dh), w, None, dz, x, (lr, Some(scale)));
+}
+
+/// [`backward_sgd`] with momentum `mu` (PyTorch's convention): `dh` as there (through ReLU +
+/// dropout with `Some(scale)`), then `V <- mu V + x^T dz` and `W <- W - lr V`.
+///
+/// # Panics
+/// As [`backward_sgd`]; also if `v` is not shaped as `w`.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn backward_momentum(
+    kernels: Kernels,
+    dh: Option<(&mut ArrayViewMut2<'_, f32>, Option<f32>)>,
+    w: &mut ArrayViewMut2<'_, f32>,
+    v: &mut ArrayViewMut2<'_, f32>,
+    dz: &ArrayView2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    (lr, mu): (f32, f32),
+) {
+    check("momentum velocity", w.dim(), v.dim());
+    let (dh, relu) = match dh {
+        Some((dh, relu)) => (Some(dh), relu),
+        None => (None, None),
+    };
+    backward(kernels, dh, w, Some((v, mu)), dz, x, (lr, relu));
+}
+
+/// Bytes of `W` per block of the fused backward: the block is read for `dh`, then again (from
+/// cache) for the update.
+const BACKWARD_BLOCK_BYTES: usize = 96 << 10;
+
+#[track_caller]
+fn backward(
+    kernels: Kernels,
+    dh: Option<&mut ArrayViewMut2<'_, f32>>,
+    w: &mut ArrayViewMut2<'_, f32>,
+    velocity: Option<(&mut ArrayViewMut2<'_, f32>, f32)>,
+    dz: &ArrayView2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    (lr, relu): (f32, Option<f32>),
+) {
+    let (inputs, outputs) = w.dim();
+    check("backward dz", (x.nrows(), outputs), dz.dim());
+    check("backward x", (dz.nrows(), inputs), x.dim());
+    if let Some(dh) = &dh {
+        check("backward dh", x.dim(), dh.dim());
+    }
+    let Some(isa) = kernels.run() else {
+        return blas::backward(dh, w, velocity, dz, x, (lr, relu));
+    };
+    assert!(
+        addressable(&[&w.view(), dz, x]) && dh.as_ref().is_none_or(|d| addressable(&[&d.view()])),
+        "backward: operands' rows must be contiguous"
+    );
+    let cached = (BACKWARD_BLOCK_BYTES / (4 * outputs.max(1))).max(12) / 12 * 12;
+    let size = cached.min(inputs.div_ceil(8).next_multiple_of(12)).max(1);
+    let flops = 2 * x.len() * outputs * if dh.is_some() { 2 } else { 1 };
+    let dh_blocks = blas::dh_blocks(dh, size, inputs);
+    let (v_blocks, mu) = match velocity {
+        Some((v, mu)) => (Some(v.axis_chunks_iter_mut(Axis(0), size)), mu),
+        None => (None, 0.0),
+    };
+    let v_blocks = match v_blocks {
+        Some(it) => rayon::iter::Either::Left(it.into_par_iter().map(Some)),
+        None => rayon::iter::Either::Right(
+            (0..inputs.div_ceil(size)).into_par_iter().map(|_| None),
+        ),
+    };
+    w.axis_chunks_iter_mut(Axis(0), size)
+        .into_par_iter()
+        .zip(x.axis_chunks_iter(Axis(1), size).into_par_iter())
+        .zip(dh_blocks)
+        .zip(v_blocks)
+        .with_min_len(min_blocks_per_task(flops))
+        .for_each(|(((w, x), dh), v)| {
+            let block = Block {
+                w,
+                x,
+                dh,
+                update: None,
+                relu,
+                velocity: v.map(|v| (v, mu)),
+            };
+            operands::backward_rows(isa, block, dz, lr);
+        });
+}
+
+/// The SGD update of a first layer (no input gradient), `W <- W - lr * x^T dz`, for an input
+/// `x` whose columns outside `support` are zero, as [`nonzero_columns`] lists them.
+///
+/// Only the rows of `W` in `support` are updated: the others' updates are exactly zero. The
+/// same bits as [`backward_sgd`] without `dh`. ([`Kernels::Blas`] computes every row.)
+///
+/// # Panics
+/// As [`backward_sgd`]; also if `support` is not strictly increasing below `W.nrows()`.
+#[track_caller]
+pub fn update_sparse(
+    kernels: Kernels,
+    w: &mut ArrayViewMut2<'_, f32>,
+    dz: &ArrayView2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    lr: f32,
+    support: &[u32],
+) {
+    let (inputs, outputs) = w.dim();
+    check("update dz", (x.nrows(), outputs), dz.dim());
+    check("update x", (dz.nrows(), inputs), x.dim());
+    let selected = Selected {
+        indices: support,
+        offset: 0,
+    };
+    selected.check(inputs, "update_sparse");
+    let Some(isa) = kernels.run() else {
+        return blas::backward(None, w, None, dz, x, (lr, None));
+    };
+    // Pieces of equal numbers of rows balance the threads; a multiple of 4 rows fills the
+    // kernels' update tiles.
+    let size = support.len().div_ceil(8).next_multiple_of(4).max(4);
+    let parallel = 2 * x.nrows() * support.len() * outputs >= PAR_MIN_FLOPS;
+    let sparse = SparseUpdate {
+        isa,
+        dz,
+        lr,
+        size,
+        parallel,
+    };
+    sparse.run(w.view_mut(), x.view(), support, 0);
+}
+
+/// [`update_sparse`] over pieces of the support, split recursively with `rayon::join`.
+struct SparseUpdate<'a, 'b> {
+    isa: Isa,
+    dz: &'a ArrayView2<'b, f32>,
+    lr: f32,
+    /// Support rows per piece.
+    size: usize,
+    parallel: bool,
+}
+
+impl SparseUpdate<'_, '_> {
+    /// Updates the `support` rows of `w`, whose first row is row `offset` of the layer.
+    fn run(
+        &self,
+        w: ArrayViewMut2<'_, f32>,
+        x: ArrayView2<'_, f32>,
+        support: &[u32],
+        offset: usize,
+    ) {
+        if support.len() <= self.size {
+            let update = Some(Selected {
+                indices: support,
+                offset,
+            });
+            let block = Block {
+                w,
+                x,
+                dh: None,
+                update,
+                relu: None,
+                velocity: None,
+            };
+            return operands::backward_rows(self.isa, block, self.dz, self.lr);
+        }
+        let mid = (support.len() / self.size / 2).max(1) * self.size;
+        let cut = support[mid] as usize - offset;
+        let (w0, w1) = w.split_at(Axis(0), cut);
+        let (x0, x1) = x.split_at(Axis(1), cut);
+        let (s0, s1) = support.split_at(mid);
+        let left = || self.run(w0, x0, s0, offset);
+        let right = || self.run(w1, x1, s1, offset + cut);
+        if self.parallel {
+            rayon::join(left, right);
+        } else {
+            left();
+            right();
+        }
+    }
+}

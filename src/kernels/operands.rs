@@ -1,0 +1,297 @@
+//! The safe entry points of the product implementations: which instruction sets this CPU runs
+//! ([`Isa`]), the operands of a block ([`Block`]), and [`forward`] and [`backward_rows`], which
+//! check every shape, layout and index before handing raw pointers to an implementation.
+//!
+//! `unsafe` here is the calls into the implementations, whose contract (stated in
+//! [`super::portable`] and [`super::avx512`]) the checks establish, and one cache hint.
+
+#![allow(unsafe_code)]
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+#[cfg(target_arch = "x86_64")]
+use super::{avx2, avx512};
+use super::portable::{self, Native, Rows, Step};
+
+/// An implementation of relumax's arithmetic. All give the same bits; they differ in speed and
+/// in the CPUs that run them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Isa {
+    /// Portable Rust: every CPU.
+    Portable,
+    /// AVX2 + FMA (x86-64 since Haswell and Zen).
+    Avx2,
+    /// AVX-512F, with AVX2 + FMA for what it has no kernel for.
+    Avx512,
+}
+
+impl Isa {
+    /// Whether this CPU runs it (detected at run time; `std` caches the answer).
+    pub(crate) fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            match self {
+                Isa::Portable => true,
+                Isa::Avx2 => avx2,
+                Isa::Avx512 => avx2 && has!("avx512f"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Isa::Portable
+        }
+    }
+
+    /// The fastest this CPU runs.
+    pub(crate) fn best() -> Isa {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .find(|i| i.supported())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// `self` for an update of a batch of `m` rows (`momentum` with a velocity): the AVX-512
+    /// kernels sum one block of [`portable::BATCH_BLOCK`] rows and know no velocity, so such
+    /// blocks go to AVX2.
+    fn for_update(self, m: usize, momentum: bool) -> Isa {
+        if self == Isa::Avx512 && (m > portable::BATCH_BLOCK || momentum) {
+            Isa::Avx2
+        } else {
+            self
+        }
+    }
+
+    #[track_caller]
+    fn require(self) {
+        assert!(
+            self.supported(),
+            "the {self:?} kernels were called on a CPU without them"
+        );
+    }
+}
+
+/// Asks the CPU to bring `data` into its L2 cache ahead of use (one prefetch per 64-byte line).
+/// A hint only: it never faults and changes no value. A no-op on other architectures.
+pub(crate) fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        let start = data.as_ptr().cast::<i8>();
+        for offset in (0..std::mem::size_of_val(data)).step_by(64) {
+            // SAFETY: `offset` is inside `data`, so the pointer stays inside the allocation;
+            // a prefetch reads nothing architecturally and cannot fault. SSE is part of the
+            // x86_64 baseline.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(start.add(offset)) }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
+/// Operands of one block of `W`'s rows.
+pub(crate) struct Block<'a, 'b> {
+    /// `(rows, outputs)`: the block of `W`, rows contiguous.
+    pub w: ArrayViewMut2<'b, f32>,
+    /// `(batch, rows)`: the block's columns of the layer input.
+    pub x: ArrayView2<'a, f32>,
+    /// `(batch, rows)`: the block's columns of the input gradient, if wanted.
+    pub dh: Option<ArrayViewMut2<'b, f32>>,
+    /// The rows to update, if not all: `indices[t] - offset` (the input gradient still covers
+    /// every row).
+    pub update: Option<Selected<'a>>,
+    /// With `Some(scale)`, the input gradient goes through the backward of ReLU + dropout
+    /// (`x` is that layer's output): `dh[i, r] = (dz W^T)[i, r] * scale` where `x[i, r] > 0`,
+    /// else `+0.0`, and only those dot products are computed.
+    pub relu: Option<f32>,
+    /// With momentum: the block's rows of the velocity, and the momentum.
+    pub velocity: Option<(ArrayViewMut2<'b, f32>, f32)>,
+}
+
+/// Some of a matrix's rows: `indices[t] - offset`, strictly increasing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Selected<'a> {
+    /// Row indices, strictly increasing, all in `offset..offset + rows`.
+    pub indices: &'a [u32],
+    /// Subtracted from each index.
+    pub offset: usize,
+}
+
+impl Selected<'_> {
+    /// Panics, naming `what`, unless every index lies in `offset..offset + rows`, strictly
+    /// increasing.
+    #[track_caller]
+    pub(crate) fn check(&self, rows: usize, what: &str) {
+        let ok = self.indices.windows(2).all(|p| p[0] < p[1])
+            && self
+                .indices
+                .first()
+                .is_none_or(|&i| i as usize >= self.offset)
+            && self
+                .indices
+                .last()
+                .is_none_or(|&i| (i as usize) < self.offset + rows);
+        let (start, end) = (self.offset, self.offset + rows);
+        assert!(
+            ok,
+            "{what}: the support must be strictly increasing indices in {start}..{end}"
+        );
+    }
+}
+
+/// The sizes of a product: `m` batch rows, `rows` rows of `W` (its inner dimension), `n`
+/// columns of `W`.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    pub m: usize,
+    pub rows: usize,
+    pub n: usize,
+}
+
+#[track_caller]
+fn checked(block: &Block<'_, '_>, dz: &ArrayView2<'_, f32>) -> Shape {
+    let (rows, n) = block.w.dim();
+    let m = dz.nrows();
+    assert_eq!(dz.ncols(), n, "backward: dz columns");
+    assert_eq!(block.x.dim(), (m, rows), "backward: x block");
+    require_rows(&block.w, "backward: W");
+    require_rows(dz, "backward: dz");
+    require_rows(&block.x, "backward: x");
+    if let Some(dh) = &block.dh {
+        assert_eq!(dh.dim(), (m, rows), "backward: dh block");
+        require_rows(dh, "backward: dh");
+    }
+    if let Some((v, _)) = &block.velocity {
+        assert_eq!(v.dim(), (rows, n), "backward: velocity block");
+        require_rows(v, "backward: velocity");
+        assert!(block.update.is_none(), "backward: momentum updates every row");
+    }
+    if let Some(update) = &block.update {
+        update.check(rows, "backward");
+    }
+    Shape { m, rows, n }
+}
+
+/// For one block of `W`'s rows: `dh = dz W^T` (from the old `W`, when `dh` is given), then the
+/// step of `W` (on the rows `block.update` selects, or all) with learning rate `lr`, with
+/// `isa`'s kernels (or AVX2's where AVX-512 has none: see `Isa::for_update`).
+///
+/// # Panics
+/// If `isa` is not supported here, or shapes or layouts disagree (rows must be contiguous).
+#[track_caller]
+pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<'_, f32>, lr: f32) {
+    isa.require();
+    let s = checked(&block, dz);
+    if s.m == 0 || s.rows == 0 || s.n == 0 {
+        return;
+    }
+    let isa = isa.for_update(s.m, block.velocity.is_some());
+    let ld = |strides: &[isize]| strides[0] as usize;
+    let w = (block.w.as_mut_ptr(), ld(block.w.strides()));
+    let x = (block.x.as_ptr(), ld(block.x.strides()));
+    let dzp = (dz.as_ptr(), ld(dz.strides()));
+    let dh = block
+        .dh
+        .as_mut()
+        .map(|d| ((d.as_mut_ptr(), ld(d.strides())), block.relu));
+    let step = match &mut block.velocity {
+        None => Step::Sgd { lr },
+        Some((v, mu)) => Step::Momentum {
+            lr,
+            mu: *mu,
+            v: (v.as_mut_ptr(), ld(v.strides())),
+        },
+    };
+    // SAFETY: `isa` is supported (checked above; `for_update` only moves to AVX2, which every
+    // AVX-512 CPU counted as supported has). `checked` proved every operand's shape, that rows
+    // are contiguous with the leading dimensions read here and that the selected rows are in
+    // the block, so the kernels' accesses `p + i * ld + j` stay inside the views; `w`, `dh` and
+    // the velocity are exclusive borrows, `x` and `dz` shared ones, so nothing aliases.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::backward(s, dh, w, x, dzp, lr, block.update),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::backward(s, dh, w, x, dzp, step, block.update),
+            _ => portable::backward::<Native>(s, dh, w, x, dzp, step, block.update),
+        }
+    }
+}
+
+/// `z = x w` with `isa`'s kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`; with a `support`,
+/// only over those `k` (the columns of `x` that can be nonzero).
+///
+/// # Panics
+/// If `isa` is not supported here, or shapes or layouts disagree (rows must be contiguous), or
+/// the support is not strictly increasing below `k`.
+#[track_caller]
+pub(crate) fn forward(
+    isa: Isa,
+    mut z: ArrayViewMut2<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    w: &ArrayView2<'_, f32>,
+    support: Option<&[u32]>,
+) {
+    isa.require();
+    let ((m, k), n) = (x.dim(), w.ncols());
+    assert_eq!(w.nrows(), k, "forward: w rows");
+    assert_eq!(z.dim(), (m, n), "forward: z shape");
+    require_rows(&z, "forward: z");
+    require_rows(x, "forward: x");
+    require_rows(w, "forward: w");
+    if let Some(indices) = support {
+        Selected { indices, offset: 0 }.check(k, "forward");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    if support.map_or(k, <[u32]>::len) == 0 {
+        z.fill(0.0);
+        return;
+    }
+    let shape = Shape { m, rows: k, n };
+    let zp = (z.as_mut_ptr(), z.strides()[0] as usize);
+    let xp = (x.as_ptr(), x.strides()[0] as usize);
+    let wp = (w.as_ptr(), w.strides()[0] as usize);
+    let rows = match support {
+        None => Rows::All(k),
+        Some(indices) => Rows::Listed(Selected { indices, offset: 0 }),
+    };
+    // SAFETY: `isa` is supported (checked above); the shapes, contiguous rows and the support
+    // (below `k`) were checked, so every access `p + i * ld + j` stays inside its view (`z` has
+    // `m` rows of `n`, `x` `m` rows of `k`, `w` `k` rows of `n`; prefetches use wrapping
+    // addresses and never dereference). `z` is an exclusive borrow, so it aliases neither `x`
+    // nor `w`.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::forward(shape, zp, xp, wp, support),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::forward(shape, zp, xp, wp, rows),
+            _ => portable::forward::<Native>(shape, zp, xp, wp, rows),
+        }
+    }
+}
+
+/// Panics, naming `what`, unless [`rows_contiguous`] holds for `view`.
+#[track_caller]
+fn require_rows<S, D>(view: &ndarray::ArrayBase<S, D>, what: &str)
+where
+    S: ndarray::RawData,
+    D: ndarray::Dimension,
+{
+    assert!(rows_contiguous(view), "{what} rows must be contiguous");
+}
+
+/// The kernels can address `view` as `p + i * ld + j`: its rows are contiguous and in order
+/// (unit column stride, non-negative row stride of at least the row length, or a single row).
+pub(crate) fn rows_contiguous<S, D>(view: &ndarray::ArrayBase<S, D>) -> bool
+where
+    S: ndarray::RawData,
+    D: ndarray::Dimension,
+{
+    let (shape, strides) = (view.shape(), view.strides());
+    let (rows, cols) = (shape[0], shape[1]);
+    (cols <= 1 || strides[1] == 1) && (rows <= 1 || strides[0] >= cols.max(1) as isize)
+}

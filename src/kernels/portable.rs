@@ -1,0 +1,531 @@
+//! relumax's arithmetic: the definition of every product of a training step, and its portable
+//! implementation (what aarch64 and every CPU without AVX2 + FMA run; compiled again with AVX2 +
+//! FMA enabled, it is also the [`super::avx2`] path).
+//!
+//! Each output element has one fixed sequence of IEEE single-precision operations, whatever the
+//! tiling, the block a thread takes, or the CPU (`fma` is the fused multiply-add, rounded once):
+//! - forward, `z = x W`, `(m, k) x (k, n)`: `z[i, j]` is the chain `acc = fma(x[i, k], w[k, j],
+//!   acc)` over `k` in increasing order, from `acc = +0`;
+//! - input gradient, `dh = dz W^T`, `(m, n) x (n, k)`: `dz[i, c] * w[r, c]` summed with `fma`
+//!   into 16 lanes (lane `c % 16`, `c` increasing, each from `+0`), then the lanes reduced by
+//!   [`reduce`]'s fixed tree; fused with the backward of ReLU + dropout, `dh[i, r] =
+//!   reduce(..) * scale` where `x[i, r] > 0` and `+0` elsewhere (NaN is not positive);
+//! - weight gradient, `g = x^T dz`: for each block of [`BATCH_BLOCK`] consecutive batch rows,
+//!   the chain `p = fma(x[i, r], dz[i, c], p)` over its rows in order from `+0`; one block gives
+//!   `g = p`, more give `g = f32(p_0 + p_1 + ...)`, the partials added in order in f64 (so that
+//!   a batch of 60,000 rounds as accurately as one of 64);
+//! - SGD update: `w = fma(-lr, g, w)`, each weight rounded once per step; with momentum `mu`,
+//!   `v = fma(mu, v, g)`, then `w = fma(-lr, v, w)`.
+//!
+//! The element-wise kernels ([`super::elementwise`]) complete the definition: bias sums, ReLU,
+//! dropout scaling, softmax with relumax's own `exp` and `log` ([`super::math`]).
+//!
+//! A zero term leaves a fused multiply-add chain exactly as it was (unless the chain stands at
+//! `-0`, which only a sum that underflows to zero produces, or a factor is infinite or NaN), so
+//! an implementation may skip the terms whose `x` is zero: the first layer's pixel columns that
+//! are zero throughout the batch, a hidden layer's inputs zeroed by ReLU and dropout.
+//!
+//! The functions here address operands through raw pointers, so that threads can own disjoint
+//! column blocks of one matrix; they share the contract of [`super::avx512`] minus the CPU
+//! feature: each `(pointer, leading dimension)` pair addresses a matrix whose rows the function
+//! reads or writes (`p + i * ld + j` for the rows and columns its shape arguments name) inside
+//! one live allocation, written operands aliasing nothing else. [`super::operands`] establishes
+//! it; each `// SAFETY:` below refers to this contract.
+
+#![allow(unsafe_code)]
+
+use super::operands::{Selected, Shape};
+
+/// Lanes of the input gradient's partial sums (one AVX-512 register of `f32`).
+pub(crate) const LANES: usize = 16;
+
+/// Batch rows per partial sum of the weight and bias gradients.
+pub const BATCH_BLOCK: usize = 64;
+
+/// The fused multiply-add `a * b + c`, rounded once: the hardware instruction where the code is
+/// compiled with it, else an exact software emulation (the same bits).
+pub(crate) trait Fma: Copy {
+    /// `a * b + c`, rounded once.
+    fn fma(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// `f32::mul_add`: one instruction on aarch64 and inside `#[target_feature(enable = "fma")]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Hardware;
+
+impl Fma for Hardware {
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+/// The pure-Rust `fmaf` of the `libm` crate: exact without an FMA unit, and no call into the
+/// platform's C library (whose fallback changes the rounding mode for every call).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct Software;
+
+impl Fma for Software {
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        libm::fmaf(a, b, c)
+    }
+}
+
+/// The `Fma` of the portable path: the instruction where the target always has one.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) type Native = Hardware;
+/// The `Fma` of the portable path: x86-64's baseline has no FMA unit.
+#[cfg(target_arch = "x86_64")]
+pub(crate) type Native = Software;
+
+/// The fixed reduction tree of the 16 lanes: halves, then quarters, then pairs.
+#[inline(always)]
+pub(crate) fn reduce(v: &[f32; LANES]) -> f32 {
+    let s8: [f32; 8] = std::array::from_fn(|l| v[l] + v[l + 8]);
+    let s4: [f32; 4] = std::array::from_fn(|l| s8[l] + s8[l + 4]);
+    let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
+    s2[0] + s2[1]
+}
+
+/// The rows of `w` (columns of `x`) a product visits: all, or an ascending list.
+#[derive(Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    /// `0..n`.
+    All(usize),
+    /// `indices[t] - offset`.
+    Listed(Selected<'a>),
+}
+
+impl Rows<'_> {
+    #[inline(always)]
+    fn len(self) -> usize {
+        match self {
+            Rows::All(n) => n,
+            Rows::Listed(s) => s.indices.len(),
+        }
+    }
+
+    #[inline(always)]
+    fn at(self, t: usize) -> usize {
+        match self {
+            Rows::All(_) => t,
+            Rows::Listed(s) => s.indices[t] as usize - s.offset,
+        }
+    }
+}
+
+/// Loads `P` consecutive values.
+///
+/// # Safety
+/// `p..p + P` is readable.
+#[inline(always)]
+unsafe fn load<const P: usize>(p: *const f32) -> [f32; P] {
+    // SAFETY: this function's contract.
+    unsafe { p.cast::<[f32; P]>().read_unaligned() }
+}
+
+/// Stores `P` consecutive values.
+///
+/// # Safety
+/// `p..p + P` is writable.
+#[inline(always)]
+unsafe fn store<const P: usize>(p: *mut f32, v: [f32; P]) {
+    // SAFETY: this function's contract.
+    unsafe { p.cast::<[f32; P]>().write_unaligned(v) }
+}
+
+/// Rows of `x` per forward tile (with 16 columns: 12 accumulators of 8 lanes).
+const FR: usize = 6;
+/// Rows of `w` per pass of the forward product (its column panel stays in L1).
+const FK: usize = 256;
+/// Rows of `x` per group of the forward product (their slice of `x` stays in L2).
+const FM: usize = 192;
+
+/// `z[0..R][..P] (+)= x[0..R][k] w[k][..P]` over the rows `k` at positions `t0..t1` of `rows`.
+#[inline(always)]
+unsafe fn f_tile<F: Fma, const R: usize, const P: usize>(
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+    (rows, t0, t1): (Rows<'_>, usize, usize),
+    first: bool,
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        let mut acc = [[0.0f32; P]; R];
+        if !first {
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a = load(z.0.add(r * z.1));
+            }
+        }
+        for t in t0..t1 {
+            let k = rows.at(t);
+            let wv: [f32; P] = load(w.0.add(k * w.1));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let b = *x.0.add(r * x.1 + k);
+                for (a, &wl) in a.iter_mut().zip(&wv) {
+                    *a = F::fma(b, wl, *a);
+                }
+            }
+        }
+        for (r, &a) in acc.iter().enumerate() {
+            store(z.0.add(r * z.1), a);
+        }
+    }
+}
+
+/// One panel of `P` columns of `z`, rows `0..m`, over the positions `t0..t1` of `rows`.
+#[inline(always)]
+unsafe fn f_panel<F: Fma, const P: usize>(
+    m: usize,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+    ks: (Rows<'_>, usize, usize),
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        let first = ks.1 == 0;
+        let mut i = 0;
+        while i + FR <= m {
+            let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
+            f_tile::<F, FR, P>(zi, xi, w, ks, first);
+            i += FR;
+        }
+        let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
+        match m - i {
+            0 => {}
+            1 => f_tile::<F, 1, P>(zi, xi, w, ks, first),
+            2 => f_tile::<F, 2, P>(zi, xi, w, ks, first),
+            3 => f_tile::<F, 3, P>(zi, xi, w, ks, first),
+            4 => f_tile::<F, 4, P>(zi, xi, w, ks, first),
+            _ => f_tile::<F, 5, P>(zi, xi, w, ks, first),
+        }
+    }
+}
+
+/// `z = x w`, `(m, k) x (k, n)`, over the `rows` of `w` (all `k`, or the support of `x`).
+#[inline(always)]
+pub(crate) unsafe fn forward<F: Fma>(
+    s: Shape,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+    rows: Rows<'_>,
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        let k = rows.len();
+        for i0 in (0..s.m).step_by(FM) {
+            let m = (s.m - i0).min(FM);
+            let (z, x) = ((z.0.add(i0 * z.1), z.1), (x.0.add(i0 * x.1), x.1));
+            for k0 in (0..k).step_by(FK) {
+                let ks = (rows, k0, (k0 + FK).min(k));
+                let mut c = 0;
+                while c + 16 <= s.n {
+                    f_panel::<F, 16>(m, (z.0.add(c), z.1), x, (w.0.add(c), w.1), ks);
+                    c += 16;
+                }
+                for p in [8, 4, 2, 1] {
+                    if s.n - c >= p {
+                        let (zc, wc) = ((z.0.add(c), z.1), (w.0.add(c), w.1));
+                        match p {
+                            8 => f_panel::<F, 8>(m, zc, x, wc, ks),
+                            4 => f_panel::<F, 4>(m, zc, x, wc, ks),
+                            2 => f_panel::<F, 2>(m, zc, x, wc, ks),
+                            _ => f_panel::<F, 1>(m, zc, x, wc, ks),
+                        }
+                        c += p;
+                    }
+                }
+            }
+            if k == 0 {
+                for i in 0..m {
+                    std::ptr::write_bytes(z.0.add(i * z.1), 0, s.n);
+                }
+            }
+        }
+    }
+}
+
+/// `dh[i_g] = reduce(sum_c dz[i_g, c] w[c]) * scale` for the `G` batch rows `rows` and one row
+/// `w` of `W` (`dh` points to its column).
+#[inline(always)]
+unsafe fn dots<F: Fma, const G: usize>(
+    dh: (*mut f32, usize),
+    dz: (*const f32, usize),
+    w: *const f32,
+    n: usize,
+    scale: Option<f32>,
+    rows: [usize; G],
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        let mut acc = [[0.0f32; LANES]; G];
+        let mut c = 0;
+        while c + LANES <= n {
+            let wv: [f32; LANES] = load(w.add(c));
+            for (a, &i) in acc.iter_mut().zip(&rows) {
+                let zv: [f32; LANES] = load(dz.0.add(i * dz.1 + c));
+                for l in 0..LANES {
+                    a[l] = F::fma(zv[l], wv[l], a[l]);
+                }
+            }
+            c += LANES;
+        }
+        for l in 0..n - c {
+            for (a, &i) in acc.iter_mut().zip(&rows) {
+                a[l] = F::fma(*dz.0.add(i * dz.1 + c + l), *w.add(c + l), a[l]);
+            }
+        }
+        for (a, &i) in acc.iter().zip(&rows) {
+            let sum = reduce(a);
+            *dh.0.add(i * dh.1) = match scale {
+                Some(scale) => sum * scale,
+                None => sum,
+            };
+        }
+    }
+}
+
+/// Dot products per group sharing each load of a row of `W`.
+const DG: usize = 4;
+
+/// Column `r` of `dh` for row `w` of `W`: every batch row, or with `relu = Some((x, scale))`
+/// only those where `x[i] > 0` (the others set to `+0`).
+#[inline(always)]
+unsafe fn dh_column<F: Fma>(
+    dh: (*mut f32, usize),
+    dz: (*const f32, usize),
+    w: *const f32,
+    (m, n): (usize, usize),
+    relu: Option<((*const f32, usize), f32)>,
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        let scale = relu.map(|(_, s)| s);
+        let (mut rows, mut len) = ([0usize; DG], 0);
+        for i in 0..m {
+            if let Some((x, _)) = relu
+                && !(*x.0.add(i * x.1) > 0.0)
+            {
+                *dh.0.add(i * dh.1) = 0.0;
+                continue;
+            }
+            rows[len] = i;
+            len += 1;
+            if len == DG {
+                dots::<F, DG>(dh, dz, w, n, scale, rows);
+                len = 0;
+            }
+        }
+        match len {
+            0 => {}
+            1 => dots::<F, 1>(dh, dz, w, n, scale, [rows[0]]),
+            2 => dots::<F, 2>(dh, dz, w, n, scale, [rows[0], rows[1]]),
+            _ => dots::<F, 3>(dh, dz, w, n, scale, [rows[0], rows[1], rows[2]]),
+        }
+    }
+}
+
+/// `W` rows per update tile.
+const UR: usize = 4;
+
+/// The step of one weight (or weight register) from its gradient `g`.
+#[derive(Clone, Copy)]
+pub(crate) enum Step {
+    /// `w = fma(-lr, g, w)`.
+    Sgd {
+        /// The learning rate.
+        lr: f32,
+    },
+    /// `v = fma(mu, v, g)`, then `w = fma(-lr, v, w)`; `v` addresses the velocity rows of the
+    /// block, as `w` does.
+    Momentum {
+        /// The learning rate.
+        lr: f32,
+        /// The momentum.
+        mu: f32,
+        /// The velocity, laid out as the block of `W`.
+        v: (*mut f32, usize),
+    },
+}
+
+/// The update of `R` rows `r` of `w` over `P` columns from `c`: the gradient over the batch
+/// rows in `active` (the rows where one of their inputs is nonzero), in blocks of
+/// [`BATCH_BLOCK`].
+#[inline(always)]
+unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    (rows, c): ([usize; R], usize),
+    active: &[u32],
+    step: Step,
+) {
+    // SAFETY: the module's contract; `active` holds batch rows of `x` and `dz`.
+    unsafe {
+        let mut g = [[0.0f32; P]; R];
+        // The f64 sum of the blocks' partials, from the second block on.
+        let mut wide: Option<[[f64; P]; R]> = None;
+        let mut t = 0;
+        while t < active.len() {
+            let block = active[t] as usize / BATCH_BLOCK;
+            let mut acc = [[0.0f32; P]; R];
+            while t < active.len() && active[t] as usize / BATCH_BLOCK == block {
+                let i = active[t] as usize;
+                let zv: [f32; P] = load(dz.0.add(i * dz.1 + c));
+                for (a, &r) in acc.iter_mut().zip(&rows) {
+                    let b = *x.0.add(i * x.1 + r);
+                    for (a, &z) in a.iter_mut().zip(&zv) {
+                        *a = F::fma(b, z, *a);
+                    }
+                }
+                t += 1;
+            }
+            // Every active row in the first block: one partial, `g = p` (the f64 sum of one
+            // partial is that partial).
+            if wide.is_none() && t == active.len() {
+                g = acc;
+                break;
+            }
+            let sum = wide.get_or_insert([[0.0; P]; R]);
+            for (sr, ar) in sum.iter_mut().zip(&acc) {
+                for (s, &a) in sr.iter_mut().zip(ar) {
+                    *s += f64::from(a);
+                }
+            }
+        }
+        if let Some(sum) = wide {
+            g = sum.map(|row| row.map(|s| s as f32));
+        }
+        for (gr, &r) in g.iter().zip(&rows) {
+            let p = w.0.add(r * w.1 + c);
+            let old: [f32; P] = load(p);
+            let new: [f32; P] = match step {
+                Step::Sgd { lr } => std::array::from_fn(|l| F::fma(-lr, gr[l], old[l])),
+                Step::Momentum { lr, mu, v } => {
+                    let pv = v.0.add(r * v.1 + c);
+                    let vel: [f32; P] = load(pv);
+                    let vel: [f32; P] = std::array::from_fn(|l| F::fma(mu, vel[l], gr[l]));
+                    store(pv, vel);
+                    std::array::from_fn(|l| F::fma(-lr, vel[l], old[l]))
+                }
+            };
+            store(p, new);
+        }
+    }
+}
+
+/// [`u_tile`] across all `n` columns.
+#[inline(always)]
+unsafe fn u_rows<F: Fma, const R: usize>(
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    (rows, n): ([usize; R], usize),
+    active: &[u32],
+    step: Step,
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        let mut c = 0;
+        while c + 16 <= n {
+            u_tile::<F, R, 16>(w, x, dz, (rows, c), active, step);
+            c += 16;
+        }
+        for p in [8, 4, 2, 1] {
+            if n - c >= p {
+                match p {
+                    8 => u_tile::<F, R, 8>(w, x, dz, (rows, c), active, step),
+                    4 => u_tile::<F, R, 4>(w, x, dz, (rows, c), active, step),
+                    2 => u_tile::<F, R, 2>(w, x, dz, (rows, c), active, step),
+                    _ => u_tile::<F, R, 1>(w, x, dz, (rows, c), active, step),
+                }
+                c += p;
+            }
+        }
+    }
+}
+
+/// The largest batch [`update`] handles without allocating its list of active rows.
+const ACTIVE_ON_STACK: usize = 256;
+
+/// The update of the `rows` of `w` (tiles of [`UR`]); each tile skips the batch rows where its
+/// inputs are all zero.
+#[inline(always)]
+unsafe fn update<F: Fma>(
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    (m, n): (usize, usize),
+    rows: Rows<'_>,
+    step: Step,
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        let mut stack = [0u32; ACTIVE_ON_STACK];
+        let mut heap = Vec::new();
+        let active: &mut [u32] = if m <= ACTIVE_ON_STACK {
+            &mut stack[..m]
+        } else {
+            heap.resize(m, 0);
+            &mut heap
+        };
+        let collect = |active: &mut [u32], r: &[usize]| {
+            let mut len = 0;
+            for i in 0..m {
+                let row = x.0.add(i * x.1);
+                let nonzero = r.iter().any(|&r| *row.add(r) != 0.0);
+                active[len] = i as u32;
+                len += usize::from(nonzero);
+            }
+            len
+        };
+        let (len, mut t) = (rows.len(), 0);
+        while t + UR <= len {
+            let r: [usize; UR] = std::array::from_fn(|j| rows.at(t + j));
+            let live = collect(active, &r);
+            u_rows::<F, UR>(w, x, dz, (r, n), &active[..live], step);
+            t += UR;
+        }
+        for t in t..len {
+            let r = [rows.at(t)];
+            let live = collect(active, &r);
+            u_rows::<F, 1>(w, x, dz, (r, n), &active[..live], step);
+        }
+    }
+}
+
+/// For one block of `W`'s rows, `(rows, n)`: `dh = dz W^T` (from the old `W`, when `dh` is
+/// given; through ReLU + dropout with a scale), then the update of every row, or of the rows
+/// `update` selects.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn backward<F: Fma>(
+    s: Shape,
+    dh: Option<((*mut f32, usize), Option<f32>)>,
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    step: Step,
+    update: Option<Selected<'_>>,
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        if let Some((dh, scale)) = dh {
+            for r in 0..s.rows {
+                let relu = scale.map(|scale| ((x.0.add(r), x.1), scale));
+                let wr = w.0.add(r * w.1).cast_const();
+                dh_column::<F>((dh.0.add(r), dh.1), dz, wr, (s.m, s.n), relu);
+            }
+        }
+        let rows = match update {
+            Some(list) => Rows::Listed(list),
+            None => Rows::All(s.rows),
+        };
+        self::update::<F>(w, x, dz, (s.m, s.n), rows, step);
+    }
+}
