@@ -136,6 +136,24 @@ unsafe fn store<const P: usize>(p: *mut f32, v: [f32; P]) {
     unsafe { p.cast::<[f32; P]>().write_unaligned(v) }
 }
 
+/// How many rows of `w` ahead the first row tile of a forward panel prefetches.
+const PREFETCH_ROWS: usize = 8;
+
+/// Asks the CPU to bring the cache line at `p` into L1: a hint, never dereferenced (x86-64 only;
+/// elsewhere nothing).
+#[inline(always)]
+fn hint(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing architecturally and cannot fault, whatever the address;
+    // SSE is part of the x86-64 baseline.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Rows of `x` per forward tile (with 16 columns: 12 accumulators of 8 lanes).
 const FR: usize = 6;
 /// Rows of `w` per pass of the forward product (its column panel stays in L1).
@@ -150,7 +168,7 @@ unsafe fn f_tile<F: Fma, const R: usize, const P: usize>(
     x: (*const f32, usize),
     w: (*const f32, usize),
     (rows, t0, t1): (Rows<'_>, usize, usize),
-    first: bool,
+    (first, prefetch): (bool, bool),
 ) {
     // SAFETY: the module's contract.
     unsafe {
@@ -162,6 +180,12 @@ unsafe fn f_tile<F: Fma, const R: usize, const P: usize>(
         }
         for t in t0..t1 {
             let k = rows.at(t);
+            if prefetch {
+                // A panel's rows are a whole row of `w` apart, which the hardware prefetchers
+                // do not follow: the first tile asks for the rows ahead.
+                let ahead = rows.at((t + PREFETCH_ROWS).min(rows.len() - 1));
+                hint(w.0.wrapping_add(ahead * w.1));
+            }
             let wv: [f32; P] = load(w.0.add(k * w.1));
             for (r, a) in acc.iter_mut().enumerate() {
                 let b = *x.0.add(r * x.1 + k);
@@ -191,17 +215,18 @@ unsafe fn f_panel<F: Fma, const P: usize>(
         let mut i = 0;
         while i + FR <= m {
             let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
-            f_tile::<F, FR, P>(zi, xi, w, ks, first);
+            f_tile::<F, FR, P>(zi, xi, w, ks, (first, i == 0));
             i += FR;
         }
         let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
+        let flags = (first, i == 0);
         match m - i {
             0 => {}
-            1 => f_tile::<F, 1, P>(zi, xi, w, ks, first),
-            2 => f_tile::<F, 2, P>(zi, xi, w, ks, first),
-            3 => f_tile::<F, 3, P>(zi, xi, w, ks, first),
-            4 => f_tile::<F, 4, P>(zi, xi, w, ks, first),
-            _ => f_tile::<F, 5, P>(zi, xi, w, ks, first),
+            1 => f_tile::<F, 1, P>(zi, xi, w, ks, flags),
+            2 => f_tile::<F, 2, P>(zi, xi, w, ks, flags),
+            3 => f_tile::<F, 3, P>(zi, xi, w, ks, flags),
+            4 => f_tile::<F, 4, P>(zi, xi, w, ks, flags),
+            _ => f_tile::<F, 5, P>(zi, xi, w, ks, flags),
         }
     }
 }
