@@ -59,7 +59,7 @@ impl Dropout {
     }
 
     /// A unit is kept when its 32-bit draw is at least this.
-    fn threshold(&self) -> u64 {
+    pub(crate) fn threshold(&self) -> u64 {
         (f64::from(self.p) * 4_294_967_296.0) as u64
     }
 }

@@ -1,0 +1,587 @@
+//! Every implementation of relumax's arithmetic that this CPU runs, held bit for bit to the
+//! definition (`reference`, written element by element as the doc of `portable` states it);
+//! and the dispatch held to what the operating system says the CPU has.
+
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
+use rand::RngCore;
+
+use super::operands::{self, Block, Isa, Selected, rows_contiguous};
+use super::*;
+use crate::rng::{self, Stream};
+use crate::testing::{noise, pool};
+
+/// The definition, element by element (nothing shared with the implementations).
+mod reference {
+    use super::*;
+
+    /// The fixed lane-reduction tree: halves, then quarters, then pairs.
+    pub fn reduce(v: [f32; 16]) -> f32 {
+        let s8: Vec<f32> = (0..8).map(|l| v[l] + v[l + 8]).collect();
+        let s4: Vec<f32> = (0..4).map(|l| s8[l] + s8[l + 4]).collect();
+        (s4[0] + s4[2]) + (s4[1] + s4[3])
+    }
+
+    /// `z = x w`: each element the fused multiply-add chain over `k` from zero.
+    pub fn forward(mut z: ArrayViewMut2<'_, f32>, x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>) {
+        for ((i, j), out) in z.indexed_iter_mut() {
+            *out = (0..x.ncols()).fold(0.0f32, |acc, k| x[[i, k]].mul_add(w[[k, j]], acc));
+        }
+    }
+
+    /// `x^T dz` at `(r, c)`: chains over blocks of 64 batch rows, the blocks added in f64.
+    pub fn gradient(x: ArrayView2<'_, f32>, dz: ArrayView2<'_, f32>, r: usize, c: usize) -> f32 {
+        let m = dz.nrows();
+        let partial = |b: usize| {
+            (b * BATCH_BLOCK..(m.min((b + 1) * BATCH_BLOCK)))
+                .fold(0.0f32, |acc, i| x[[i, r]].mul_add(dz[[i, c]], acc))
+        };
+        let blocks = m.div_ceil(BATCH_BLOCK);
+        if blocks == 1 {
+            partial(0)
+        } else {
+            (0..blocks).fold(0.0f64, |s, b| s + f64::from(partial(b))) as f32
+        }
+    }
+
+    /// `dh = dz w^T` (through ReLU + dropout with a scale), then the step of `w` (and `v`).
+    pub fn backward(
+        dh: Option<(ArrayViewMut2<'_, f32>, Option<f32>)>,
+        mut w: ArrayViewMut2<'_, f32>,
+        velocity: Option<(ArrayViewMut2<'_, f32>, f32)>,
+        x: ArrayView2<'_, f32>,
+        dz: ArrayView2<'_, f32>,
+        lr: f32,
+    ) {
+        let (rows, n) = w.dim();
+        if let Some((mut dh, relu)) = dh {
+            for i in 0..dz.nrows() {
+                for r in 0..rows {
+                    let mut lanes = [0.0f32; 16];
+                    for c in 0..n {
+                        lanes[c % 16] = dz[[i, c]].mul_add(w[[r, c]], lanes[c % 16]);
+                    }
+                    dh[[i, r]] = match relu {
+                        None => reduce(lanes),
+                        Some(s) if x[[i, r]] > 0.0 => reduce(lanes) * s,
+                        Some(_) => 0.0,
+                    };
+                }
+            }
+        }
+        let mut velocity = velocity;
+        for r in 0..rows {
+            for c in 0..n {
+                let g = gradient(x, dz, r, c);
+                w[[r, c]] = match &mut velocity {
+                    None => (-lr).mul_add(g, w[[r, c]]),
+                    Some((v, mu)) => {
+                        v[[r, c]] = mu.mul_add(v[[r, c]], g);
+                        (-lr).mul_add(v[[r, c]], w[[r, c]])
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// Every implementation this CPU runs. On x86-64 with AVX2 + FMA that includes AVX2 and the
+/// portable path; `dispatch_agrees_with_the_cpu` fails if detection drops one.
+fn isas() -> Vec<Isa> {
+    [Isa::Portable, Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|i| i.supported())
+        .collect()
+}
+
+fn bits(a: &Array2<f32>) -> Vec<u32> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn dispatch_agrees_with_the_cpu() {
+    // The operating system's word on the CPU, read independently of the detection under test.
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        assert!(!cfg!(target_os = "linux"), "/proc/cpuinfo must be readable on Linux");
+        return;
+    };
+    let flags: Vec<&str> = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let has = |f: &str| flags.contains(&f);
+    let x86 = cfg!(target_arch = "x86_64");
+    assert!(Isa::Portable.supported());
+    assert_eq!(Isa::Avx2.supported(), x86 && has("avx2") && has("fma"));
+    assert_eq!(
+        Isa::Avx512.supported(),
+        x86 && has("avx2") && has("fma") && has("avx512f")
+    );
+    let best = [Isa::Avx512, Isa::Avx2, Isa::Portable]
+        .into_iter()
+        .find(|i| i.supported());
+    assert_eq!(Some(Isa::best()), best);
+    // The public names resolve to what runs, and refuse what does not.
+    assert_eq!(Kernels::Portable.resolve().unwrap(), Kernels::Portable);
+    assert!(Kernels::Auto.resolve().unwrap().is_portable_arithmetic());
+    for k in [Kernels::Avx2, Kernels::Avx512] {
+        assert_eq!(k.resolve().is_ok(), k.supported(), "{k}");
+    }
+    if !Kernels::Avx512.supported() {
+        let e = Kernels::Avx512.resolve().unwrap_err().to_string();
+        assert!(e.contains("cannot run the avx512 kernels"), "{e}");
+    }
+}
+
+#[test]
+fn kernels_parse_from_their_names() {
+    for k in Kernels::ALL {
+        assert_eq!(k.name().parse::<Kernels>(), Ok(k));
+        assert_eq!(k.to_string().to_uppercase().parse::<Kernels>(), Ok(k));
+    }
+    let e = "avx1024".parse::<Kernels>().unwrap_err();
+    assert!(e.contains("expected auto, portable, avx2, avx512 or blas"), "{e}");
+}
+
+/// `(w, dh)` after `backward_rows` over all of `w0`'s rows, with an input gradient (its buffer
+/// starting as noise) and the update of every row.
+fn whole_block(
+    isa: Isa,
+    w0: &Array2<f32>,
+    x: &Array2<f32>,
+    dz: &Array2<f32>,
+    (lr, relu): (f32, Option<f32>),
+) -> (Array2<f32>, Array2<f32>) {
+    let (mut w, mut dh) = (w0.clone(), noise(x.nrows(), x.ncols(), 4));
+    let block = Block {
+        w: w.view_mut(),
+        x: x.view(),
+        dh: Some(dh.view_mut()),
+        update: None,
+        relu,
+        velocity: None,
+    };
+    operands::backward_rows(isa, block, &dz.view(), lr);
+    (w, dh)
+}
+
+#[test]
+fn every_implementation_matches_the_definition_for_every_remainder() {
+    // Every remainder of the tiles: batch rows mod 4 and 6, W rows mod 4 and 6, columns mod 8,
+    // 16 and 96 (fewer than 16 too, like the output layer's 10); passes of 512 columns with a
+    // short last pass; batches of more than one block of 64 rows (70, 130).
+    for (m, rows, n) in [
+        (5, 7, 1037),
+        (37, 9, 1100),
+        (70, 6, 530),
+        (32, 24, 96),
+        (6, 15, 40),
+        (2, 16, 3),
+        (32, 12, 2048),
+        (1, 1, 1),
+        (7, 5, 10),
+        (33, 13, 127),
+        (15, 26, 200),
+        (32, 784, 128),
+        (9, 11, 113),
+        (130, 5, 21),
+    ] {
+        // Dense inputs, and inputs three quarters zero like a hidden layer's after ReLU and
+        // dropout (the update skips the batch rows where a tile's inputs are all zero).
+        for x in [
+            noise(m, rows, 1),
+            noise(m, rows, 1).mapv(|v| (v - 0.25).max(0.0)),
+        ] {
+            let dz = noise(m, n, 2);
+            let w0 = noise(rows, n, 3);
+            let lr = 0.37;
+            for relu in [None, Some(1.75)] {
+                let (mut w_ref, mut dh_ref) = (w0.clone(), Array2::zeros((m, rows)));
+                let dh = Some((dh_ref.view_mut(), relu));
+                reference::backward(dh, w_ref.view_mut(), None, x.view(), dz.view(), lr);
+                for isa in isas() {
+                    let (w, dh) = whole_block(isa, &w0, &x, &dz, (lr, relu));
+                    let what = format!("{isa:?}, shape {m}x{rows}x{n}, relu {relu:?}");
+                    assert_eq!(bits(&dh), bits(&dh_ref), "dh, {what}");
+                    assert_eq!(bits(&w), bits(&w_ref), "w, {what}");
+                    assert_ne!(bits(&w), bits(&w0), "the update changed nothing, {what}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn momentum_matches_the_definition() {
+    for (m, rows, n) in [(32, 13, 40), (70, 9, 17), (1, 1, 1)] {
+        let x = noise(m, rows, 1).mapv(|v| (v - 0.25).max(0.0));
+        let (dz, w0, v0) = (noise(m, n, 2), noise(rows, n, 3), noise(rows, n, 5));
+        let (lr, mu) = (0.2, 0.9);
+        let (mut w_ref, mut v_ref, mut dh_ref) = (w0.clone(), v0.clone(), noise(m, rows, 4));
+        reference::backward(
+            Some((dh_ref.view_mut(), Some(2.0))),
+            w_ref.view_mut(),
+            Some((v_ref.view_mut(), mu)),
+            x.view(),
+            dz.view(),
+            lr,
+        );
+        for isa in isas() {
+            let (mut w, mut v, mut dh) = (w0.clone(), v0.clone(), noise(m, rows, 4));
+            let block = Block {
+                w: w.view_mut(),
+                x: x.view(),
+                dh: Some(dh.view_mut()),
+                update: None,
+                relu: Some(2.0),
+                velocity: Some((v.view_mut(), mu)),
+            };
+            operands::backward_rows(isa, block, &dz.view(), lr);
+            let what = format!("{isa:?}, {m}x{rows}x{n}");
+            assert_eq!(bits(&v), bits(&v_ref), "v, {what}");
+            assert_eq!(bits(&w), bits(&w_ref), "w, {what}");
+            assert_eq!(bits(&dh), bits(&dh_ref), "dh, {what}");
+        }
+    }
+}
+
+/// `x` with its columns outside `support` set to zero.
+fn zeroed_outside(x: &Array2<f32>, support: &[u32]) -> Array2<f32> {
+    let mut zeroed = Array2::zeros(x.raw_dim());
+    for &c in support {
+        zeroed.column_mut(c as usize).assign(&x.column(c as usize));
+    }
+    zeroed
+}
+
+#[test]
+fn skipping_the_rows_outside_the_support_gives_the_dense_bits() {
+    // Supports of every length modulo the 4-row update tiles, across 512-row passes, empty and
+    // full; `x` is nonzero everywhere, so a kernel that did not skip the rows outside the
+    // support would differ from the dense product of the zeroed `x`.
+    for (m, k, n, every) in [
+        (32, 784, 128, 3),
+        (32, 1100, 48, 2),
+        (7, 30, 10, 1),
+        (13, 50, 200, 7),
+        (32, 21, 33, 0),
+        (5, 9, 16, 4),
+        (3, 6, 17, 5),
+        (100, 40, 24, 3),
+    ] {
+        // Drop every `every`-th column (none when 0), plus a run at the start.
+        let support: Vec<u32> = (0..k as u32)
+            .filter(|&c| c >= 4 && (every == 0 || c % every != 1))
+            .collect();
+        let (x, w0, dz) = (noise(m, k, 20), noise(k, n, 21), noise(m, n, 22));
+        let zeroed = zeroed_outside(&x, &support);
+        let shape = format!("{m}x{k}x{n}, {} of {k} rows", support.len());
+        let mut expected = Array2::zeros((m, n));
+        reference::forward(expected.view_mut(), zeroed.view(), w0.view());
+        let mut w_ref = w0.clone();
+        reference::backward(None, w_ref.view_mut(), None, zeroed.view(), dz.view(), 0.37);
+        for isa in isas() {
+            let mut z = noise(m, n, 23);
+            operands::forward(isa, z.view_mut(), &x.view(), &w0.view(), Some(&support));
+            assert_eq!(bits(&z), bits(&expected), "{isa:?} forward, {shape}");
+            operands::forward(isa, z.view_mut(), &zeroed.view(), &w0.view(), None);
+            assert_eq!(bits(&z), bits(&expected), "{isa:?} dense forward, {shape}");
+            // The update in two blocks cut at row `k / 3`, each with its part of the support.
+            let mut w = w0.clone();
+            let cut = k / 3;
+            let split = support.partition_point(|&c| (c as usize) < cut);
+            let (w_a, w_b) = w.view_mut().split_at(Axis(0), cut);
+            let (x_a, x_b) = x.view().split_at(Axis(1), cut);
+            let (s_a, s_b) = support.split_at(split);
+            for (w, x, indices, offset) in [(w_a, x_a, s_a, 0), (w_b, x_b, s_b, cut)] {
+                let update = Some(Selected { indices, offset });
+                let block = Block {
+                    w,
+                    x,
+                    dh: None,
+                    update,
+                    relu: None,
+                    velocity: None,
+                };
+                operands::backward_rows(isa, block, &dz.view(), 0.37);
+            }
+            assert_eq!(bits(&w), bits(&w_ref), "{isa:?} update, {shape}");
+        }
+    }
+}
+
+#[test]
+fn a_nan_input_is_never_skipped_as_zero() {
+    // Batch row 5 is zero but for a NaN at `x[5, 3]`: the update's skip must count it as
+    // nonzero (so all of row 3 of `w` becomes NaN), while the ReLU backward must count it as
+    // not positive (so `dh[5, 3]` is `+0.0`), as the definition has it.
+    let (m, rows, n) = (32, 8, 40);
+    let mut x = noise(m, rows, 1).mapv(|v| (v - 0.25).max(0.0));
+    x.row_mut(5).fill(0.0);
+    x[[5, 3]] = f32::NAN;
+    let dz = noise(m, n, 2);
+    let w0 = noise(rows, n, 3);
+    for isa in isas() {
+        for relu in [None, Some(1.5)] {
+            let (w, dh) = whole_block(isa, &w0, &x, &dz, (0.37, relu));
+            for (r, row) in w.outer_iter().enumerate() {
+                let what = format!("{isa:?}, row {r}, {relu:?}");
+                assert_eq!(row.iter().all(|v| v.is_nan()), r == 3, "{what}");
+                assert!(r == 3 || row.iter().all(|v| v.is_finite()), "{what}");
+            }
+            if relu.is_some() {
+                assert_eq!(dh[[5, 3]].to_bits(), 0, "{isa:?}: dh where x is NaN");
+            }
+        }
+    }
+}
+
+#[test]
+fn row_selections_out_of_order_or_outside_the_block_are_refused() {
+    let accepted = |indices: &[u32], offset: usize| {
+        std::panic::catch_unwind(|| Selected { indices, offset }.check(8, "test")).is_ok()
+    };
+    assert!(accepted(&[], 0));
+    assert!(accepted(&[0, 3, 7], 0));
+    assert!(accepted(&[5, 8, 12], 5));
+    assert!(!accepted(&[1, 5, 3], 0), "out of order");
+    assert!(!accepted(&[1, 1], 0), "repeated");
+    assert!(!accepted(&[0, 8], 0), "past the block");
+    assert!(!accepted(&[4, 6], 5), "before the block");
+    assert!(!accepted(&[5, 13], 5), "past the offset block");
+}
+
+#[test]
+fn only_views_with_rows_in_order_are_addressable() {
+    let a = noise(4, 6, 1);
+    assert!(rows_contiguous(&a.view()));
+    assert!(rows_contiguous(&a.slice(ndarray::s![1..3, 2..5])));
+    assert!(rows_contiguous(&a.slice(ndarray::s![..;2, ..])));
+    assert!(rows_contiguous(&a.slice(ndarray::s![.., 2..3])));
+    assert!(!rows_contiguous(&a.slice(ndarray::s![2..3, ..;2])));
+    assert!(!rows_contiguous(&a.slice(ndarray::s![..;-1, ..])));
+    assert!(!rows_contiguous(&a.slice(ndarray::s![.., ..;2])));
+    assert!(!rows_contiguous(&a.t()));
+}
+
+#[test]
+fn forward_matches_the_definition_on_every_implementation() {
+    // Row tiles of 6 and 12 and every remainder, column panels of 32, 16, 8, 4, 2, 1 and
+    // masked ones, inner dimensions across the passes, row groups past 192 (evaluation).
+    for (m, k, n) in [
+        (32, 784, 128),
+        (1, 1, 1),
+        (13, 7, 10),
+        (25, 513, 48),
+        (11, 1100, 31),
+        (32, 64, 100),
+        (5, 3, 16),
+        (24, 1030, 77),
+        (200, 30, 23),
+    ] {
+        let x = noise(m, k, 7);
+        let w = noise(k, n, 8);
+        let mut expected = Array2::zeros((m, n));
+        reference::forward(expected.view_mut(), x.view(), w.view());
+        for isa in isas() {
+            let mut z = noise(m, n, 9);
+            operands::forward(isa, z.view_mut(), &x.view(), &w.view(), None);
+            assert_eq!(bits(&z), bits(&expected), "{isa:?}, shape {m}x{k}x{n}");
+        }
+    }
+    // A column block of a wider matrix (row stride larger than the row).
+    let (x, w) = (noise(32, 200, 10), noise(200, 96, 11));
+    for isa in isas() {
+        let mut whole = Array2::zeros((32, 96));
+        operands::forward(isa, whole.view_mut(), &x.view(), &w.view(), None);
+        let mut part = Array2::zeros((32, 96));
+        for (zb, wb) in part
+            .axis_chunks_iter_mut(Axis(1), 40)
+            .zip(w.axis_chunks_iter(Axis(1), 40))
+        {
+            operands::forward(isa, zb, &x.view(), &wb, None);
+        }
+        assert_eq!(bits(&part), bits(&whole), "{isa:?}");
+    }
+}
+
+#[test]
+fn blocks_of_any_size_give_the_same_bits() {
+    let (m, rows, n) = (32, 100, 300);
+    let x = noise(m, rows, 4);
+    let dz = noise(m, n, 5);
+    let w0 = noise(rows, n, 6);
+    for isa in isas() {
+        let run = |size: usize| {
+            let (mut w, mut dh) = (w0.clone(), Array2::<f32>::zeros((m, rows)));
+            for ((wb, xb), dhb) in w
+                .axis_chunks_iter_mut(Axis(0), size)
+                .zip(x.axis_chunks_iter(Axis(1), size))
+                .zip(dh.axis_chunks_iter_mut(Axis(1), size))
+            {
+                let block = Block {
+                    w: wb,
+                    x: xb,
+                    dh: Some(dhb),
+                    update: None,
+                    relu: None,
+                    velocity: None,
+                };
+                operands::backward_rows(isa, block, &dz.view(), 0.5);
+            }
+            (bits(&w), bits(&dh))
+        };
+        let whole = run(rows);
+        for size in [1, 7, 12, 33] {
+            assert_eq!(run(size), whole, "{isa:?}, block size {size}");
+        }
+    }
+}
+
+#[test]
+fn nonzero_columns_lists_the_columns_with_any_nonzero_value() {
+    let tiny = f32::from_bits(1);
+    let x = ndarray::array![
+        [0.0, -0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+        [0.0, 0.0, f32::NAN, tiny, -2.0, -0.0, 0.0],
+        [0.0, -0.0, 0.0, 0.0, 0.0, 0.0, 3.0],
+    ];
+    let mut support = vec![9; 20];
+    nonzero_columns(&x.view(), &mut support);
+    assert_eq!(support, [2, 3, 4, 6]);
+    // Any layout, and the buffer's old contents do not matter.
+    let xt = x.t().to_owned();
+    nonzero_columns(&xt.t(), &mut support);
+    assert_eq!(support, [2, 3, 4, 6]);
+    nonzero_columns(&Array2::<f32>::zeros((4, 5)).view(), &mut support);
+    assert!(support.is_empty());
+    nonzero_columns(&Array2::<f32>::ones((2, 3)).view(), &mut support);
+    assert_eq!(support, [0, 1, 2]);
+}
+
+#[test]
+fn public_products_give_the_same_bits_on_every_implementation_and_thread_count() {
+    let (k, lr, scale) = (300, 0.05, 2.0);
+    for (m, n) in [(32, 128), (32, 1100), (70, 24)] {
+        let mut x = noise(m, k, 1);
+        for c in (0..40).chain((0..k).step_by(3)) {
+            x.column_mut(c).fill(0.0);
+        }
+        let h = noise(m, n, 5).mapv(|v| (v - 0.25).max(0.0));
+        let (w0, dz, w1) = (noise(k, n, 2), noise(m, n, 3), noise(n, 10, 6));
+        let dz1 = noise(m, 10, 7);
+        let mut support = Vec::new();
+        nonzero_columns(&x.view(), &mut support);
+        let run = |kernels: Kernels, threads: usize, support: &[u32]| {
+            pool(threads).install(|| {
+                let mut z = Array2::zeros((m, n));
+                forward_sparse(kernels, &mut z.view_mut(), &x.view(), &w0.view(), support);
+                let mut w = w0.clone();
+                update_sparse(kernels, &mut w.view_mut(), &dz.view(), &x.view(), lr, support);
+                let (mut w_out, mut dh) = (w1.clone(), Array2::zeros((m, n)));
+                let (dh_view, w_view) = (&mut dh.view_mut(), &mut w_out.view_mut());
+                let step = (lr, scale);
+                backward_sgd_relu(kernels, dh_view, w_view, &dz1.view(), &h.view(), step);
+                (bits(&z), bits(&w), bits(&w_out), bits(&dh))
+            })
+        };
+        let expected = run(Kernels::Portable, 1, &support);
+        let everything: Vec<u32> = (0..k as u32).collect();
+        for kernels in Kernels::runnable().into_iter().filter(|k| k.is_portable_arithmetic()) {
+            for threads in [1, 2] {
+                let what = format!("{kernels}, {threads} threads, {m}x{n}");
+                assert_eq!(run(kernels, threads, &support), expected, "{what}");
+                assert_eq!(run(kernels, threads, &everything), expected, "{what}");
+            }
+        }
+        // The dense forward product equals the sparse one.
+        let mut dense = Array2::zeros((m, n));
+        forward(Kernels::Auto, &mut dense.view_mut(), &x.view(), &w0.view());
+        assert_eq!(bits(&dense), expected.0);
+        // The fused ReLU backward equals the plain backward, then the ReLU + dropout backward.
+        let (mut w_plain, mut dh_plain) = (w1.clone(), Array2::zeros((m, n)));
+        let dh_view = Some(&mut dh_plain.view_mut());
+        backward_sgd(Kernels::Auto, dh_view, &mut w_plain.view_mut(), &dz1.view(), &h.view(), lr);
+        relu_dropout_backward(dh_plain.view_mut(), h.view(), scale);
+        assert_eq!((bits(&w_plain), bits(&dh_plain)), (expected.2, expected.3));
+    }
+}
+
+#[test]
+#[should_panic(expected = "update_sparse: the support must be strictly increasing")]
+fn an_unordered_support_is_refused() {
+    let (mut w, dz, x) = (
+        Array2::zeros((6, 4)),
+        Array2::zeros((2, 4)),
+        Array2::zeros((2, 6)),
+    );
+    update_sparse(Kernels::Auto, &mut w.view_mut(), &dz.view(), &x.view(), 0.1, &[0, 4, 2]);
+}
+
+/// `bias_relu_dropout`'s definition, unit by unit: chunk `c` of 8 rows draws from its own
+/// stream, one 64-bit draw per pair of units (low half first), and a unit is kept when its
+/// 32-bit draw is at least `p * 2^32`.
+fn dropout_reference(z: &Array2<f32>, bias: &Array1<f32>, d: Dropout) -> Array2<f32> {
+    let mut out = z.clone();
+    for (chunk, mut rows) in out.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS).enumerate() {
+        let mut rng = rng::stream(d.key, Stream::Dropout, &[chunk as u64]);
+        for mut row in rows.rows_mut() {
+            let mut draws = Vec::new();
+            while draws.len() < row.len() {
+                let r = rng.next_u64();
+                draws.extend([r & 0xffff_ffff, r >> 32]);
+            }
+            for ((v, &b), &draw) in row.iter_mut().zip(bias).zip(&draws) {
+                *v = if draw >= d.threshold() {
+                    (*v + b).max(0.0) * d.scale()
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn dropout_keeps_and_zeroes_units_as_defined() {
+    for (rows, width, p) in [(1, 1, 0.5), (9, 7, 0.5), (20, 128, 0.25), (32, 2048, 0.5)] {
+        let z = Array2::from_shape_fn((rows, width), |(i, j)| {
+            ((i * 37 + j * 11) % 23) as f32 / 11.0 - 1.0
+        });
+        let bias = Array1::from_shape_fn(width, |j| (j % 5) as f32 * 0.01);
+        let d = Dropout { p, key: 99 };
+        let expected = dropout_reference(&z, &bias, d);
+        let mut h = z.clone();
+        bias_relu_dropout(h.view_mut(), bias.view(), Some(d));
+        assert_eq!(bits(&h), bits(&expected), "{rows}x{width}, p = {p}");
+        // Dropped and inactive units are +0.0, never -0.0.
+        assert!(h.iter().all(|v| v.to_bits() != (-0.0f32).to_bits()));
+        if rows * width >= 1000 {
+            let kept = h.iter().filter(|&&v| v > 0.0).count() as f32;
+            let active = (&z + &bias).iter().filter(|&&v| v > 0.0).count() as f32;
+            let rate = kept / active;
+            assert!((rate - (1.0 - p)).abs() < 0.05, "kept {rate} of active units");
+        }
+    }
+}
+
+#[test]
+fn exp_and_log_are_relumax_own_with_golden_values() {
+    // Golden bits of the pinned libm port (musl's expf and logf), so that a change of those
+    // functions, which would change every trained model, is seen here first. They are the
+    // correctly rounded values: `struct.pack('<f', math.exp(x))` in Python.
+    let cases: [(f32, u32, u32); 4] = [
+        (1.0, 0x402d_f854, 0x0000_0000),
+        (0.5, 0x3fd3_094c, 0xbf31_7218),
+        (3.25, 0x41ce_529e, 0x3f96_de2b),
+        (10.0, 0x46ac_14ee, 0x4013_5d8e),
+    ];
+    for (x, e, l) in cases {
+        assert_eq!(exp(x).to_bits(), e, "exp({x})");
+        assert_eq!(ln(x).to_bits(), l, "ln({x})");
+    }
+    assert_eq!(exp(-3.25).to_bits(), 0x3d1e_d1b4);
+    assert!(ln(-1.0).is_nan());
+    assert_eq!(exp(-200.0), 0.0);
+}
