@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;
+use relumax::kernels::Kernels;
 use relumax::{
     Dataset, Init, Mlp, Sgd, StepDropout, TrainConfig, Trainer, Workspace, kernels,
     train_flops_per_sample,
@@ -112,6 +113,8 @@ struct Layer {
     dh: Array2<f32>,
     /// The first layer's nonzero input columns.
     support: Option<Vec<u32>>,
+    /// The code that runs the products.
+    kernels: Kernels,
 }
 
 impl Layer {
@@ -127,6 +130,7 @@ impl Layer {
                 dh: Array2::zeros((BATCH, inputs)),
                 x,
                 support,
+                kernels: Kernels::Auto,
             }
         };
         [
@@ -147,8 +151,8 @@ impl Layer {
     fn forward(&mut self) {
         let (x, w) = (self.x.view(), self.w.view());
         match &self.support {
-            Some(s) => kernels::forward_sparse(&mut self.z.view_mut(), &x, &w, s),
-            None => kernels::forward(&mut self.z.view_mut(), &x, &w),
+            Some(s) => kernels::forward_sparse(self.kernels, &mut self.z.view_mut(), &x, &w, s),
+            None => kernels::forward(self.kernels, &mut self.z.view_mut(), &x, &w),
         }
     }
 
@@ -159,9 +163,13 @@ impl Layer {
 
     fn backward(&mut self) {
         let (dz, x, w) = (self.dz.view(), self.x.view(), &mut self.w.view_mut());
+        let k = self.kernels;
         match &self.support {
-            Some(s) => kernels::update_sparse(w, &dz, &x, 1e-6, s),
-            None => kernels::backward_sgd_relu(&mut self.dh.view_mut(), w, &dz, &x, (1e-6, 2.0)),
+            Some(s) => kernels::update_sparse(k, w, &dz, &x, 1e-6, s),
+            None => {
+                let dh = &mut self.dh.view_mut();
+                kernels::backward_sgd_relu(k, dh, w, &dz, &x, (1e-6, 2.0));
+            }
         }
     }
 }
@@ -252,8 +260,8 @@ fn gemm(c: &mut Criterion) {
     group.finish();
 }
 
-/// A layer's products as training runs them ([`Layer`]) under each backend: relumax's AVX-512
-/// kernels where they apply (`auto`) against OpenBLAS for everything (`blas`), side by side.
+/// A layer's products as training runs them ([`Layer`]) on every implementation this CPU runs
+/// (`portable`, `avx2`, `avx512`) and on OpenBLAS (`blas`), side by side.
 /// Throughput counts the dense products.
 fn backends(c: &mut Criterion) {
     relumax::set_blas_threads(1);
@@ -261,11 +269,9 @@ fn backends(c: &mut Criterion) {
     let (images, _) = mnist_batch();
     for width in WIDTHS {
         for mut layer in Layer::both(width, &images) {
-            for (label, backend) in [
-                ("auto", kernels::Backend::Auto),
-                ("blas", kernels::Backend::Blas),
-            ] {
-                kernels::set_backend(backend);
+            for kernels in Kernels::runnable() {
+                layer.kernels = kernels;
+                let label = kernels.name();
                 let name = layer.name;
                 group.throughput(Throughput::Elements(layer.product_flops()));
                 let id = BenchmarkId::new(format!("forward_{name}_{label}"), width);
@@ -276,7 +282,6 @@ fn backends(c: &mut Criterion) {
             }
         }
     }
-    kernels::set_backend(kernels::Backend::Auto);
     group.finish();
 }
 

@@ -16,9 +16,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::idx;
+use crate::kernels;
 use crate::mmap::{self, Bytes};
 use crate::rng::{self, Stream};
-use crate::kernels;
 
 /// The four standard IDX file names a dataset folder holds (each raw or with `.gz`).
 pub const FILE_NAMES: [&str; 4] = [

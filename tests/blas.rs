@@ -137,9 +137,8 @@ fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
         // (4 calls), then h W1 (1). Backward: for W1's 2 row blocks, dz W1^T and the fused
         // update (4); W0's update in 4 row blocks of 208, 208, 208, 160 (4); the first layer's
         // input gradient is skipped. The same calls for any thread count.
-        let step = |sizes: &[usize]| {
-            common::pool(threads).install(|| counting_step(sizes, Kernels::Blas))
-        };
+        let step =
+            |sizes: &[usize]| common::pool(threads).install(|| counting_step(sizes, Kernels::Blas));
         assert_eq!(step(&[784, 128, 10]), 4 + 1 + 4 + 4);
         // 784 -> 256 -> 256 -> 10: forward 4 blocks x 2 + 4 + 1; backward (dh, W) in 4 row
         // blocks for two layers, and W0's 4 blocks.

@@ -323,7 +323,13 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
         serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
     };
     let blas = run("blas");
-    assert!(blas["configs"].as_array().unwrap().iter().all(|c| c["kernels"] == "blas"));
+    assert!(
+        blas["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["kernels"] == "blas")
+    );
     let runnable = blas["runnable_kernels"].as_str().unwrap();
     assert!(runnable.starts_with("portable"), "{runnable}");
     assert_eq!(blas["threads"], 2);
@@ -351,15 +357,27 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
     // measured config by config, interleaved.
     let auto = run("auto");
     let best = auto["configs"][0]["kernels"].as_str().unwrap();
-    assert_eq!(Some(best), runnable.split(", ").filter(|k| *k != "blas").last());
+    assert_eq!(
+        Some(best),
+        runnable.split(", ").filter(|k| *k != "blas").last()
+    );
     let both = run("portable,blas");
     let order: Vec<_> = both["configs"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| format!("{} {}", c["config"].as_str().unwrap(), c["kernels"].as_str().unwrap()))
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["config"].as_str().unwrap(),
+                c["kernels"].as_str().unwrap()
+            )
+        })
         .collect();
-    assert_eq!(order, ["1x32 portable", "1x32 blas", "1x64 portable", "1x64 blas"]);
+    assert_eq!(
+        order,
+        ["1x32 portable", "1x32 blas", "1x64 portable", "1x64 blas"]
+    );
     // The table form names the kernels too; a bad value is refused by clap.
     let o = relumax(&[
         "bench",
@@ -377,7 +395,11 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
         "blas",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("kernels this CPU runs: portable"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("kernels this CPU runs: portable"),
+        "{}",
+        stdout(&o)
+    );
     assert!(!stdout(&o).contains("sgemm ceiling"), "{}", stdout(&o));
     assert!(stdout(&o).contains("| 1x32 | blas |"), "{}", stdout(&o));
     assert!(stdout(&o).contains("| – | – |"), "{}", stdout(&o));

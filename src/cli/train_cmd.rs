@@ -9,11 +9,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use relumax::kernels::Kernels;
 use relumax::{
     Dataset, Event, Init, Outcome, TrainConfig, TrainResult, TrainState, Trainer, build_info,
     load_checkpoint, save_checkpoint,
 };
-use relumax::kernels::Kernels;
 use serde_json::{Value, json};
 
 use super::DataOpt;

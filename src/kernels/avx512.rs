@@ -552,12 +552,7 @@ pub(super) unsafe fn backward(
 
 /// `dh = dz w^T` for all rows of the block, [`DR`] rows of `w` at a time.
 #[inline(always)]
-unsafe fn dense_dh(
-    s: Shape,
-    dh: (*mut f32, usize),
-    w: (*mut f32, usize),
-    dz: (*const f32, usize),
-) {
+unsafe fn dense_dh(s: Shape, dh: (*mut f32, usize), w: (*mut f32, usize), dz: (*const f32, usize)) {
     // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
     // is available and every pointer + leading dimension addresses its operand in bounds.
     unsafe {

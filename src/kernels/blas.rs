@@ -15,11 +15,10 @@ use rayon::prelude::*;
 use super::check;
 use super::elementwise::relu_dropout_backward;
 
-
 /// The inner dimension of every `sgemm` call is a multiple of this, or below it.
 ///
 /// OpenBLAS's single-threaded and threaded drivers block the inner dimension `k` differently
-/// when `Q < k < 2Q` (`Q` = 320 for single precision on this machine's Cooperlake kernels): one
+/// when `Q < k < 2Q` (`Q` = 320 for single precision in OpenBLAS's Cooperlake kernels): one
 /// splits at `round_up(k / 2, UNROLL_M)`, the other at `(k + 1) / 2`, so the partial sums, and
 /// the rounding, differ with the thread count unless `k` is a multiple of `2 * UNROLL_M`.
 /// Measured on OpenBLAS 0.3.21: every `k > 320` that is not a multiple of 32 gave different
@@ -113,11 +112,6 @@ pub fn par_gemm(
         .zip(b.axis_chunks_iter(Axis(1), size).into_par_iter())
         .for_each(|(mut d, bb)| gemm(&mut d, beta, a, &bb, alpha));
 }
-
-/// A layer's forward product `z = x w`: the AVX-512 kernel where it measured faster than
-/// OpenBLAS (see [`Backend::Auto`]), otherwise [`par_gemm`].
-///
-/// # Panics
 
 /// The backward pass of one layer through OpenBLAS: `dh = dz W^T` (then, with
 /// `relu = Some(scale)`, [`relu_dropout_backward`]), and the update `W <- W - lr * x^T dz`

@@ -64,7 +64,6 @@ impl Dropout {
     }
 }
 
-
 /// Runs `f(chunk_index, rows)` over fixed chunks of [`CHUNK_ROWS`] rows of a standard-layout
 /// matrix, in parallel when it is large.
 fn for_row_chunks<F>(m: &mut ArrayViewMut2<'_, f32>, f: F)

@@ -58,7 +58,9 @@ pub const KERNELS_ENV: &str = "RELUMAX_KERNELS";
 /// `Auto`, `Portable`, `Avx2` and `Avx512` all compute relumax's arithmetic, with the same bits;
 /// `Blas` sends the products to OpenBLAS (fast, deterministic for any thread count, but its
 /// rounding depends on the OpenBLAS build and the CPU).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Kernels {
@@ -428,9 +430,9 @@ fn backward(
     };
     let v_blocks = match v_blocks {
         Some(it) => rayon::iter::Either::Left(it.into_par_iter().map(Some)),
-        None => rayon::iter::Either::Right(
-            (0..inputs.div_ceil(size)).into_par_iter().map(|_| None),
-        ),
+        None => {
+            rayon::iter::Either::Right((0..inputs.div_ceil(size)).into_par_iter().map(|_| None))
+        }
     };
     w.axis_chunks_iter_mut(Axis(0), size)
         .into_par_iter()

@@ -9,9 +9,9 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+use super::portable::{self, Native, Rows, Step};
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
-use super::portable::{self, Native, Rows, Step};
 
 /// An implementation of relumax's arithmetic. All give the same bits; they differ in speed and
 /// in the CPUs that run them.
@@ -165,7 +165,10 @@ fn checked(block: &Block<'_, '_>, dz: &ArrayView2<'_, f32>) -> Shape {
     if let Some((v, _)) = &block.velocity {
         assert_eq!(v.dim(), (rows, n), "backward: velocity block");
         require_rows(v, "backward: velocity");
-        assert!(block.update.is_none(), "backward: momentum updates every row");
+        assert!(
+            block.update.is_none(),
+            "backward: momentum updates every row"
+        );
     }
     if let Some(update) = &block.update {
         update.check(rows, "backward");

@@ -333,8 +333,9 @@ unsafe fn dh_column<F: Fma>(
         let scale = relu.map(|(_, s)| s);
         let (mut rows, mut len) = ([0usize; DG], 0);
         for i in 0..m {
+            // NaN is not positive: its gradient is zero, as an inactive unit's.
             if let Some((x, _)) = relu
-                && !(*x.0.add(i * x.1) > 0.0)
+                && (*x.0.add(i * x.1)).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
             {
                 *dh.0.add(i * dh.1) = 0.0;
                 continue;
