@@ -136,19 +136,19 @@ unsafe fn store<const P: usize>(p: *mut f32, v: [f32; P]) {
     unsafe { p.cast::<[f32; P]>().write_unaligned(v) }
 }
 
-/// How many rows of `w` ahead the first row tile of a forward panel prefetches.
-const PREFETCH_ROWS: usize = 8;
+/// Cache levels for [`hint`]: L1 and L2.
+const T0: i32 = 3;
+const T1: i32 = 2;
 
-/// Asks the CPU to bring the cache line at `p` into L1: a hint, never dereferenced (x86-64 only;
-/// elsewhere nothing).
+/// Asks the CPU to bring the cache line at `p` into L1 (`T0`) or L2 (`T1`): a hint, never
+/// dereferenced (x86-64 only; elsewhere nothing).
 #[inline(always)]
-fn hint(p: *const f32) {
+fn hint<const LEVEL: i32>(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing architecturally and cannot fault, whatever the address;
     // SSE is part of the x86-64 baseline.
     unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+        std::arch::x86_64::_mm_prefetch::<LEVEL>(p.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
@@ -157,20 +157,31 @@ fn hint(p: *const f32) {
 /// Rows of `x` per forward tile (with 16 columns: 12 accumulators of 8 lanes).
 const FR: usize = 6;
 /// Rows of `w` per pass of the forward product (its column panel stays in L1).
-const FK: usize = 256;
+const FK: usize = 64;
 /// Rows of `x` per group of the forward product (their slice of `x` stays in L2).
 const FM: usize = 192;
 
-/// `z[0..R][..P] (+)= x[0..R][k] w[k][..P]` over the rows `k` at positions `t0..t1` of `rows`.
+/// Where a forward tile reads its rows of `w`: [`STRIDED`] from `w` itself, [`PACK`] from `w`
+/// while copying them to the panel's contiguous buffer, or [`PACKED`] from that buffer. Rows of
+/// `w` a power of two of bytes apart share a few L1 sets, so a panel's tiles after the first
+/// read the copy (a panel of 256 rows of 2048 columns thrashed one set of 8 lines).
+const STRIDED: u8 = 0;
+const PACK: u8 = 1;
+const PACKED: u8 = 2;
+
+/// `z[0..R][..P] (+)= x[0..R][k] w[k][..P]` over the rows `k` at positions `t0..t1` of `rows`;
+/// `pack` holds row `t - t0` of the panel at `pack + (t - t0) P` (see [`PACK`]).
 #[inline(always)]
-unsafe fn f_tile<F: Fma, const R: usize, const P: usize>(
+unsafe fn f_tile<F: Fma, const R: usize, const P: usize, const MODE: u8>(
     z: (*mut f32, usize),
     x: (*const f32, usize),
     w: (*const f32, usize),
     (rows, t0, t1): (Rows<'_>, usize, usize),
-    (first, prefetch): (bool, bool),
+    first: bool,
+    pack: *mut f32,
 ) {
-    // SAFETY: the module's contract.
+    // SAFETY: the module's contract; `pack` holds `(t1 - t0) P` floats when `MODE` is not
+    // `STRIDED`.
     unsafe {
         let mut acc = [[0.0f32; P]; R];
         if !first {
@@ -180,13 +191,21 @@ unsafe fn f_tile<F: Fma, const R: usize, const P: usize>(
         }
         for t in t0..t1 {
             let k = rows.at(t);
-            if prefetch {
-                // A panel's rows are a whole row of `w` apart, which the hardware prefetchers
-                // do not follow: the first tile asks for the rows ahead.
-                let ahead = rows.at((t + PREFETCH_ROWS).min(rows.len() - 1));
-                hint(w.0.wrapping_add(ahead * w.1));
+            let wv: [f32; P] = if MODE == PACKED {
+                load(pack.add((t - t0) * P))
+            } else {
+                // This panel's line in the next pass of rows (into L2: it is used after
+                // every panel of this pass), and this row's line of the next panel (into L1:
+                // used by that panel's first tile). A panel's rows are a whole row of `w`
+                // apart, which the hardware prefetchers do not follow.
+                let ahead = rows.at((t + FK).min(rows.len() - 1));
+                hint::<T1>(w.0.wrapping_add(ahead * w.1));
+                hint::<T1>(w.0.wrapping_add(k * w.1 + P));
+                load(w.0.add(k * w.1))
+            };
+            if MODE == PACK {
+                store(pack.add((t - t0) * P), wv);
             }
-            let wv: [f32; P] = load(w.0.add(k * w.1));
             for (r, a) in acc.iter_mut().enumerate() {
                 let b = *x.0.add(r * x.1 + k);
                 for (a, &wl) in a.iter_mut().zip(&wv) {
@@ -200,6 +219,28 @@ unsafe fn f_tile<F: Fma, const R: usize, const P: usize>(
     }
 }
 
+/// [`f_tile`] for the last `m < FR` rows of a panel.
+#[inline(always)]
+unsafe fn f_rest<F: Fma, const P: usize, const MODE: u8>(
+    m: usize,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+    (ks, first, pack): ((Rows<'_>, usize, usize), bool, *mut f32),
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        match m {
+            0 => {}
+            1 => f_tile::<F, 1, P, MODE>(z, x, w, ks, first, pack),
+            2 => f_tile::<F, 2, P, MODE>(z, x, w, ks, first, pack),
+            3 => f_tile::<F, 3, P, MODE>(z, x, w, ks, first, pack),
+            4 => f_tile::<F, 4, P, MODE>(z, x, w, ks, first, pack),
+            _ => f_tile::<F, 5, P, MODE>(z, x, w, ks, first, pack),
+        }
+    }
+}
+
 /// One panel of `P` columns of `z`, rows `0..m`, over the positions `t0..t1` of `rows`.
 #[inline(always)]
 unsafe fn f_panel<F: Fma, const P: usize>(
@@ -209,25 +250,27 @@ unsafe fn f_panel<F: Fma, const P: usize>(
     w: (*const f32, usize),
     ks: (Rows<'_>, usize, usize),
 ) {
-    // SAFETY: the module's contract.
+    // SAFETY: the module's contract; `buffer` holds the `FK` rows of `P` that a pass has at
+    // most.
     unsafe {
         let first = ks.1 == 0;
-        let mut i = 0;
+        let at = |i: usize| ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
+        if m <= FR {
+            let (zi, xi) = at(0);
+            return f_rest::<F, P, STRIDED>(m, zi, xi, w, (ks, first, std::ptr::null_mut()));
+        }
+        let mut buffer = std::mem::MaybeUninit::<[[f32; P]; FK]>::uninit();
+        let pack = buffer.as_mut_ptr().cast::<f32>();
+        let (zi, xi) = at(0);
+        f_tile::<F, FR, P, PACK>(zi, xi, w, ks, first, pack);
+        let mut i = FR;
         while i + FR <= m {
-            let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
-            f_tile::<F, FR, P>(zi, xi, w, ks, (first, i == 0));
+            let (zi, xi) = at(i);
+            f_tile::<F, FR, P, PACKED>(zi, xi, w, ks, first, pack);
             i += FR;
         }
-        let (zi, xi) = ((z.0.add(i * z.1), z.1), (x.0.add(i * x.1), x.1));
-        let flags = (first, i == 0);
-        match m - i {
-            0 => {}
-            1 => f_tile::<F, 1, P>(zi, xi, w, ks, flags),
-            2 => f_tile::<F, 2, P>(zi, xi, w, ks, flags),
-            3 => f_tile::<F, 3, P>(zi, xi, w, ks, flags),
-            4 => f_tile::<F, 4, P>(zi, xi, w, ks, flags),
-            _ => f_tile::<F, 5, P>(zi, xi, w, ks, flags),
-        }
+        let (zi, xi) = at(i);
+        f_rest::<F, P, PACKED>(m - i, zi, xi, w, (ks, first, pack));
     }
 }
 
