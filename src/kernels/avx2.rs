@@ -24,6 +24,18 @@ pub(crate) unsafe fn forward(
     unsafe { portable::forward::<Hardware>(s, z, x, w, rows) }
 }
 
+/// [`portable::forward_rows`] with AVX2 + FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn forward_rows(
+    s: Shape,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+) {
+    // SAFETY: this module's contract.
+    unsafe { portable::forward_rows::<Hardware>(s, z, x, w) }
+}
+
 /// [`portable::backward`] with AVX2 + FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn backward(

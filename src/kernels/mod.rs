@@ -308,15 +308,25 @@ fn forward_over(
     };
     let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
     let ((m, k), n) = (x.dim(), w.ncols());
-    // Column blocks: enough to balance up to 8 threads, a multiple of the 32-column panels.
-    let size = (n / 8).max(32).next_multiple_of(32);
+    // A hidden layer's input, three quarters zeros, goes row by row over its nonzeros (with
+    // one block per thread: each block lists every row's nonzeros again); otherwise column
+    // blocks enough to balance up to 8 threads, a multiple of the 32-column panels. Any
+    // blocking gives the same bits.
+    let by_rows = support.is_none() && operands::sparse_rows(&x.view());
+    let size = if by_rows {
+        n.div_ceil(rayon::current_num_threads()).next_multiple_of(64)
+    } else {
+        (n / 8).max(32).next_multiple_of(32)
+    };
     let min_len = min_blocks_per_task(2 * m * k * n);
     let run = |z: &mut ArrayViewMut2<'_, f32>| {
         z.axis_chunks_iter_mut(Axis(1), size)
             .into_par_iter()
             .zip(w.axis_chunks_iter(Axis(1), size).into_par_iter())
             .with_min_len(min_len)
-            .for_each(|(zb, wb)| operands::forward(isa, zb, &x.view(), &wb, support));
+            .for_each(|(zb, wb)| {
+                operands::forward(isa, zb, &x.view(), &wb, (support, by_rows));
+            });
     };
     if operands::rows_contiguous(z) {
         run(z);

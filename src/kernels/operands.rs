@@ -223,7 +223,9 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
 }
 
 /// `z = x w` with `isa`'s kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`; with a `support`,
-/// only over those `k` (the columns of `x` that can be nonzero).
+/// only over those `k` (the columns of `x` that can be nonzero); with `by_rows` (and no
+/// support), each row of `x` over its own nonzeros ([`portable::forward_rows`]; AVX-512 has no
+/// such kernel and ignores it).
 ///
 /// # Panics
 /// If `isa` is not supported here, or shapes or layouts disagree (rows must be contiguous), or
@@ -234,7 +236,7 @@ pub(crate) fn forward(
     mut z: ArrayViewMut2<'_, f32>,
     x: &ArrayView2<'_, f32>,
     w: &ArrayView2<'_, f32>,
-    support: Option<&[u32]>,
+    (support, by_rows): (Option<&[u32]>, bool),
 ) {
     isa.require();
     let ((m, k), n) = (x.dim(), w.ncols());
@@ -266,15 +268,30 @@ pub(crate) fn forward(
     // `m` rows of `n`, `x` `m` rows of `k`, `w` `k` rows of `n`; prefetches use wrapping
     // addresses and never dereference). `z` is an exclusive borrow, so it aliases neither `x`
     // nor `w`.
+    let by_rows = by_rows && support.is_none() && isa != Isa::Avx512;
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => avx512::forward(shape, zp, xp, wp, support),
             #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 if by_rows => avx2::forward_rows(shape, zp, xp, wp),
+            _ if by_rows => portable::forward_rows::<Native>(shape, zp, xp, wp),
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::forward(shape, zp, xp, wp, rows),
             _ => portable::forward::<Native>(shape, zp, xp, wp, rows),
         }
     }
+}
+
+/// Whether `x` has few enough nonzeros for [`portable::forward_rows`] to beat the dense
+/// tiles: at most half (a hidden layer's output after ReLU and dropout has a quarter).
+pub(crate) fn sparse_rows(x: &ArrayView2<'_, f32>) -> bool {
+    let nonzero: usize = x
+        .rows()
+        .into_iter()
+        .map(|row| row.iter().map(|&v| usize::from(v != 0.0)).sum::<usize>())
+        .sum();
+    2 * nonzero <= x.len()
 }
 
 /// Panics, naming `what`, unless [`rows_contiguous`] holds for `view`.

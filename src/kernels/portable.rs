@@ -317,6 +317,112 @@ pub(crate) unsafe fn forward<F: Fma>(
     }
 }
 
+/// Inputs per pass of [`forward_rows`]: the nonzero lists of a pass live on the stack, and a
+/// column tile of that many rows of `w` stays in L2 even when its rows are a power of two of
+/// bytes apart (2048 columns: 1.5-1.7x faster than passes of 1024).
+const RK: usize = 128;
+/// Columns per register tile of [`forward_rows`] (8 AVX2 registers).
+const RP: usize = 64;
+/// How many nonzero inputs ahead [`forward_rows`] prefetches the row of `w`.
+const RD: usize = 8;
+
+/// `z[i][..P] (+)= sum_k x[i][k] w[k][..P]` over the inputs `k` listed in `nonzero`.
+#[inline(always)]
+unsafe fn r_tile<F: Fma, const P: usize>(
+    z: *mut f32,
+    x: *const f32,
+    w: (*const f32, usize),
+    nonzero: &[u32],
+    first: bool,
+) {
+    // SAFETY: the module's contract; `nonzero` lists columns of `x` (rows of `w`).
+    unsafe {
+        let mut acc: [f32; P] = if first { [0.0; P] } else { load(z) };
+        for (t, &k) in nonzero.iter().enumerate() {
+            let k = k as usize;
+            // The rows of `w` a row of `x` needs follow no pattern a prefetcher could see.
+            if let Some(&ahead) = nonzero.get(t + RD) {
+                for line in (0..P).step_by(16) {
+                    hint::<T1>(w.0.wrapping_add(ahead as usize * w.1 + line));
+                }
+            }
+            let b = *x.add(k);
+            let wv: [f32; P] = load(w.0.add(k * w.1));
+            for (a, &wl) in acc.iter_mut().zip(&wv) {
+                *a = F::fma(b, wl, *a);
+            }
+        }
+        store(z, acc);
+    }
+}
+
+/// Rows of `x` per group of [`forward_rows`]: their nonzero lists (on the stack) are built
+/// once per pass, then each column tile runs every row of the group, so the tile's columns of
+/// `w` stay in L2 for all of them.
+const RG: usize = 32;
+
+/// `z = x w` row by row, each row of `x` over its own nonzero inputs only: the same bits as
+/// [`forward`] (a zero term leaves a chain as it was), a quarter of the work when `x` is a
+/// hidden layer's output after ReLU and dropout.
+#[inline(always)]
+pub(crate) unsafe fn forward_rows<F: Fma>(
+    s: Shape,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+) {
+    // SAFETY: the module's contract.
+    unsafe {
+        // Only the first `lens[g]` entries of a list are ever read, each written first.
+        let mut lists = std::mem::MaybeUninit::<[[u32; RK]; RG]>::uninit();
+        let lists = lists.as_mut_ptr().cast::<[u32; RK]>();
+        let mut lens = [0usize; RG];
+        for i0 in (0..s.m).step_by(RG) {
+            let rows = (s.m - i0).min(RG);
+            for k0 in (0..s.rows).step_by(RK) {
+                let k1 = (k0 + RK).min(s.rows);
+                for (g, len) in lens.iter_mut().enumerate().take(rows) {
+                    let (xi, list) = (x.0.add((i0 + g) * x.1), lists.add(g).cast::<u32>());
+                    *len = 0;
+                    for k in k0..k1 {
+                        // Branch-free: which inputs are zero is random. NaN counts as nonzero.
+                        *list.add(*len) = k as u32;
+                        *len += usize::from(*xi.add(k) != 0.0);
+                    }
+                }
+                let first = k0 == 0;
+                let tile = |c: usize, p: usize| {
+                    for g in 0..rows {
+                        let (zi, xi) = (z.0.add((i0 + g) * z.1 + c), x.0.add((i0 + g) * x.1));
+                        let nonzero = std::slice::from_raw_parts(lists.add(g).cast::<u32>(), lens[g]);
+                        let wc = (w.0.add(c), w.1);
+                        match p {
+                            RP => r_tile::<F, RP>(zi, xi, wc, nonzero, first),
+                            32 => r_tile::<F, 32>(zi, xi, wc, nonzero, first),
+                            16 => r_tile::<F, 16>(zi, xi, wc, nonzero, first),
+                            8 => r_tile::<F, 8>(zi, xi, wc, nonzero, first),
+                            4 => r_tile::<F, 4>(zi, xi, wc, nonzero, first),
+                            2 => r_tile::<F, 2>(zi, xi, wc, nonzero, first),
+                            _ => r_tile::<F, 1>(zi, xi, wc, nonzero, first),
+                        }
+                    }
+                };
+                let mut c = 0;
+                while c + RP <= s.n {
+                    tile(c, RP);
+                    c += RP;
+                }
+                for p in [32, 16, 8, 4, 2, 1] {
+                    if s.n - c >= p {
+                        tile(c, p);
+                        c += p;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `dh[i_g] = reduce(sum_c dz[i_g, c] w[c]) * scale` for the `G` batch rows `rows` and one row
 /// `w` of `W` (`dh` points to its column).
 #[inline(always)]

@@ -285,9 +285,9 @@ fn skipping_the_rows_outside_the_support_gives_the_dense_bits() {
         reference::backward(None, w_ref.view_mut(), None, zeroed.view(), dz.view(), 0.37);
         for isa in isas() {
             let mut z = noise(m, n, 23);
-            operands::forward(isa, z.view_mut(), &x.view(), &w0.view(), Some(&support));
+            operands::forward(isa, z.view_mut(), &x.view(), &w0.view(), (Some(&support), false));
             assert_eq!(bits(&z), bits(&expected), "{isa:?} forward, {shape}");
-            operands::forward(isa, z.view_mut(), &zeroed.view(), &w0.view(), None);
+            operands::forward(isa, z.view_mut(), &zeroed.view(), &w0.view(), (None, true));
             assert_eq!(bits(&z), bits(&expected), "{isa:?} dense forward, {shape}");
             // The update in two blocks cut at row `k / 3`, each with its part of the support.
             let mut w = w0.clone();
@@ -388,7 +388,7 @@ fn forward_matches_the_definition_on_every_implementation() {
         reference::forward(expected.view_mut(), x.view(), w.view());
         for isa in isas() {
             let mut z = noise(m, n, 9);
-            operands::forward(isa, z.view_mut(), &x.view(), &w.view(), None);
+            operands::forward(isa, z.view_mut(), &x.view(), &w.view(), (None, false));
             assert_eq!(bits(&z), bits(&expected), "{isa:?}, shape {m}x{k}x{n}");
         }
     }
@@ -396,13 +396,13 @@ fn forward_matches_the_definition_on_every_implementation() {
     let (x, w) = (noise(32, 200, 10), noise(200, 96, 11));
     for isa in isas() {
         let mut whole = Array2::zeros((32, 96));
-        operands::forward(isa, whole.view_mut(), &x.view(), &w.view(), None);
+        operands::forward(isa, whole.view_mut(), &x.view(), &w.view(), (None, false));
         let mut part = Array2::zeros((32, 96));
         for (zb, wb) in part
             .axis_chunks_iter_mut(Axis(1), 40)
             .zip(w.axis_chunks_iter(Axis(1), 40))
         {
-            operands::forward(isa, zb, &x.view(), &wb, None);
+            operands::forward(isa, zb, &x.view(), &wb, (None, true));
         }
         assert_eq!(bits(&part), bits(&whole), "{isa:?}");
     }
