@@ -479,27 +479,32 @@ unsafe fn dh_column<F: Fma>(
     // SAFETY: the module's contract.
     unsafe {
         let scale = relu.map(|(_, s)| s);
-        let (mut rows, mut len) = ([0usize; DG], 0);
-        for i in 0..m {
-            // NaN is not positive: its gradient is zero, as an inactive unit's.
-            if let Some((x, _)) = relu
-                && (*x.0.add(i * x.1)).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
-            {
+        // The batch rows to compute, listed without a branch per row (which inputs are
+        // positive is random), a chunk of rows at a time; the others' gradient is `+0`.
+        let mut list = [0u32; ACTIVE_ON_STACK];
+        for i0 in (0..m).step_by(ACTIVE_ON_STACK) {
+            let i1 = (i0 + ACTIVE_ON_STACK).min(m);
+            let mut len = 0;
+            for i in i0..i1 {
+                // NaN is not positive: its gradient is zero, as an inactive unit's.
+                let keep = relu.is_none_or(|(x, _)| *x.0.add(i * x.1) > 0.0);
                 *dh.0.add(i * dh.1) = 0.0;
-                continue;
+                *list.as_mut_ptr().add(len) = i as u32;
+                len += usize::from(keep);
             }
-            rows[len] = i;
-            len += 1;
-            if len == DG {
+            let mut groups = list[..len].chunks_exact(DG);
+            for g in &mut groups {
+                let rows = std::array::from_fn(|j| g[j] as usize);
                 dots::<F, DG>(dh, dz, w, n, scale, rows);
-                len = 0;
             }
-        }
-        match len {
-            0 => {}
-            1 => dots::<F, 1>(dh, dz, w, n, scale, [rows[0]]),
-            2 => dots::<F, 2>(dh, dz, w, n, scale, [rows[0], rows[1]]),
-            _ => dots::<F, 3>(dh, dz, w, n, scale, [rows[0], rows[1], rows[2]]),
+            match *groups.remainder() {
+                [] => {}
+                [a] => dots::<F, 1>(dh, dz, w, n, scale, [a as usize]),
+                [a, b] => dots::<F, 2>(dh, dz, w, n, scale, [a as usize, b as usize]),
+                [a, b, c, ..] => {
+                    dots::<F, 3>(dh, dz, w, n, scale, [a as usize, b as usize, c as usize]);
+                }
+            }
         }
     }
 }
@@ -606,13 +611,16 @@ unsafe fn u_rows<F: Fma, const R: usize>(
     // SAFETY: the module's contract.
     unsafe {
         let mut c = 0;
-        while c + 16 <= n {
-            u_tile::<F, R, 16>(w, x, dz, (rows, c), active, step);
-            c += 16;
+        // Three AVX2 registers of a row per tile: 12 sums for 4 rows, and each batch row's
+        // 3 loads of `dz` and 4 of `x` feed 12 multiply-adds.
+        while c + 24 <= n {
+            u_tile::<F, R, 24>(w, x, dz, (rows, c), active, step);
+            c += 24;
         }
-        for p in [8, 4, 2, 1] {
+        for p in [16, 8, 4, 2, 1] {
             if n - c >= p {
                 match p {
+                    16 => u_tile::<F, R, 16>(w, x, dz, (rows, c), active, step),
                     8 => u_tile::<F, R, 8>(w, x, dz, (rows, c), active, step),
                     4 => u_tile::<F, R, 4>(w, x, dz, (rows, c), active, step),
                     2 => u_tile::<F, R, 2>(w, x, dz, (rows, c), active, step),
