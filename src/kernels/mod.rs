@@ -312,7 +312,7 @@ fn forward_over(
     // one block per thread: each block lists every row's nonzeros again); otherwise column
     // blocks enough to balance up to 8 threads, a multiple of the 32-column panels. Any
     // blocking gives the same bits.
-    let by_rows = support.is_none() && operands::sparse_rows(&x.view());
+    let by_rows = support.is_none() && n >= BY_ROWS_MIN_COLS && operands::sparse_rows(&x.view());
     let size = if by_rows {
         n.div_ceil(rayon::current_num_threads()).next_multiple_of(64)
     } else {
@@ -402,6 +402,10 @@ pub fn backward_momentum(
     };
     backward(kernels, dh, w, Some((v, mu)), dz, x, (lr, relu));
 }
+
+/// Narrower products (the 10-class output layer) keep the dense tiles even for a sparse input:
+/// listing each row's nonzeros would cost more than the multiply-adds it saves.
+const BY_ROWS_MIN_COLS: usize = 32;
 
 /// Bytes of `W` per block of the fused backward: the block is read for `dh`, then again (from
 /// cache) for the update.
