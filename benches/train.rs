@@ -1,7 +1,7 @@
 //! Training-engine benchmarks over the paper's width grid (batch 32): the forward pass, one
 //! full SGD step, the backward pass of a layer, the fused kernels alone, the GEMM shapes of a
-//! step, a layer's products under each kernel backend (relumax's AVX-512 kernels against
-//! OpenBLAS), and one epoch of 1x128.
+//! step, a layer's products on every implementation this CPU runs and on OpenBLAS, and one
+//! epoch of 1x128.
 //!
 //! Run with: `cargo bench --bench train` (or `-- step` etc. for one group).
 //! Throughput is in FLOP (matrix products) or elements (element-wise kernels) per second.

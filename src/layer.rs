@@ -1,7 +1,8 @@
 //! A dense layer: `z = x W + b`, `x: (batch, inputs)`, `W: (inputs, outputs)`, `b: (outputs,)`.
 //!
-//! `W` is stored row-major as `(inputs, outputs)`, so the forward product `x W`, the input
-//! gradient `dz W^T` and the weight gradient `x^T dz` all reach `cblas_sgemm` without copies.
+//! `W` is stored row-major as `(inputs, outputs)`: the forward product `x W` streams its rows,
+//! and the input gradient `dz W^T` and the update from `x^T dz` both walk them, one block of
+//! rows at a time (and all three reach `cblas_sgemm` without copies on the OpenBLAS backend).
 
 use ndarray::{Array1, Array2};
 use rand::RngCore;

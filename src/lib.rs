@@ -1,6 +1,7 @@
 //! relumax: fast, reproducible training of the ReLU + softmax multilayer perceptrons of
 //! "Using a Neural Network with ReLU and Softmax activation functions to train a classifier
-//! for handwritten digits images", on MNIST or any IDX dataset, backed by OpenBLAS.
+//! for handwritten digits images", on MNIST or any IDX dataset, with the same bits on every
+//! CPU ([`kernels::Kernels`]).
 //!
 //! The main types:
 //! - [`Dataset`]: an IDX folder (raw or gzipped, checksummed, memory-mapped) or in-memory

@@ -4,9 +4,9 @@
 //! (already divided by the batch size):
 //!
 //! - `dh = dz W^T` (the previous layer's output gradient), taken from the old `W`;
-//! - `W <- W - lr * x^T dz`, one `sgemm` with `beta = 1`: no gradient buffer, no update pass
-//!   (for the first layer, only the rows of the input columns that are not zero throughout
-//!   the batch: the others' update is zero);
+//! - `W <- W - lr * x^T dz`, fused with `dh` per block of `W`'s rows: no gradient buffer, each
+//!   weight rounded once (for the first layer, only the rows of the input columns that are not
+//!   zero throughout the batch: the others' update is zero);
 //! - `b <- b - lr * sum_rows(dz)`;
 //! - `dz_prev = dh * [h_prev > 0] / (1 - p)`, fused with `dh` (only the needed dot products).
 //!

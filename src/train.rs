@@ -155,6 +155,22 @@ impl TrainConfig {
         }
     }
 
+    /// This configuration with the fields that never change results normalised: no thread
+    /// count, and `Kernels::Auto` for every implementation of relumax's arithmetic (`Blas`,
+    /// which rounds differently, stays). Two runs whose canonical configurations are equal give
+    /// the same bits.
+    pub fn canonical(&self) -> TrainConfig {
+        TrainConfig {
+            threads: None,
+            kernels: if self.kernels.is_portable_arithmetic() {
+                Kernels::Auto
+            } else {
+                Kernels::Blas
+            },
+            ..self.clone()
+        }
+    }
+
     /// The thread count actually used.
     pub fn thread_count(&self) -> usize {
         self.threads.unwrap_or_else(|| {
@@ -413,9 +429,10 @@ impl Trainer {
     /// Trains from `state` (a new one, or one returned by an interruption or a checkpoint)
     /// until the configured epochs are done.
     ///
-    /// Runs in a rayon pool of `threads` threads, which splits every matrix product into
-    /// single-threaded OpenBLAS calls (OpenBLAS's process-wide thread count is set to 1 for the
-    /// duration and restored after); training runs on that pool's thread, which is why
+    /// Runs in a rayon pool of `threads` threads, which splits every matrix product into fixed
+    /// blocks (with `Kernels::Blas`, single-threaded OpenBLAS calls: OpenBLAS's process-wide
+    /// thread count is set to 1 for the duration and restored after); training runs on that
+    /// pool's thread, which is why
     /// `on_event` must be `Send`. `on_event` sees every step and epoch; returning
     /// `ControlFlow::Break(())` stops after the current step (the epoch is then not reported).
     ///

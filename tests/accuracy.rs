@@ -79,7 +79,10 @@ fn one_step_matches_float64_at_every_batch_size() {
         sgd.step(&mut after, &mut ws, x, y, no_dropout);
         let expected = reference_step(&before, &f64s(x), y, f64::from(lr));
         let taken = taken_step(&before, &after);
-        for (p, (t, e)) in ["W0", "b0", "W1", "b1"].iter().zip(taken.iter().zip(&expected)) {
+        for (p, (t, e)) in ["W0", "b0", "W1", "b1"]
+            .iter()
+            .zip(taken.iter().zip(&expected))
+        {
             let largest = e.fold(0.0f64, |a, &v| a.max(v.abs()));
             let error = (t - e).fold(0.0f64, |a, &v| a.max(v.abs()));
             assert!(largest > 0.0, "{p}: no step at batch {batch}");

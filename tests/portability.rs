@@ -28,7 +28,14 @@ const GOLDEN: [(&[&str], &str); 2] = [
         "8ff7778591651df2cc0d7701e4ed6f7f2ef320cf10d20d8032b78747f3288fa2",
     ),
     (
-        &["--hidden", "24,1030", "--batch-size", "100", "--momentum", "0.9"],
+        &[
+            "--hidden",
+            "24,1030",
+            "--batch-size",
+            "100",
+            "--momentum",
+            "0.9",
+        ],
         "73d6509ff62394ecb3759bf3718e8501ee06b7d70a0f078759b52cc8d3b45014",
     ),
 ];
@@ -73,12 +80,19 @@ fn train(data: &Path, out: &Path, flags: &[&str], emulator: Option<&str>, kernel
         }
         None => Command::new(bin),
     };
-    cmd.args(["train", "--epochs", "1", "--no-progress", "--json", "--data"])
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .args(flags)
-        .env(relumax::kernels::KERNELS_ENV, kernels);
+    cmd.args([
+        "train",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--json",
+        "--data",
+    ])
+    .arg(data)
+    .arg("--out")
+    .arg(out)
+    .args(flags)
+    .env(relumax::kernels::KERNELS_ENV, kernels);
     let o = cmd.output().unwrap_or_else(|e| {
         panic!(
             "cannot run {cmd:?}: {e}; the cross-CPU tests need qemu-user (Debian: apt-get install \
@@ -91,7 +105,11 @@ fn train(data: &Path, out: &Path, flags: &[&str], emulator: Option<&str>, kernel
         "{what}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let last = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
+    let last = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
     let summary: serde_json::Value = serde_json::from_str(&last).unwrap();
     let model = std::fs::read(out.join("model.safetensors")).unwrap();
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl"))

@@ -275,8 +275,8 @@ fn one_epoch_of_1x128_learns_and_is_bit_identical() {
 fn two_hidden_layers_are_reproducible_across_thread_counts() {
     let (_tmp, dir) = common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
-    // Narrow layers (OpenBLAS throughout), then layers of 1024 outputs or more, whose backward
-    // pass runs in the AVX-512 kernels where the CPU has them.
+    // Narrow layers, then layers of 1024 outputs or more, whose backward pass runs in
+    // AVX-512's own kernels where the CPU has them.
     reproducible_across_thread_counts(&data, &[300, 200]);
     reproducible_across_thread_counts(&data, &[1100, 1030]);
 }

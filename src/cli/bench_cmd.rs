@@ -10,7 +10,7 @@ use relumax::{Event, TrainConfig, Trainer, set_blas_threads, train_flops_per_sam
 use serde_json::json;
 
 use super::DataOpt;
-use super::common::{json_line, open_data};
+use super::common::{json_line, kernels, open_data};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -73,7 +73,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         anyhow::bail!("invalid --epochs: must be at least 1, got 0");
     }
     let choices = match args.kernels.as_slice() {
-        [] => vec![Kernels::from_env()?.unwrap_or_default()],
+        [] => vec![kernels(None)?],
         given => given.to_vec(),
     };
     let widths = if args.hidden.is_empty() {

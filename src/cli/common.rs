@@ -1,9 +1,10 @@
-//! Helpers shared by the commands: opening data, JSON output.
+//! Helpers shared by the commands: opening data, the kernels choice, JSON output.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use relumax::Dataset;
+use relumax::kernels::Kernels;
 
 use super::DataOpt;
 
@@ -26,4 +27,12 @@ pub fn open_data(opt: &DataOpt) -> anyhow::Result<Dataset> {
 /// One line of JSON.
 pub fn json_line(value: &serde_json::Value) -> String {
     serde_json::to_string(value).expect("JSON values always serialise")
+}
+
+/// `--kernels` if given, else `$RELUMAX_KERNELS`, else auto.
+pub fn kernels(flag: Option<Kernels>) -> anyhow::Result<Kernels> {
+    Ok(match flag {
+        Some(k) => k,
+        None => Kernels::from_env()?.unwrap_or_default(),
+    })
 }

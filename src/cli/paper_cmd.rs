@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use relumax::kernels::Kernels;
 use relumax::{Event, TrainConfig, train_flops_per_sample};
 
 use super::DataOpt;
-use super::common::{data_dir, open_data};
+use super::common::{data_dir, kernels, open_data};
 use super::report::{self, RunRecord};
 use super::train_cmd::{RunEnd, RunOptions, default_run_dir, train_to_dir};
 
@@ -75,6 +76,10 @@ pub struct PaperArgs {
     /// this many threads [default: all cores]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// The code that runs the products: auto, portable, avx2, avx512 (the same bits) or blas
+    /// [default: $RELUMAX_KERNELS, else auto]
+    #[arg(long, value_name = "KERNELS")]
+    kernels: Option<Kernels>,
     /// Output folder.
     #[arg(long, default_value = "runs/paper", value_name = "DIR")]
     out: PathBuf,
@@ -121,6 +126,7 @@ impl PaperArgs {
         if self.seeds == 0 {
             anyhow::bail!("invalid --seeds: must be at least 1, got 0");
         }
+        let kernels = kernels(self.kernels)?;
         let mut jobs = Vec::new();
         for (layers, width) in parse_only(&self.only)? {
             for k in 0..self.seeds as u64 {
@@ -133,6 +139,7 @@ impl PaperArgs {
                         .context("invalid --seed: too large")?,
                     threads: self.threads,
                     full_train: self.full_train,
+                    kernels,
                     ..Default::default()
                 };
                 config.validate()?;

@@ -17,7 +17,7 @@ use relumax::{
 use serde_json::{Value, json};
 
 use super::DataOpt;
-use super::common::{data_dir, json_line, open_data};
+use super::common::{data_dir, json_line, kernels, open_data};
 use super::eval_cmd::print_evaluation;
 use super::plot;
 use super::progress::Progress;
@@ -87,14 +87,6 @@ impl HyperArgs {
             || self.seed.is_some()
     }
 
-    /// `--kernels`, else `$RELUMAX_KERNELS`, else auto.
-    pub fn kernels(&self) -> anyhow::Result<Kernels> {
-        Ok(match self.kernels {
-            Some(k) => k,
-            None => Kernels::from_env()?.unwrap_or_default(),
-        })
-    }
-
     /// The validated configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<TrainConfig> {
         let d = TrainConfig::default();
@@ -120,7 +112,7 @@ impl HyperArgs {
             init: self.init.unwrap_or(d.init),
             seed: self.seed.unwrap_or(d.seed),
             threads: self.threads.or(d.threads),
-            kernels: self.kernels()?,
+            kernels: kernels(self.kernels)?,
         };
         config.validate()?;
         Ok(config)
@@ -191,16 +183,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
                 load_checkpoint(&ck).with_context(|| format!("cannot resume {}", dir.display()))?;
             // Threads never change the bits, nor a move between implementations of relumax's
             // arithmetic (but to or from OpenBLAS does).
-            let ignore_threads = |c: &TrainConfig| TrainConfig {
-                threads: None,
-                kernels: if c.kernels.is_portable_arithmetic() {
-                    Kernels::Auto
-                } else {
-                    c.kernels
-                },
-                ..c.clone()
-            };
-            if args.hp.given() && ignore_threads(&args.hp.config()?) != ignore_threads(&saved) {
+            if args.hp.given() && args.hp.config()?.canonical() != saved.canonical() {
                 anyhow::bail!(
                     "cannot resume {}: its checkpoint was made with another configuration ({}); \
                      --resume continues the run as it was started, so give no hyper-parameter \
@@ -427,15 +410,7 @@ pub fn train_to_dir(
     // Neither the thread count nor the implementation of relumax's arithmetic changes results,
     // so they stay out of the model file: the same training gives the same bytes however many
     // threads ran it, on any CPU.
-    let model_config = TrainConfig {
-        threads: None,
-        kernels: if config.kernels.is_portable_arithmetic() {
-            Kernels::Auto
-        } else {
-            config.kernels
-        },
-        ..config.clone()
-    };
+    let model_config = config.canonical();
     let meta = [("config", serde_json::to_string(&model_config)?)];
     let model_path = run.file("model.safetensors");
     relumax::save_model(&result.model, &model_path, &meta)?;

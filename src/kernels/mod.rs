@@ -314,7 +314,8 @@ fn forward_over(
     // blocking gives the same bits.
     let by_rows = support.is_none() && n >= BY_ROWS_MIN_COLS && operands::sparse_rows(&x.view());
     let size = if by_rows {
-        n.div_ceil(rayon::current_num_threads()).next_multiple_of(64)
+        n.div_ceil(rayon::current_num_threads())
+            .next_multiple_of(64)
     } else {
         (n / 8).max(32).next_multiple_of(32)
     };

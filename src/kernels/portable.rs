@@ -392,9 +392,9 @@ pub(crate) unsafe fn forward_rows<F: Fma>(
                 }
                 let first = k0 == 0;
                 let tile = |c: usize, p: usize| {
-                    for g in 0..rows {
+                    for (g, &len) in lens.iter().enumerate().take(rows) {
                         let (zi, xi) = (z.0.add((i0 + g) * z.1 + c), x.0.add((i0 + g) * x.1));
-                        let nonzero = std::slice::from_raw_parts(lists.add(g).cast::<u32>(), lens[g]);
+                        let nonzero = std::slice::from_raw_parts(lists.add(g).cast::<u32>(), len);
                         let wc = (w.0.add(c), w.1);
                         match p {
                             RP => r_tile::<F, RP>(zi, xi, wc, nonzero, first),

@@ -285,7 +285,13 @@ fn skipping_the_rows_outside_the_support_gives_the_dense_bits() {
         reference::backward(None, w_ref.view_mut(), None, zeroed.view(), dz.view(), 0.37);
         for isa in isas() {
             let mut z = noise(m, n, 23);
-            operands::forward(isa, z.view_mut(), &x.view(), &w0.view(), (Some(&support), false));
+            operands::forward(
+                isa,
+                z.view_mut(),
+                &x.view(),
+                &w0.view(),
+                (Some(&support), false),
+            );
             assert_eq!(bits(&z), bits(&expected), "{isa:?} forward, {shape}");
             operands::forward(isa, z.view_mut(), &zeroed.view(), &w0.view(), (None, true));
             assert_eq!(bits(&z), bits(&expected), "{isa:?} dense forward, {shape}");
