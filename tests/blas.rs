@@ -84,10 +84,11 @@ fn calls_during(f: impl FnOnce()) -> usize {
     CALLS.load(Ordering::SeqCst) - before
 }
 
-fn counting_step(sizes: &[usize], kernels: Kernels) -> usize {
+/// One SGD step (dropout 0.5) of a fresh `sizes` network on `x`, with `kernels`; the number
+/// of `cblas_sgemm` calls it made, and the model after it.
+fn one_step(sizes: &[usize], kernels: Kernels, x: &Array2<f32>) -> (usize, Mlp) {
     let mut model = Mlp::new(sizes, Init::He, 0).unwrap();
     let mut ws = Workspace::with_kernels(&model, 32, kernels);
-    let x = Array2::from_elem((32, sizes[0]), 0.5f32);
     let y: Vec<u32> = (0..32).map(|i| i % 10).collect();
     let mut sgd = Sgd::new(&model, 0.01, 0.0);
     let dropout = StepDropout {
@@ -96,9 +97,14 @@ fn counting_step(sizes: &[usize], kernels: Kernels) -> usize {
         epoch: 0,
         step: 0,
     };
-    calls_during(|| {
+    let calls = calls_during(|| {
         sgd.step(&mut model, &mut ws, x.view(), &y, dropout);
-    })
+    });
+    (calls, model)
+}
+
+fn counting_step(sizes: &[usize], kernels: Kernels) -> usize {
+    one_step(sizes, kernels, &Array2::from_elem((32, sizes[0]), 0.5f32)).0
 }
 
 /// Values in `[-0.5, 0.5)` from relumax's own seeded stream.
@@ -156,22 +162,9 @@ fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
     // other bits with 1 and 2 threads for a 32 x 520 product at every inner dimension): so the
     // Blas backend runs it single-threaded inside rayon's fixed blocks, and a step gives the
     // same bits on any number of rayon threads.
+    let x = pseudo_random(32, 784, 3).mapv(|v| v.max(0.0));
     let step = |threads: usize| {
-        common::pool(threads).install(|| {
-            let mut model = Mlp::new(&[784, 300, 10], Init::He, 0).unwrap();
-            let mut ws = Workspace::with_kernels(&model, 32, Kernels::Blas);
-            let x = pseudo_random(32, 784, 3).mapv(|v| v.max(0.0));
-            let y: Vec<u32> = (0..32).map(|i| i % 10).collect();
-            let mut sgd = Sgd::new(&model, 0.01, 0.0);
-            let dropout = StepDropout {
-                p: 0.5,
-                seed: 0,
-                epoch: 0,
-                step: 0,
-            };
-            sgd.step(&mut model, &mut ws, x.view(), &y, dropout);
-            model
-        })
+        common::pool(threads).install(|| one_step(&[784, 300, 10], Kernels::Blas, &x).1)
     };
     assert_eq!(step(1), step(2));
 }
