@@ -407,3 +407,52 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--kernels"), "{}", stderr(&o));
 }
+
+#[test]
+fn kernels_are_chosen_by_flag_or_environment_and_refused_when_the_cpu_lacks_them() {
+    let (tmp, dir) = small_dataset(false);
+    let dir = dir.to_str().unwrap();
+    let train = |flag: Option<&str>, env: Option<&str>, out: &str| {
+        let out = tmp.path().join(out);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relumax"));
+        cmd.args([
+            "train", "--data", dir, "--hidden", "16", "--epochs", "1", "--json",
+        ])
+        .args(["--no-progress", "--out"])
+        .arg(&out)
+        .env_remove("RELUMAX_KERNELS");
+        if let Some(k) = flag {
+            cmd.args(["--kernels", k]);
+        }
+        if let Some(k) = env {
+            cmd.env("RELUMAX_KERNELS", k);
+        }
+        (cmd.output().unwrap(), out)
+    };
+    // The environment chooses when no flag does; the flag wins over it.
+    let (o, _) = train(None, Some("portable"), "env");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = |o: &Output| -> serde_json::Value {
+        serde_json::from_str(stdout(o).lines().last().unwrap()).unwrap()
+    };
+    assert_eq!(last(&o)["kernels"], "portable");
+    let (o, _) = train(Some("blas"), Some("portable"), "flag");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(last(&o)["kernels"], "blas");
+    // A name that is no kernels: one line naming the variable, exit 1, nothing written.
+    let (o, out) = train(None, Some("fast"), "bad");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("RELUMAX_KERNELS: unknown kernels \"fast\""));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(!out.exists());
+    // AVX-512 runs where the CPU has it, and is refused with a clear error where it does not.
+    let (o, out) = train(Some("avx512"), None, "avx512");
+    if relumax::kernels::Kernels::Avx512.supported() {
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(last(&o)["kernels"], "avx512");
+    } else {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("this CPU cannot run the avx512 kernels"));
+        assert!(!out.exists());
+    }
+}
