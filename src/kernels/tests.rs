@@ -621,3 +621,58 @@ fn exp_and_log_are_relumax_own_with_golden_values() {
     assert!(ln(-1.0).is_nan());
     assert_eq!(exp(-200.0), 0.0);
 }
+
+/// `|a - b| <= 2 gamma_k (|x| |w|) + slack` element by element, `gamma_k = k u / (1 - k u)`
+/// with `u = 2^-24`: each of two summation orders of a dot product of `k` terms is within
+/// `gamma_k` of the exact value, relative to the sum of the terms' magnitudes (Higham, Accuracy
+/// and Stability of Numerical Algorithms, 3.1).
+fn assert_within_rounding(a: &Array2<f32>, b: &Array2<f32>, magnitude: &Array2<f32>, k: usize) {
+    let u = f64::from(f32::EPSILON) / 2.0;
+    let gamma = k as f64 * u / (1.0 - k as f64 * u);
+    for ((&p, &q), &mag) in a.iter().zip(b).zip(magnitude) {
+        let (p, q) = (f64::from(p), f64::from(q));
+        // Half an ulp of each result for its own final rounding.
+        let slack = (p.abs() + q.abs()) * u;
+        let bound = 2.0 * gamma * f64::from(mag) + slack;
+        assert!(
+            (p - q).abs() <= bound,
+            "{p} and {q} differ by more than {bound}"
+        );
+    }
+}
+
+#[test]
+fn every_product_agrees_with_openblas_within_the_rounding_of_its_length() {
+    let abs = |a: &Array2<f32>| a.mapv(f32::abs);
+    for (m, k, n) in [(32, 784, 128), (32, 300, 1100), (70, 64, 10)] {
+        let x = noise(m, k, 1).mapv(|v| (v - 0.25).max(0.0));
+        let (w, dz) = (noise(k, n, 2), noise(m, n, 3));
+        let z = [Kernels::Auto, Kernels::Blas].map(|kernels| {
+            let mut z = Array2::zeros((m, n));
+            forward(kernels, &mut z.view_mut(), &x.view(), &w.view());
+            z
+        });
+        assert_within_rounding(&z[0], &z[1], &abs(&x).dot(&abs(&w)), k);
+        let lr = 0.5;
+        let [(w_a, dh_a), (w_b, dh_b)] = [Kernels::Auto, Kernels::Blas].map(|kernels| {
+            let (mut w, mut dh) = (w.clone(), Array2::zeros((m, k)));
+            let dh_view = Some(&mut dh.view_mut());
+            backward_sgd(
+                kernels,
+                dh_view,
+                &mut w.view_mut(),
+                &dz.view(),
+                &x.view(),
+                lr,
+            );
+            (w, dh)
+        });
+        assert_within_rounding(&dh_a, &dh_b, &abs(&dz).dot(&abs(&w).t()), n);
+        // The update: `lr` times the gradient's bound, plus the rounding of `w` itself.
+        let step = abs(&x).t().dot(&abs(&dz)) * lr + abs(&w);
+        assert_within_rounding(&w_a, &w_b, &step, m + 1);
+        // And the bound is not vacuous: the two differ somewhere (different orders).
+        let differ = z[0].iter().zip(&z[1]).any(|(p, q)| p != q) || w_a != w_b;
+        assert!(differ, "{m}x{k}x{n}: the orders agree everywhere");
+    }
+}
