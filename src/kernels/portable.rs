@@ -328,7 +328,7 @@ const RD: usize = 8;
 
 /// `z[i][..P] (+)= sum_k x[i][k] w[k][..P]` over the inputs `k` listed in `nonzero`.
 #[inline(always)]
-unsafe fn r_tile<F: Fma, const P: usize>(
+unsafe fn r_tile<F: Fma, const P: usize, const PREFETCH: bool>(
     z: *mut f32,
     x: *const f32,
     w: (*const f32, usize),
@@ -341,7 +341,7 @@ unsafe fn r_tile<F: Fma, const P: usize>(
         for (t, &k) in nonzero.iter().enumerate() {
             let k = k as usize;
             // The rows of `w` a row of `x` needs follow no pattern a prefetcher could see.
-            if let Some(&ahead) = nonzero.get(t + RD) {
+            if PREFETCH && let Some(&ahead) = nonzero.get(t + RD) {
                 for line in (0..P).step_by(16) {
                     hint::<T1>(w.0.wrapping_add(ahead as usize * w.1 + line));
                 }
@@ -396,14 +396,17 @@ pub(crate) unsafe fn forward_rows<F: Fma>(
                         let (zi, xi) = (z.0.add((i0 + g) * z.1 + c), x.0.add((i0 + g) * x.1));
                         let nonzero = std::slice::from_raw_parts(lists.add(g).cast::<u32>(), len);
                         let wc = (w.0.add(c), w.1);
-                        match p {
-                            RP => r_tile::<F, RP>(zi, xi, wc, nonzero, first),
-                            32 => r_tile::<F, 32>(zi, xi, wc, nonzero, first),
-                            16 => r_tile::<F, 16>(zi, xi, wc, nonzero, first),
-                            8 => r_tile::<F, 8>(zi, xi, wc, nonzero, first),
-                            4 => r_tile::<F, 4>(zi, xi, wc, nonzero, first),
-                            2 => r_tile::<F, 2>(zi, xi, wc, nonzero, first),
-                            _ => r_tile::<F, 1>(zi, xi, wc, nonzero, first),
+                        // Only the group's first row prefetches: the others find the tile's
+                        // rows of `w` in L2.
+                        match (p, g == 0) {
+                            (RP, true) => r_tile::<F, RP, true>(zi, xi, wc, nonzero, first),
+                            (RP, false) => r_tile::<F, RP, false>(zi, xi, wc, nonzero, first),
+                            (32, _) => r_tile::<F, 32, false>(zi, xi, wc, nonzero, first),
+                            (16, _) => r_tile::<F, 16, false>(zi, xi, wc, nonzero, first),
+                            (8, _) => r_tile::<F, 8, false>(zi, xi, wc, nonzero, first),
+                            (4, _) => r_tile::<F, 4, false>(zi, xi, wc, nonzero, first),
+                            (2, _) => r_tile::<F, 2, false>(zi, xi, wc, nonzero, first),
+                            _ => r_tile::<F, 1, false>(zi, xi, wc, nonzero, first),
                         }
                     }
                 };
