@@ -477,7 +477,7 @@ unsafe fn dh_column<F: Fma>(
     dz: (*const f32, usize),
     w: *const f32,
     (m, n): (usize, usize),
-    relu: Option<((*const f32, usize), f32)>,
+    relu: Option<(Inputs, f32)>,
 ) {
     // SAFETY: the module's contract.
     unsafe {
@@ -490,7 +490,7 @@ unsafe fn dh_column<F: Fma>(
             let mut len = 0;
             for i in i0..i1 {
                 // NaN is not positive: its gradient is zero, as an inactive unit's.
-                let keep = relu.is_none_or(|(x, _)| *x.0.add(i * x.1) > 0.0);
+                let keep = relu.is_none_or(|(x, _)| x.at(i, 0) > 0.0);
                 *dh.0.add(i * dh.1) = 0.0;
                 *list.as_mut_ptr().add(len) = i as u32;
                 len += usize::from(keep);
@@ -541,7 +541,7 @@ pub(crate) enum Step {
 #[inline(always)]
 unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
     w: (*mut f32, usize),
-    x: (*const f32, usize),
+    x: Inputs,
     dz: (*const f32, usize),
     (rows, c): ([usize; R], usize),
     active: &[u32],
@@ -560,7 +560,7 @@ unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
                 let i = active[t] as usize;
                 let zv: [f32; P] = load(dz.0.add(i * dz.1 + c));
                 for (a, &r) in acc.iter_mut().zip(&rows) {
-                    let b = *x.0.add(i * x.1 + r);
+                    let b = x.at(i, r);
                     for (a, &z) in a.iter_mut().zip(&zv) {
                         *a = F::fma(b, z, *a);
                     }
@@ -605,7 +605,7 @@ unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
 #[inline(always)]
 unsafe fn u_rows<F: Fma, const R: usize>(
     w: (*mut f32, usize),
-    x: (*const f32, usize),
+    x: Inputs,
     dz: (*const f32, usize),
     (rows, n): ([usize; R], usize),
     active: &[u32],
@@ -643,7 +643,7 @@ const ACTIVE_ON_STACK: usize = 256;
 #[inline(always)]
 unsafe fn update<F: Fma>(
     w: (*mut f32, usize),
-    x: (*const f32, usize),
+    x: Inputs,
     dz: (*const f32, usize),
     (m, n): (usize, usize),
     rows: Rows<'_>,
@@ -664,8 +664,7 @@ unsafe fn update<F: Fma>(
         let collect = |active: &mut [u32], r: &[usize]| {
             let (out, mut len) = (active.as_mut_ptr(), 0);
             for i in 0..m {
-                let row = x.0.add(i * x.1);
-                let nonzero = r.iter().fold(false, |a, &r| a | (*row.add(r) != 0.0));
+                let nonzero = r.iter().fold(false, |a, &r| a | (x.at(i, r) != 0.0));
                 // `len <= i < m`, the length of `active`.
                 *out.add(len) = i as u32;
                 len += usize::from(nonzero);
@@ -701,19 +700,107 @@ pub(crate) unsafe fn backward<F: Fma>(
     step: Step,
     update: Option<Selected<'_>>,
 ) {
+    // SAFETY: the module's contract; `xt` holds `len` rows of `s.m <= BATCH_BLOCK` inputs.
+    unsafe {
+        let strided = Inputs {
+            p: x.0,
+            si: x.1,
+            sr: 1,
+        };
+        match update {
+            Some(list) => self::update::<F>(w, strided, dz, (s.m, s.n), Rows::Listed(list), step),
+            // The block's columns of `x`, a few rows of `W` at a time, copied so that each
+            // row of `W` finds its inputs contiguous: read in place, a column of `x` is one
+            // line per batch row, and rows a power of two of bytes apart share an L1 set.
+            None if s.m <= BATCH_BLOCK => {
+                let mut xt = std::mem::MaybeUninit::<[[f32; BATCH_BLOCK]; XT]>::uninit();
+                let xt = xt.as_mut_ptr().cast::<f32>();
+                for r0 in (0..s.rows).step_by(XT) {
+                    let len = (s.rows - r0).min(XT);
+                    for i in 0..s.m {
+                        for r in 0..len {
+                            *xt.add(r * BATCH_BLOCK + i) = *x.0.add(i * x.1 + r0 + r);
+                        }
+                    }
+                    let copy = Inputs {
+                        p: xt,
+                        si: 1,
+                        sr: BATCH_BLOCK,
+                    };
+                    rows_block::<F>(s, dh, w, dz, step, (r0, len, copy));
+                }
+            }
+            None => rows_block::<F>(s, dh, w, dz, step, (0, s.rows, strided)),
+        }
+    }
+}
+
+/// [`backward`] for the `len` rows of `W` from `r0`, whose inputs are `x` (from row `r0`).
+/// A function, not a closure: a closure would not inherit the caller's target features.
+#[inline(always)]
+unsafe fn rows_block<F: Fma>(
+    s: Shape,
+    dh: Option<((*mut f32, usize), Option<f32>)>,
+    w: (*mut f32, usize),
+    dz: (*const f32, usize),
+    step: Step,
+    (r0, len, x): (usize, usize, Inputs),
+) {
     // SAFETY: the module's contract.
     unsafe {
         if let Some((dh, scale)) = dh {
-            for r in 0..s.rows {
-                let relu = scale.map(|scale| ((x.0.add(r), x.1), scale));
-                let wr = w.0.add(r * w.1).cast_const();
-                dh_column::<F>((dh.0.add(r), dh.1), dz, wr, (s.m, s.n), relu);
+            for r in 0..len {
+                let relu = scale.map(|scale| (x.offset(r), scale));
+                let wr = w.0.add((r0 + r) * w.1).cast_const();
+                dh_column::<F>((dh.0.add(r0 + r), dh.1), dz, wr, (s.m, s.n), relu);
             }
         }
-        let rows = match update {
-            Some(list) => Rows::Listed(list),
-            None => Rows::All(s.rows),
+        let w = (w.0.add(r0 * w.1), w.1);
+        let step = match step {
+            Step::Sgd { lr } => Step::Sgd { lr },
+            Step::Momentum { lr, mu, v } => Step::Momentum {
+                lr,
+                mu,
+                v: (v.0.add(r0 * v.1), v.1),
+            },
         };
-        self::update::<F>(w, x, dz, (s.m, s.n), rows, step);
+        update::<F>(w, x, dz, (s.m, s.n), Rows::All(len), step);
+    }
+}
+
+/// Rows of `W` per copy of their inputs in [`backward`] (a multiple of [`UR`]).
+const XT: usize = 16;
+
+/// The inputs `x[i, r] = p[i si + r sr]` of a block of `W`'s rows: `x` in place (`si` its
+/// leading dimension, `sr = 1`) or a transposed copy (`si = 1`).
+#[derive(Clone, Copy)]
+struct Inputs {
+    p: *const f32,
+    si: usize,
+    sr: usize,
+}
+
+impl Inputs {
+    /// `x[i, r]`.
+    ///
+    /// # Safety
+    /// `(i, r)` is inside the block.
+    #[inline(always)]
+    unsafe fn at(self, i: usize, r: usize) -> f32 {
+        // SAFETY: this function's contract.
+        unsafe { *self.p.add(i * self.si + r * self.sr) }
+    }
+
+    /// The inputs from row `r` on.
+    ///
+    /// # Safety
+    /// `r` is inside the block.
+    #[inline(always)]
+    unsafe fn offset(self, r: usize) -> Inputs {
+        Inputs {
+            // SAFETY: this function's contract.
+            p: unsafe { self.p.add(r * self.sr) },
+            ..self
+        }
     }
 }

@@ -216,7 +216,14 @@ fn every_implementation_matches_the_definition_for_every_remainder() {
 
 #[test]
 fn momentum_matches_the_definition() {
-    for (m, rows, n) in [(32, 13, 40), (70, 9, 17), (1, 1, 1)] {
+    // More than one copy of 16 rows' inputs (40 rows), and batches over one block of 64.
+    for (m, rows, n) in [
+        (32, 13, 40),
+        (70, 9, 17),
+        (1, 1, 1),
+        (12, 40, 24),
+        (100, 37, 10),
+    ] {
         let x = noise(m, rows, 1).mapv(|v| (v - 0.25).max(0.0));
         let (dz, w0, v0) = (noise(m, n, 2), noise(rows, n, 3), noise(rows, n, 5));
         let (lr, mu) = (0.2, 0.9);
