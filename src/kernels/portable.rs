@@ -715,6 +715,8 @@ pub(crate) unsafe fn backward<F: Fma>(
             None if s.m <= BATCH_BLOCK => {
                 let mut xt = std::mem::MaybeUninit::<[[f32; BATCH_BLOCK]; XT]>::uninit();
                 let xt = xt.as_mut_ptr().cast::<f32>();
+                let mut dht = std::mem::MaybeUninit::<[[f32; BATCH_BLOCK]; XT]>::uninit();
+                let dht = dht.as_mut_ptr().cast::<f32>();
                 for r0 in (0..s.rows).step_by(XT) {
                     let len = (s.rows - r0).min(XT);
                     for i in 0..s.m {
@@ -727,10 +729,30 @@ pub(crate) unsafe fn backward<F: Fma>(
                         si: 1,
                         sr: BATCH_BLOCK,
                     };
-                    rows_block::<F>(s, dh, w, dz, step, (r0, len, copy));
+                    // The input gradient goes to a transposed buffer too, then row by row
+                    // to `dh`, for the same reason.
+                    let to_copy = dh.map(|(_, scale)| {
+                        let g = Gradient {
+                            p: dht,
+                            si: 1,
+                            sr: BATCH_BLOCK,
+                        };
+                        (g, scale)
+                    });
+                    rows_block::<F>(s, to_copy, w, dz, step, (r0, len, copy));
+                    if let Some(((dh, ld), _)) = dh {
+                        for i in 0..s.m {
+                            for r in 0..len {
+                                *dh.add(i * ld + r0 + r) = *dht.add(r * BATCH_BLOCK + i);
+                            }
+                        }
+                    }
                 }
             }
-            None => rows_block::<F>(s, dh, w, dz, step, (0, s.rows, strided)),
+            None => {
+                let dh = dh.map(|((p, si), scale)| (Gradient { p, si, sr: 1 }, scale));
+                rows_block::<F>(s, dh, w, dz, step, (0, s.rows, strided));
+            }
         }
     }
 }
@@ -740,7 +762,7 @@ pub(crate) unsafe fn backward<F: Fma>(
 #[inline(always)]
 unsafe fn rows_block<F: Fma>(
     s: Shape,
-    dh: Option<((*mut f32, usize), Option<f32>)>,
+    dh: Option<(Gradient, Option<f32>)>,
     w: (*mut f32, usize),
     dz: (*const f32, usize),
     step: Step,
@@ -752,7 +774,7 @@ unsafe fn rows_block<F: Fma>(
             for r in 0..len {
                 let relu = scale.map(|scale| (x.offset(r), scale));
                 let wr = w.0.add((r0 + r) * w.1).cast_const();
-                dh_column::<F>((dh.0.add(r0 + r), dh.1), dz, wr, (s.m, s.n), relu);
+                dh_column::<F>((dh.p.add(r * dh.sr), dh.si), dz, wr, (s.m, s.n), relu);
             }
         }
         let w = (w.0.add(r0 * w.1), w.1);
@@ -770,6 +792,15 @@ unsafe fn rows_block<F: Fma>(
 
 /// Rows of `W` per copy of their inputs in [`backward`] (a multiple of [`UR`]).
 const XT: usize = 16;
+
+/// Where [`rows_block`] writes the input gradient `dh[i, r] = p[i si + r sr]`: `dh` itself
+/// or a transposed buffer.
+#[derive(Clone, Copy)]
+struct Gradient {
+    p: *mut f32,
+    si: usize,
+    sr: usize,
+}
 
 /// The inputs `x[i, r] = p[i si + r sr]` of a block of `W`'s rows: `x` in place (`si` its
 /// leading dimension, `sr = 1`) or a transposed copy (`si = 1`).
