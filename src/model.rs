@@ -67,10 +67,7 @@ impl Workspace {
     /// Buffers for `model` and batches of up to `rows` samples, with this CPU's fastest
     /// implementation of relumax's arithmetic ([`Kernels::Auto`]).
     pub fn new(model: &Mlp, rows: usize) -> Workspace {
-        let kernels = Kernels::Auto
-            .resolve()
-            .expect("this CPU runs some implementation");
-        Workspace::with_kernels(model, rows, kernels)
+        Workspace::with_kernels(model, rows, Kernels::Auto)
     }
 
     /// Buffers for `model` and batches of up to `rows` samples, whose products run on

@@ -193,7 +193,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             let kernels = args.hp.kernels.unwrap_or(saved.kernels);
-            if kernels.is_portable_arithmetic() != saved.kernels.is_portable_arithmetic() {
+            let resumed = TrainConfig {
+                kernels,
+                ..saved.clone()
+            };
+            if resumed.canonical() != saved.canonical() {
                 anyhow::bail!(
                     "cannot resume {} with --kernels {kernels}: it was started with {}, which \
                      rounds differently",

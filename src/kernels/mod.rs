@@ -230,11 +230,6 @@ fn check(what: &str, expected: (usize, usize), found: (usize, usize)) {
     }
 }
 
-/// Whether every view can be addressed row by row (else a copy is made first).
-fn addressable(views: &[&ArrayView2<'_, f32>]) -> bool {
-    views.iter().all(|v| operands::rows_contiguous(*v))
-}
-
 /// A layer's forward product `z = x w` with `kernels` (`Auto` resolves to this CPU's fastest).
 ///
 /// # Panics
@@ -431,10 +426,6 @@ fn backward(
     let Some(isa) = kernels.run() else {
         return blas::backward(dh, w, velocity, dz, x, (lr, relu));
     };
-    assert!(
-        addressable(&[&w.view(), dz, x]) && dh.as_ref().is_none_or(|d| addressable(&[&d.view()])),
-        "backward: operands' rows must be contiguous"
-    );
     let cached = (BACKWARD_BLOCK_BYTES / (4 * outputs.max(1))).max(12) / 12 * 12;
     let size = cached.min(inputs.div_ceil(8).next_multiple_of(12)).max(1);
     let flops = 2 * x.len() * outputs * if dh.is_some() { 2 } else { 1 };

@@ -535,6 +535,25 @@ pub(crate) enum Step {
     },
 }
 
+impl Step {
+    /// The step of the rows of a block from its row `r0` on (the velocity moves with `w`).
+    ///
+    /// # Safety
+    /// `r0` is a row of the block.
+    #[inline(always)]
+    unsafe fn rows_from(self, r0: usize) -> Step {
+        match self {
+            Step::Sgd { lr } => Step::Sgd { lr },
+            Step::Momentum { lr, mu, v } => Step::Momentum {
+                lr,
+                mu,
+                // SAFETY: this function's contract.
+                v: (unsafe { v.0.add(r0 * v.1) }, v.1),
+            },
+        }
+    }
+}
+
 /// The update of `R` rows `r` of `w` over `P` columns from `c`: the gradient over the batch
 /// rows in `active` (the rows where one of their inputs is nonzero), in blocks of
 /// [`BATCH_BLOCK`].
@@ -778,15 +797,7 @@ unsafe fn rows_block<F: Fma>(
             }
         }
         let w = (w.0.add(r0 * w.1), w.1);
-        let step = match step {
-            Step::Sgd { lr } => Step::Sgd { lr },
-            Step::Momentum { lr, mu, v } => Step::Momentum {
-                lr,
-                mu,
-                v: (v.0.add(r0 * v.1), v.1),
-            },
-        };
-        update::<F>(w, x, dz, (s.m, s.n), Rows::All(len), step);
+        update::<F>(w, x, dz, (s.m, s.n), Rows::All(len), step.rows_from(r0));
     }
 }
 
