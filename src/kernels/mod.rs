@@ -303,11 +303,16 @@ fn forward_over(
     };
     let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
     let ((m, k), n) = (x.dim(), w.ncols());
-    // A hidden layer's input, three quarters zeros, goes row by row over its nonzeros (with
-    // one block per thread: each block lists every row's nonzeros again); otherwise column
+    // A hidden layer's input, three quarters zeros, and a wide first layer's images go row by
+    // row over their nonzeros (with one block per thread: each block lists every row's
+    // nonzeros again); otherwise column
     // blocks enough to balance up to 8 threads, a multiple of the 32-column panels. Any
     // blocking gives the same bits.
-    let by_rows = support.is_none() && n >= BY_ROWS_MIN_COLS && operands::sparse_rows(&x.view());
+    let min_cols = match support {
+        None => BY_ROWS_MIN_COLS,
+        Some(_) => FIRST_BY_ROWS_MIN_COLS,
+    };
+    let by_rows = n >= min_cols && operands::sparse_rows(&x.view());
     let size = if by_rows {
         n.div_ceil(rayon::current_num_threads())
             .next_multiple_of(64)
@@ -402,6 +407,12 @@ pub fn backward_momentum(
 /// Narrower products (the 10-class output layer) keep the dense tiles even for a sparse input:
 /// listing each row's nonzeros would cost more than the multiply-adds it saves.
 const BY_ROWS_MIN_COLS: usize = 32;
+
+/// The first layer (a batch of images, whose all-zero pixel columns the support lists) goes row
+/// by row from this many columns: each image has about a fifth of its pixels nonzero, but
+/// listing them costs as much as the multiply-adds of a few hundred columns
+/// (`docs/performance.md`).
+const FIRST_BY_ROWS_MIN_COLS: usize = 512;
 
 /// Bytes of `W` per block of the fused backward: the block is read for `dh`, then again (from
 /// cache) for the update.

@@ -223,9 +223,9 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
 }
 
 /// `z = x w` with `isa`'s kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`; with a `support`,
-/// only over those `k` (the columns of `x` that can be nonzero); with `by_rows` (and no
-/// support), each row of `x` over its own nonzeros ([`portable::forward_rows`]; AVX-512 has no
-/// such kernel and ignores it).
+/// only over those `k` (the columns of `x` that can be nonzero); with `by_rows`, each row of
+/// `x` over its own nonzeros ([`portable::forward_rows`], which needs no support; AVX-512 has
+/// no such kernel and ignores it).
 ///
 /// # Panics
 /// If `isa` is not supported here, or shapes or layouts disagree (rows must be contiguous), or
@@ -268,7 +268,7 @@ pub(crate) fn forward(
     // `m` rows of `n`, `x` `m` rows of `k`, `w` `k` rows of `n`; prefetches use wrapping
     // addresses and never dereference). `z` is an exclusive borrow, so it aliases neither `x`
     // nor `w`.
-    let by_rows = by_rows && support.is_none() && isa != Isa::Avx512;
+    let by_rows = by_rows && isa != Isa::Avx512;
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]

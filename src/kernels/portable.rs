@@ -323,31 +323,20 @@ pub(crate) unsafe fn forward<F: Fma>(
 const RK: usize = 128;
 /// Columns per register tile of [`forward_rows`] (8 AVX2 registers).
 const RP: usize = 64;
-/// How many nonzero inputs ahead [`forward_rows`] prefetches the row of `w`.
-const RD: usize = 8;
-
-/// `z[i][..P] (+)= sum_k x[i][k] w[k][..P]` over the inputs `k` listed in `nonzero`.
+/// `z[i][..P] (+)= sum_t values[t] w[slots[t]][..P]`: one row of `x` over its nonzero
+/// `values` in a pass, `w` the pass's packed rows.
 #[inline(always)]
-unsafe fn r_tile<F: Fma, const P: usize, const PREFETCH: bool>(
+unsafe fn r_tile<F: Fma, const P: usize>(
     z: *mut f32,
-    x: *const f32,
-    w: (*const f32, usize),
-    nonzero: &[u32],
+    w: *const f32,
+    (slots, values): (&[u32], &[f32]),
     first: bool,
 ) {
-    // SAFETY: the module's contract; `nonzero` lists columns of `x` (rows of `w`).
+    // SAFETY: the module's contract; `slots` are rows of the packed `w`.
     unsafe {
         let mut acc: [f32; P] = if first { [0.0; P] } else { load(z) };
-        for (t, &k) in nonzero.iter().enumerate() {
-            let k = k as usize;
-            // The rows of `w` a row of `x` needs follow no pattern a prefetcher could see.
-            if PREFETCH && let Some(&ahead) = nonzero.get(t + RD) {
-                for line in (0..P).step_by(16) {
-                    hint::<T1>(w.0.wrapping_add(ahead as usize * w.1 + line));
-                }
-            }
-            let b = *x.add(k);
-            let wv: [f32; P] = load(w.0.add(k * w.1));
+        for (&slot, &b) in slots.iter().zip(values) {
+            let wv: [f32; P] = load(w.add(slot as usize * P));
             for (a, &wl) in acc.iter_mut().zip(&wv) {
                 *a = F::fma(b, wl, *a);
             }
@@ -358,12 +347,167 @@ unsafe fn r_tile<F: Fma, const P: usize, const PREFETCH: bool>(
 
 /// Rows of `x` per group of [`forward_rows`]: their nonzero lists (on the stack) are built
 /// once per pass, then each column tile runs every row of the group, so the tile's columns of
-/// `w` stay in L2 for all of them.
+/// `w` stay in cache for all of them.
 const RG: usize = 32;
+
+/// The nonzero lists of a group of [`forward_rows`] in one pass of inputs `k0..k0 + RK`.
+struct Group {
+    /// The first batch row of the group.
+    i0: usize,
+    /// Rows in the group.
+    rows: usize,
+    /// The first input of the pass.
+    k0: usize,
+    /// The inputs of the pass nonzero in some row of the group (relative to `k0`), in order:
+    /// the rows of `w` a tile packs.
+    used: [u32; RK],
+    used_len: usize,
+    /// Row `g`'s nonzero values in the pass, `values[g][..lens[g]]`, and the position of each
+    /// one's input in `used`: entries past a row's length are never read (left
+    /// uninitialised).
+    values: *mut [f32; RK],
+    slots: *mut [u32; RK],
+    lens: [usize; RG],
+}
+
+impl Group {
+    /// The lists of rows `i0..i0 + rows` of `x` over the pass `k0..k1`.
+    ///
+    /// # Safety
+    /// The rows and inputs are inside `x`.
+    #[inline(always)]
+    unsafe fn build(
+        &mut self,
+        x: (*const f32, usize),
+        (i0, rows): (usize, usize),
+        k0: usize,
+        k1: usize,
+    ) {
+        // SAFETY: this function's contract. Every loop is branch-free: which inputs are zero
+        // is random. NaN counts as nonzero.
+        unsafe {
+            (self.i0, self.rows, self.k0) = (i0, rows, k0);
+            let pass = k1 - k0;
+            let mut any = [0u32; RK];
+            for g in 0..rows {
+                let xi = x.0.add((i0 + g) * x.1 + k0);
+                for (r, a) in any.iter_mut().enumerate().take(pass) {
+                    *a |= (*xi.add(r)).to_bits() << 1;
+                }
+            }
+            let mut slot = [0u32; RK];
+            self.used_len = 0;
+            for r in 0..pass {
+                slot[r] = self.used_len as u32;
+                self.used[self.used_len] = r as u32;
+                self.used_len += usize::from(any[r] != 0);
+            }
+            for g in 0..rows {
+                let xi = x.0.add((i0 + g) * x.1 + k0);
+                let values = self.values.add(g).cast::<f32>();
+                let slots = self.slots.add(g).cast::<u32>();
+                let mut len = 0;
+                for (r, &slot) in slot.iter().enumerate().take(pass) {
+                    let v = *xi.add(r);
+                    *values.add(len) = v;
+                    *slots.add(len) = slot;
+                    len += usize::from(v != 0.0);
+                }
+                self.lens[g] = len;
+            }
+        }
+    }
+}
+
+/// Copies `P` columns of the rows `used` of `w` (from row `k0`) to `pack`, one after the
+/// other, while bringing the same rows at column `next` into L2 when `next` is given.
+#[inline(always)]
+unsafe fn r_pack<const P: usize>(
+    w: (*const f32, usize),
+    group: &Group,
+    pack: *mut f32,
+    next: Option<usize>,
+) {
+    // SAFETY: the module's contract; `pack` holds `RK * RP >= used_len * P` floats;
+    // prefetches use wrapping addresses and never dereference.
+    unsafe {
+        for (u, &r) in group.used[..group.used_len].iter().enumerate() {
+            let row = w.0.add((group.k0 + r as usize) * w.1);
+            if let Some(nc) = next {
+                for line in (0..RP).step_by(16) {
+                    hint::<T1>(row.wrapping_add(nc + line));
+                }
+            }
+            store::<P>(pack.add(u * P), load(row));
+        }
+    }
+}
+
+/// One column tile of [`forward_rows`], `p` columns from `c`, for every row of the group.
+/// The tile's rows of `w` that some row of the group needs are first copied to `pack`,
+/// contiguous: read in place, rows a power of two of bytes apart share a few cache sets (a
+/// tile of 128 rows of 2048 columns did not stay in L2), and the first layer skips the pixels
+/// no image of the group has. Meanwhile, the same rows at the next tile's columns `next` are
+/// brought into L2: which rows a sample needs follows no pattern a prefetcher could see.
+#[inline(always)]
+unsafe fn r_block<F: Fma>(
+    z: (*mut f32, usize),
+    w: (*const f32, usize),
+    (group, pack): (&Group, *mut f32),
+    (c, p, first): (usize, usize, bool),
+    next: Option<usize>,
+) {
+    // SAFETY: the module's contract; `pack` holds `RK * RP` floats.
+    unsafe {
+        let wc = (w.0.add(c), w.1);
+        match p {
+            RP => r_pack::<RP>(wc, group, pack, next),
+            32 => r_pack::<32>(wc, group, pack, next),
+            16 => r_pack::<16>(wc, group, pack, next),
+            8 => r_pack::<8>(wc, group, pack, next),
+            4 => r_pack::<4>(wc, group, pack, next),
+            2 => r_pack::<2>(wc, group, pack, next),
+            _ => r_pack::<1>(wc, group, pack, next),
+        }
+        for g in 0..group.rows {
+            let zi = z.0.add((group.i0 + g) * z.1 + c);
+            let len = group.lens[g];
+            let lists = (
+                std::slice::from_raw_parts(group.slots.add(g).cast::<u32>(), len),
+                std::slice::from_raw_parts(group.values.add(g).cast::<f32>(), len),
+            );
+            let w = pack.cast_const();
+            match p {
+                RP => r_tile::<F, RP>(zi, w, lists, first),
+                32 => r_tile::<F, 32>(zi, w, lists, first),
+                16 => r_tile::<F, 16>(zi, w, lists, first),
+                8 => r_tile::<F, 8>(zi, w, lists, first),
+                4 => r_tile::<F, 4>(zi, w, lists, first),
+                2 => r_tile::<F, 2>(zi, w, lists, first),
+                _ => r_tile::<F, 1>(zi, w, lists, first),
+            }
+        }
+    }
+}
+
+/// The column tiles of [`forward_rows`], `(first column, width)`: [`RP`] wide, then one of
+/// each narrower power of two the remainder needs.
+fn column_tiles(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    let full = n / RP;
+    let mut c = full * RP;
+    let rest = [32, 16, 8, 4, 2, 1].into_iter().filter_map(move |p| {
+        let tile = (c, p);
+        (n - c >= p).then(|| {
+            c += p;
+            tile
+        })
+    });
+    (0..full).map(|t| (t * RP, RP)).chain(rest)
+}
 
 /// `z = x w` row by row, each row of `x` over its own nonzero inputs only: the same bits as
 /// [`forward`] (a zero term leaves a chain as it was), a quarter of the work when `x` is a
-/// hidden layer's output after ReLU and dropout.
+/// hidden layer's output after ReLU and dropout, a fifth for MNIST images.
 #[inline(always)]
 pub(crate) unsafe fn forward_rows<F: Fma>(
     s: Shape,
@@ -373,53 +517,27 @@ pub(crate) unsafe fn forward_rows<F: Fma>(
 ) {
     // SAFETY: the module's contract.
     unsafe {
-        // Only the first `lens[g]` entries of a list are ever read, each written first.
-        let mut lists = std::mem::MaybeUninit::<[[u32; RK]; RG]>::uninit();
-        let lists = lists.as_mut_ptr().cast::<[u32; RK]>();
-        let mut lens = [0usize; RG];
+        let mut values = std::mem::MaybeUninit::<[[f32; RK]; RG]>::uninit();
+        let mut slots = std::mem::MaybeUninit::<[[u32; RK]; RG]>::uninit();
+        let group = &mut Group {
+            i0: 0,
+            rows: 0,
+            k0: 0,
+            used: [0; RK],
+            used_len: 0,
+            values: values.as_mut_ptr().cast(),
+            slots: slots.as_mut_ptr().cast(),
+            lens: [0; RG],
+        };
+        let mut pack = std::mem::MaybeUninit::<[f32; RK * RP]>::uninit();
+        let pack = pack.as_mut_ptr().cast::<f32>();
         for i0 in (0..s.m).step_by(RG) {
-            let rows = (s.m - i0).min(RG);
             for k0 in (0..s.rows).step_by(RK) {
-                let k1 = (k0 + RK).min(s.rows);
-                for (g, len) in lens.iter_mut().enumerate().take(rows) {
-                    let (xi, list) = (x.0.add((i0 + g) * x.1), lists.add(g).cast::<u32>());
-                    *len = 0;
-                    for k in k0..k1 {
-                        // Branch-free: which inputs are zero is random. NaN counts as nonzero.
-                        *list.add(*len) = k as u32;
-                        *len += usize::from(*xi.add(k) != 0.0);
-                    }
-                }
-                let first = k0 == 0;
-                let tile = |c: usize, p: usize| {
-                    for (g, &len) in lens.iter().enumerate().take(rows) {
-                        let (zi, xi) = (z.0.add((i0 + g) * z.1 + c), x.0.add((i0 + g) * x.1));
-                        let nonzero = std::slice::from_raw_parts(lists.add(g).cast::<u32>(), len);
-                        let wc = (w.0.add(c), w.1);
-                        // Only the group's first row prefetches: the others find the tile's
-                        // rows of `w` in L2.
-                        match (p, g == 0) {
-                            (RP, true) => r_tile::<F, RP, true>(zi, xi, wc, nonzero, first),
-                            (RP, false) => r_tile::<F, RP, false>(zi, xi, wc, nonzero, first),
-                            (32, _) => r_tile::<F, 32, false>(zi, xi, wc, nonzero, first),
-                            (16, _) => r_tile::<F, 16, false>(zi, xi, wc, nonzero, first),
-                            (8, _) => r_tile::<F, 8, false>(zi, xi, wc, nonzero, first),
-                            (4, _) => r_tile::<F, 4, false>(zi, xi, wc, nonzero, first),
-                            (2, _) => r_tile::<F, 2, false>(zi, xi, wc, nonzero, first),
-                            _ => r_tile::<F, 1, false>(zi, xi, wc, nonzero, first),
-                        }
-                    }
-                };
-                let mut c = 0;
-                while c + RP <= s.n {
-                    tile(c, RP);
-                    c += RP;
-                }
-                for p in [32, 16, 8, 4, 2, 1] {
-                    if s.n - c >= p {
-                        tile(c, p);
-                        c += p;
-                    }
+                group.build(x, (i0, (s.m - i0).min(RG)), k0, (k0 + RK).min(s.rows));
+                let mut tiles = column_tiles(s.n).peekable();
+                while let Some((c, p)) = tiles.next() {
+                    let next = tiles.peek().map(|&(nc, _)| nc);
+                    r_block::<F>(z, w, (group, pack), (c, p, k0 == 0), next);
                 }
             }
         }
@@ -512,8 +630,9 @@ unsafe fn dh_column<F: Fma>(
     }
 }
 
-/// `W` rows per update tile.
-const UR: usize = 4;
+/// `W` rows per update tile of the first layer (pixels, its rows of `W`, are nonzero in
+/// runs across a batch, so 4 neighbours' rows of the batch are hardly more than one's).
+const UR_PIXELS: usize = 4;
 
 /// The step of one weight (or weight register) from its gradient `g`.
 #[derive(Clone, Copy)]
@@ -633,6 +752,14 @@ unsafe fn u_rows<F: Fma, const R: usize>(
     // SAFETY: the module's contract.
     unsafe {
         let mut c = 0;
+        // One row: 8 AVX2 registers of sums, each batch row's 8 loads of `dz` feeding 8
+        // multiply-adds.
+        if R == 1 {
+            while c + 64 <= n {
+                u_tile::<F, R, 64>(w, x, dz, (rows, c), active, step);
+                c += 64;
+            }
+        }
         // Three AVX2 registers of a row per tile: 12 sums for 4 rows, and each batch row's
         // 3 loads of `dz` and 4 of `x` feed 12 multiply-adds.
         while c + 24 <= n {
@@ -657,10 +784,11 @@ unsafe fn u_rows<F: Fma, const R: usize>(
 /// The largest batch [`update`] handles without allocating its list of active rows.
 const ACTIVE_ON_STACK: usize = 256;
 
-/// The update of the `rows` of `w` (tiles of [`UR`]); each tile skips the batch rows where its
-/// inputs are all zero.
+/// The update of the `rows` of `w`, in tiles of `R` rows; each tile skips the batch rows where
+/// its inputs are all zero. A hidden layer's inputs are zero at random, a quarter of them
+/// nonzero: one row per tile visits a quarter of the batch, 4 rows would visit two thirds.
 #[inline(always)]
-unsafe fn update<F: Fma>(
+unsafe fn update<F: Fma, const R: usize>(
     w: (*mut f32, usize),
     x: Inputs,
     dz: (*const f32, usize),
@@ -691,11 +819,11 @@ unsafe fn update<F: Fma>(
             len
         };
         let (len, mut t) = (rows.len(), 0);
-        while t + UR <= len {
-            let r: [usize; UR] = std::array::from_fn(|j| rows.at(t + j));
+        while t + R <= len {
+            let r: [usize; R] = std::array::from_fn(|j| rows.at(t + j));
             let live = collect(active, &r);
-            u_rows::<F, UR>(w, x, dz, (r, n), &active[..live], step);
-            t += UR;
+            u_rows::<F, R>(w, x, dz, (r, n), &active[..live], step);
+            t += R;
         }
         for t in t..len {
             let r = [rows.at(t)];
@@ -727,7 +855,9 @@ pub(crate) unsafe fn backward<F: Fma>(
             sr: 1,
         };
         match update {
-            Some(list) => self::update::<F>(w, strided, dz, (s.m, s.n), Rows::Listed(list), step),
+            Some(list) => {
+                self::update::<F, UR_PIXELS>(w, strided, dz, (s.m, s.n), Rows::Listed(list), step)
+            }
             // The block's columns of `x`, a few rows of `W` at a time, copied so that each
             // row of `W` finds its inputs contiguous: read in place, a column of `x` is one
             // line per batch row, and rows a power of two of bytes apart share an L1 set.
@@ -797,11 +927,11 @@ unsafe fn rows_block<F: Fma>(
             }
         }
         let w = (w.0.add(r0 * w.1), w.1);
-        update::<F>(w, x, dz, (s.m, s.n), Rows::All(len), step.rows_from(r0));
+        update::<F, 1>(w, x, dz, (s.m, s.n), Rows::All(len), step.rows_from(r0));
     }
 }
 
-/// Rows of `W` per copy of their inputs in [`backward`] (a multiple of [`UR`]).
+/// Rows of `W` per copy of their inputs in [`backward`].
 const XT: usize = 16;
 
 /// Where [`rows_block`] writes the input gradient `dh[i, r] = p[i si + r sr]`: `dh` itself
