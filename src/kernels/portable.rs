@@ -760,8 +760,16 @@ unsafe fn u_rows<F: Fma, const R: usize>(
                 c += 64;
             }
         }
-        // Three AVX2 registers of a row per tile: 12 sums for 4 rows, and each batch row's
-        // 3 loads of `dz` and 4 of `x` feed 12 multiply-adds.
+        // Several rows: two AVX2 registers of a row per tile, 8 sums for 4 rows, each batch
+        // row's 2 loads of `dz` and 4 of `x` feeding 8 multiply-adds. (Three registers of 4
+        // rows, 12 sums, left too few registers: the compiler kept one sum on the stack, and
+        // its store-to-load chain took a quarter of the first layer's update.)
+        if R > 1 {
+            while c + 16 <= n {
+                u_tile::<F, R, 16>(w, x, dz, (rows, c), active, step);
+                c += 16;
+            }
+        }
         while c + 24 <= n {
             u_tile::<F, R, 24>(w, x, dz, (rows, c), active, step);
             c += 24;
