@@ -159,6 +159,17 @@ pub enum Error {
         found: usize,
     },
 
+    /// A run would allocate more memory than the machine has available.
+    #[error("not enough memory: {what} needs about {needed}, but {available} is available")]
+    Memory {
+        /// What would allocate it, with the estimate's parts.
+        what: String,
+        /// The estimate, for a person (`"16.0 GiB"`).
+        needed: String,
+        /// The memory available when it was checked, for a person.
+        available: String,
+    },
+
     /// A configuration value is out of range.
     #[error("invalid {field}: {reason}")]
     Config {

@@ -59,6 +59,7 @@ mod model;
 mod model_file;
 mod optim;
 mod preprocess;
+mod resources;
 mod rng;
 #[cfg(test)]
 mod testing;
@@ -85,6 +86,7 @@ pub use model_file::{
 };
 pub use optim::Sgd;
 pub use preprocess::{BOX, FRAME, mnist_digit};
+pub use resources::MemoryEstimate;
 pub use rng::{Rng, Stream, derive as derive_seed, stream as rng_stream};
 pub use train::{
     CURVE_EVERY, CurvePoint, EVAL_ROWS, EpochMetrics, EpochProgress, Evaluation, Event, MAX_LR,

@@ -17,6 +17,7 @@ use crate::init::Init;
 use crate::kernels::Kernels;
 use crate::model::{self, Mlp, StepDropout, Workspace};
 use crate::optim::Sgd;
+use crate::resources::{MemoryEstimate, bytes};
 
 /// Rows per evaluation chunk (validation and test run in large batches).
 pub const EVAL_ROWS: usize = 1000;
@@ -130,8 +131,17 @@ impl TrainConfig {
                 format!("must be in [0, 1), got {}", self.momentum),
             );
         }
-        if self.threads == Some(0) {
-            return bad("threads", "must be at least 1, got 0".into());
+        if let Some(threads) = self.threads {
+            let max = crate::resources::max_threads();
+            if !(1..=max).contains(&threads) {
+                return bad(
+                    "threads",
+                    format!(
+                        "must be in 1..={max} on this machine ({} per core), got {threads}",
+                        crate::resources::MAX_THREADS_PER_CORE
+                    ),
+                );
+            }
         }
         self.kernels.resolve()?;
         Ok(())
@@ -143,6 +153,34 @@ impl TrainConfig {
             .chain(self.hidden.iter().copied())
             .chain(std::iter::once(classes))
             .collect()
+    }
+
+    /// What training with this configuration on a dataset of `features` inputs, `classes`
+    /// classes and a training split of `train_len` samples will allocate; [`Trainer::run`]
+    /// and [`Trainer::init_model`] refuse a run it does not leave room for.
+    pub fn memory(&self, features: usize, classes: usize, train_len: usize) -> MemoryEstimate {
+        const F32: f64 = 4.0;
+        let sizes: Vec<f64> = self
+            .sizes(features, classes)
+            .into_iter()
+            .map(|s| s as f64)
+            .collect();
+        let parameters: f64 = sizes.windows(2).map(|w| (w[0] + 1.0) * w[1]).sum();
+        let widest = sizes[1..].iter().copied().fold(0.0, f64::max);
+        let rows = self.batch_size.max(EVAL_ROWS) as f64;
+        // The model, its velocity, and a model file being written (a serialised copy and the
+        // file's bytes).
+        let copies = if self.momentum > 0.0 { 4.0 } else { 3.0 };
+        let steps = (self.train_samples(train_len) as f64 / self.batch_size.max(1) as f64).ceil();
+        let epochs = self.epochs as f64;
+        MemoryEstimate {
+            weights: parameters * F32 * copies,
+            workspace: (sizes[1..].iter().sum::<f64>() + 2.0 * widest) * rows * F32
+                + features as f64 * 4.0,
+            records: epochs * (steps / CURVE_EVERY as f64 + 1.0) * size_of::<CurvePoint>() as f64
+                + epochs * size_of::<EpochMetrics>() as f64
+                + train_len as f64 * 2.0 * size_of::<usize>() as f64,
+        }
     }
 
     /// Training samples per epoch out of a training split of `n`: all of them with
@@ -337,6 +375,17 @@ pub enum Outcome {
     Interrupted(TrainState),
 }
 
+/// `2x2048, 4 epochs, batch 32` for messages.
+fn describe(c: &TrainConfig) -> String {
+    let hidden: Vec<String> = c.hidden.iter().map(ToString::to_string).collect();
+    format!(
+        "{} hidden, {} epochs, batch {}",
+        hidden.join("x"),
+        c.epochs,
+        c.batch_size
+    )
+}
+
 /// Trains networks with a validated [`TrainConfig`].
 #[derive(Clone, Debug)]
 pub struct Trainer {
@@ -383,7 +432,19 @@ impl Trainer {
     /// As [`Mlp::new`].
     pub fn init_model(&self, data: &Dataset) -> Result<Mlp> {
         let c = &self.config;
+        self.check_memory(data)?;
         Mlp::new(&c.sizes(data.features(), data.classes()), c.init, c.seed)
+    }
+
+    /// Whether this machine has the memory to train on `data` ([`TrainConfig::memory`]);
+    /// [`Trainer::init_model`] and [`Trainer::run`] check it too.
+    ///
+    /// # Errors
+    /// [`Error::Memory`] with the estimate.
+    pub fn check_memory(&self, data: &Dataset) -> Result<()> {
+        let c = &self.config;
+        let estimate = c.memory(data.features(), data.classes(), data.train.len());
+        estimate.check(&format!("training {}", describe(c)))
     }
 
     /// Initialises a network for `data` and trains it; see [`Trainer::fit_model`].
@@ -448,6 +509,7 @@ impl Trainer {
     ) -> Result<Outcome> {
         let c = &self.config;
         check_fits(&state.model, data)?;
+        self.check_memory(data)?;
         let holdout = if c.full_train {
             Holdout {
                 train: (0..data.train.len()).collect(),
@@ -524,8 +586,20 @@ impl Trainer {
         let mut sgd = Sgd::with_velocity(&state.model, c.lr, c.momentum, velocity);
         let mut eval_buf = EvalBuffers::new(&state.model, data.features(), c.kernels);
         let steps = batcher.num_batches();
-        state.epochs.reserve(c.epochs);
-        state.curve.reserve(c.epochs * steps / CURVE_EVERY + 1);
+        // Reserved up front, so that no step allocates; fallible where the memory check
+        // could not run (no `/proc/meminfo`).
+        let points = c.epochs.saturating_mul(steps) / CURVE_EVERY + 1;
+        let records = state
+            .epochs
+            .try_reserve(c.epochs)
+            .and_then(|()| state.curve.try_reserve(points));
+        if records.is_err() {
+            return Err(Error::Memory {
+                what: format!("the records of {} epochs", c.epochs),
+                needed: bytes(points as f64 * size_of::<CurvePoint>() as f64),
+                available: "less than that".into(),
+            });
+        }
         let interrupted = || {
             self.interrupt
                 .as_ref()

@@ -203,6 +203,47 @@ fn bad_flags_are_rejected_before_anything_is_written() {
             "{flags:?}"
         );
     }
+    // Sizes are held against what the run would allocate before anything is allocated.
+    let huge: &[(&[&str], &str)] = &[
+        (&["--epochs", "18446744073709551615"], "not enough memory"),
+        (&["--epochs", "100000000000"], "not enough memory"),
+        (&["--hidden", "65536", "--layers", "8"], "not enough memory"),
+        (&["--threads", "100000"], "invalid threads"),
+    ];
+    for (flags, needle) in huge {
+        let o = train_small(&dir, &out, flags);
+        assert_fails(&o, 1, needle);
+        assert!(!out.exists(), "{flags:?} left {out:?}");
+    }
+    let paper_out = tmp.path().join("paper");
+    let data = dir.to_str().unwrap();
+    let paper_out_str = paper_out.to_str().unwrap();
+    for flags in [
+        &["--epochs", "18446744073709551615"][..],
+        &["--only", "2x2048", "--epochs", "100000000000"],
+    ] {
+        let args = [&["paper", "--data", data, "--out", paper_out_str], flags].concat();
+        assert_fails(&relumax(&args), 1, "not enough memory");
+        assert!(!paper_out.exists(), "{flags:?} left {paper_out:?}");
+    }
+    for (flags, needle) in [
+        (
+            &["--epochs", "18446744073709551615"][..],
+            "invalid --epochs",
+        ),
+        (
+            &["--ceiling-size", "100000"],
+            "not enough memory: the sgemm ceiling",
+        ),
+        (&["--threads", "100000"], "invalid threads"),
+    ] {
+        let args = [
+            &["bench", "--data", data, "--hidden", "8", "--layers", "1"],
+            flags,
+        ]
+        .concat();
+        assert_fails(&relumax(&args), 1, needle);
+    }
     // Values clap cannot parse are usage errors (exit 2).
     let o = train_small(&dir, &out, &["--hidden", "abc"]);
     assert_eq!(o.status.code(), Some(2));

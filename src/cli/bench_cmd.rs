@@ -92,7 +92,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             for &kernels in &choices {
                 let config = TrainConfig {
                     hidden: vec![width; layers],
-                    epochs: args.epochs + 1,
+                    // One warm-up epoch.
+                    epochs: args.epochs.checked_add(1).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "invalid --epochs: at most {}, got {}",
+                            usize::MAX - 1,
+                            args.epochs
+                        )
+                    })?,
                     batch_size: args.batch_size.unwrap_or(TrainConfig::default().batch_size),
                     threads: args.threads,
                     kernels: kernels.resolve()?,
@@ -104,6 +111,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     let data = open_data(&args.data)?;
+    for config in &configs {
+        Trainer::new(config.clone())?.check_memory(&data)?;
+    }
+    // The ceiling's three square matrices.
+    let side = args.ceiling_size as f64;
+    let ceiling = relumax::MemoryEstimate {
+        weights: 0.0,
+        workspace: 3.0 * side * side * 4.0,
+        records: 0.0,
+    };
+    ceiling.check(&format!(
+        "the sgemm ceiling of {0} x {0}",
+        args.ceiling_size
+    ))?;
     let threads = configs[0].thread_count();
     // This machine's speed drifts (it is shared), so the ceiling is measured again after each
     // configuration, and each row is held against the two measurements around it.

@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use relumax::kernels::Kernels;
-use relumax::{Event, TrainConfig, train_flops_per_sample};
+use relumax::{Event, TrainConfig, Trainer, train_flops_per_sample};
 
 use super::DataOpt;
 use super::common::{data_dir, kernels, open_data};
@@ -237,6 +237,10 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
         return Ok(true);
     }
     let data = open_data(&args.data)?;
+    // Every configuration fits in memory, before any is trained or any folder made.
+    for config in &todo {
+        Trainer::new(config.clone())?.check_memory(&data)?;
+    }
     let ddir = data_dir(&args.data);
     let weights: Vec<f64> = todo
         .iter()

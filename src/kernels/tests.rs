@@ -414,7 +414,11 @@ fn forward_matches_the_definition_on_every_implementation() {
         let mut support = Vec::new();
         nonzero_columns(&sparse.view(), &mut support);
         for isa in isas() {
-            for how in [(None, true), (Some(&support[..]), true), (Some(&support[..]), false)] {
+            for how in [
+                (None, true),
+                (Some(&support[..]), true),
+                (Some(&support[..]), false),
+            ] {
                 let mut z = noise(m, n, 9);
                 operands::forward(isa, z.view_mut(), &sparse.view(), &w.view(), how);
                 let what = format!("{isa:?}, sparse {m}x{k}x{n}, {:?}", how.1);
