@@ -492,7 +492,7 @@ fn load_file(
         source,
         checksum,
     };
-    if raw.is_file() {
+    if raw.is_file() && !Cache::new(dir, name).is_stale(&gz) {
         let file = File::open(&raw).map_err(read_err(&raw))?;
         let bytes = mmap::map(&file).map_err(read_err(&raw))?;
         let checksum = verify(&bytes, name, &raw, sums, opts)?;
@@ -506,8 +506,14 @@ fn load_file(
     }
     let data = decompress(&gz)?;
     let checksum = verify(&data, name, &gz, sums, opts)?;
+    // Only data that passed every check is cached.
+    if name.contains("images") {
+        idx::parse_images(&data, &gz)?;
+    } else {
+        idx::parse_labels(&data, &gz)?;
+    }
     if opts.write_cache
-        && let Some(bytes) = write_cache(dir, &raw, &data)
+        && let Some(bytes) = Cache::new(dir, name).write(&raw, &gz, &data)
     {
         return Ok((bytes, report(FileSource::DecompressedCached, checksum), raw));
     }
@@ -518,37 +524,106 @@ fn load_file(
     ))
 }
 
+/// The record beside a decompressed cache of the `.gz` it came from (`.NAME.source`: the
+/// `.gz`'s length and modification time), so that a replaced `.gz` is decompressed again
+/// instead of its stale cache being read. A raw file without a record is the user's own.
+struct Cache {
+    record: PathBuf,
+}
+
+impl Cache {
+    fn new(dir: &Path, name: &str) -> Cache {
+        Cache {
+            record: dir.join(format!(".{name}.source")),
+        }
+    }
+
+    /// The identity of `gz`: its length and modification time in nanoseconds.
+    fn identity(gz: &Path) -> Option<String> {
+        let meta = std::fs::metadata(gz).ok()?;
+        let modified = meta.modified().ok()?;
+        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(format!("{} {}", meta.len(), since.as_nanos()))
+    }
+
+    /// Whether the raw file is a cache of another `.gz` than the one now beside it.
+    fn is_stale(&self, gz: &Path) -> bool {
+        match std::fs::read_to_string(&self.record) {
+            Ok(recorded) => gz.is_file() && Cache::identity(gz).as_deref() != Some(recorded.trim()),
+            Err(_) => false,
+        }
+    }
+
+    /// Writes `data` to `raw` atomically, with its record, and maps it; `None` when the
+    /// folder cannot be written. The old cache goes first and the record before the data, so
+    /// that no interruption leaves a record that vouches for other bytes.
+    fn write(&self, raw: &Path, gz: &Path, data: &[u8]) -> Option<Bytes> {
+        let dir = raw.parent()?;
+        let identity = Cache::identity(gz)?;
+        if raw.is_file() {
+            std::fs::remove_file(raw).ok()?;
+        }
+        crate::model_file::write_atomic(&self.record, identity.as_bytes()).ok()?;
+        let mut tmp = crate::model_file::temp_file_in(dir, ".relumax-cache-").ok()?;
+        tmp.write_all(data).ok()?;
+        tmp.as_file().sync_all().ok()?;
+        let file = tmp.persist(raw).ok()?;
+        mmap::map(&file).ok()
+    }
+}
+
+/// Decompresses `gz` (every member of a multi-member file, as `zcat` does), reading no more
+/// than the IDX header at its start says follows: a gzip bomb is refused after that many
+/// bytes, never held whole in memory.
 fn decompress(gz: &Path) -> Result<Vec<u8>> {
     let file = File::open(gz).map_err(|source| Error::Read {
         path: gz.into(),
         source,
     })?;
+    let mut reader = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(std::io::BufReader::new(file))
-        .take(MAX_DECOMPRESSED + 1)
-        .read_to_end(&mut out)
-        .map_err(|source| Error::Gzip {
+    let mut read = |out: &mut Vec<u8>, n: u64| {
+        (&mut reader)
+            .take(n)
+            .read_to_end(out)
+            .map_err(|source| Error::Gzip {
+                path: gz.into(),
+                source,
+            })
+    };
+    read(&mut out, 4)?;
+    // A u8 IDX file starts 0, 0, 8, dimensions; anything else is left to the IDX parser to
+    // name (from these first bytes).
+    let ndim = match out[..] {
+        [0, 0, 8, ndim] if ndim > 0 => ndim,
+        _ => return Ok(out),
+    };
+    let header = 4 + 4 * u64::from(ndim);
+    read(&mut out, header - 4)?;
+    let total = out[4..]
+        .chunks_exact(4)
+        .map(|d| u64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]])))
+        .try_fold(1u64, u64::checked_mul)
+        .and_then(|body| body.checked_add(header))
+        .filter(|&total| total <= MAX_DECOMPRESSED);
+    let Some(total) = total else {
+        return Err(Error::Oversized {
             path: gz.into(),
-            source,
-        })?;
-    if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(Error::Gzip {
+            reason: format!(
+                "its IDX header describes more than the {MAX_DECOMPRESSED} bytes relumax reads"
+            ),
+        });
+    };
+    // One byte past the header's length tells a file that holds more.
+    let rest = total + 1 - out.len() as u64;
+    read(&mut out, rest)?;
+    if out.len() as u64 > total {
+        return Err(Error::Oversized {
             path: gz.into(),
-            source: std::io::Error::other(format!(
-                "decompresses to more than {MAX_DECOMPRESSED} bytes"
-            )),
+            reason: format!("decompresses to more than the {total} bytes its IDX header describes"),
         });
     }
     Ok(out)
-}
-
-/// Writes `data` to `raw` atomically and maps it; `None` when the folder cannot be written.
-fn write_cache(dir: &Path, raw: &Path, data: &[u8]) -> Option<Bytes> {
-    let mut tmp = crate::model_file::temp_file_in(dir, ".relumax-cache-").ok()?;
-    tmp.write_all(data).ok()?;
-    tmp.as_file().sync_all().ok()?;
-    let file = tmp.persist(raw).ok()?;
-    mmap::map(&file).ok()
 }
 
 /// The seeded train/validation holdout: disjoint, sorted index lists into the training split.

@@ -148,6 +148,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A valid `.gz` file holds more than an IDX file can: more than its own IDX header
+    /// describes (nothing past that is read), or more than relumax reads at all.
+    #[error("{}: {reason}", path.display())]
+    Oversized {
+        /// The file.
+        path: PathBuf,
+        /// How much it holds against what was expected.
+        reason: String,
+    },
+
     /// Two parts of the data (or the data and a model) do not fit together.
     #[error("shape mismatch: {what}: expected {expected}, found {found}")]
     Shape {

@@ -6,7 +6,7 @@
 //! `config` as JSON. Files are written atomically: temp file, sync, rename.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use ndarray::{Array1, Array2};
@@ -152,17 +152,19 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
         path: path.into(),
         source,
     };
-    let len = std::fs::metadata(path).map_err(read_err)?.len();
     let bad = |reason: String| Error::Model {
         path: path.into(),
         reason,
     };
-    if len > MAX_MODEL_BYTES {
-        return Err(bad(format!(
-            "{len} bytes is larger than the {MAX_MODEL_BYTES}-byte limit"
-        )));
+    // Bounded by the bytes actually read, not by the size the file system reports (0 for a
+    // device such as /dev/zero, which never ends).
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_MODEL_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_MODEL_BYTES {
+        return Err(bad(format!("larger than the {MAX_MODEL_BYTES}-byte limit")));
     }
-    let bytes = std::fs::read(path).map_err(read_err)?;
     from_bytes(&bytes).map_err(bad)
 }
 

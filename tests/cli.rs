@@ -295,6 +295,9 @@ fn eval_rejects_bad_and_misfitting_models() {
     );
     let o = relumax(&["eval", "--model", "/nonexistent.safetensors"]);
     assert_fails(&o, 1, "cannot read /nonexistent.safetensors");
+    // A device reports no size and never ends: bounded by the bytes read.
+    let o = relumax(&["eval", "--model", "/dev/zero"]);
+    assert_fails(&o, 1, "/dev/zero: not a valid relumax model: larger than");
 }
 
 #[test]

@@ -266,12 +266,115 @@ fn gzipped_folder_is_verified_cached_and_then_mapped() {
     }
     let all: Vec<usize> = (0..first.train.len()).collect();
     assert_eq!(first.train.rows(&all), second.train.rows(&all));
-    // No temporary files are left behind.
-    assert!(
-        listing(&dir).iter().all(|n| !n.starts_with('.')),
-        "{:?}",
-        listing(&dir)
+    // No temporary files are left behind: the hidden files are the caches' records.
+    let hidden: Vec<String> = listing(&dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    let records: Vec<String> = files(&synthetic(1, 1, 1, 1, 1))
+        .iter()
+        .map(|(name, _)| format!(".{name}.source"))
+        .collect();
+    assert_eq!(hidden.len(), 4, "{hidden:?}");
+    assert!(hidden.iter().all(|n| records.contains(n)), "{hidden:?}");
+}
+
+/// Opens `dir` without checksums (the tests below replace files without updating them).
+fn open_unverified(dir: &Path) -> relumax::Result<Dataset> {
+    Dataset::open_with(
+        dir,
+        &LoadOptions {
+            verify: false,
+            ..LoadOptions::default()
+        },
+    )
+}
+
+#[test]
+fn multi_member_gzip_is_read_whole_as_zcat_reads_it() {
+    let (_tmp, dir) = small_dataset(true);
+    let (name, bytes) = files(&synthetic(1000, 300, 8, 8, 4))[0].clone();
+    let mut members = gzip(&bytes[..bytes.len() / 3]);
+    members.extend(gzip(&bytes[bytes.len() / 3..]));
+    std::fs::write(dir.join(format!("{name}.gz")), members).unwrap();
+    let data = Dataset::open(&dir).unwrap();
+    assert_eq!(data.train.len(), 1000);
+    assert_eq!(
+        std::fs::read(dir.join(name)).unwrap(),
+        bytes,
+        "the cache holds every member"
     );
+}
+
+#[test]
+fn a_replaced_gzip_is_read_again_instead_of_its_stale_cache() {
+    let (_tmp, dir) = small_dataset(true);
+    let old = open_unverified(&dir).unwrap();
+    assert_eq!(old.train.len(), 1000);
+    // The same folder with other data: the caches of the old `.gz` files must not be read.
+    let other = synthetic(600, 200, 8, 8, 4);
+    for (name, bytes) in files(&other) {
+        std::fs::write(dir.join(format!("{name}.gz")), gzip(&bytes)).unwrap();
+    }
+    let new = open_unverified(&dir).unwrap();
+    assert_eq!((new.train.len(), new.test.len()), (600, 200));
+    assert!(
+        new.files()
+            .iter()
+            .all(|f| f.source == FileSource::DecompressedCached)
+    );
+    assert_eq!(
+        std::fs::read(dir.join(files(&other)[0].0)).unwrap(),
+        files(&other)[0].1
+    );
+    // A raw file the user made (no record) is still preferred to the `.gz`.
+    let (_tmp2, raw_dir) = small_dataset(false);
+    let (name, bytes) = files(&synthetic(1000, 300, 8, 8, 4))[1].clone();
+    std::fs::write(raw_dir.join(format!("{name}.gz")), gzip(&bytes[..20])).unwrap();
+    assert!(Dataset::open(&raw_dir).is_ok());
+}
+
+#[test]
+fn a_gzip_that_fails_any_check_leaves_no_cache_and_its_fix_is_read() {
+    let (_tmp, dir) = small_dataset(true);
+    let (name, bytes) = files(&synthetic(1000, 300, 8, 8, 4))[1].clone();
+    let gz = dir.join(format!("{name}.gz"));
+    // Valid gzip, but IDX with two bytes more than its header describes.
+    let mut long = bytes.clone();
+    long.extend([1, 2]);
+    std::fs::write(&gz, gzip(&long)).unwrap();
+    let err = open_unverified(&dir).unwrap_err();
+    assert!(err.to_string().contains(&format!("{name}.gz")), "{err}");
+    assert!(!dir.join(name).exists(), "cached a file that failed");
+    std::fs::write(&gz, gzip(&bytes)).unwrap();
+    assert_eq!(open_unverified(&dir).unwrap().train.len(), 1000);
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_after_the_bytes_its_header_describes() {
+    let (_tmp, dir) = small_dataset(true);
+    let (name, bytes) = files(&synthetic(1000, 300, 8, 8, 4))[1].clone();
+    let gz = dir.join(format!("{name}.gz"));
+    // A label file's header for 1,000 labels, then 64 MiB of zeros: a few hundred KiB of
+    // gzip that must not be decompressed whole.
+    let mut bomb = bytes.clone();
+    bomb.resize(64 << 20, 0);
+    std::fs::write(&gz, gzip(&bomb)).unwrap();
+    let err = open_unverified(&dir).unwrap_err();
+    assert!(matches!(err, Error::Oversized { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("{name}.gz"))
+            && text.contains("more than the 1008 bytes its IDX header describes"),
+        "{text}"
+    );
+    // A header that describes more than relumax reads at all: refused before reading on.
+    let huge = [0u8, 0, 8, 3, 0xff, 0xff, 0xff, 0xff, 0, 0, 1, 0, 0, 0, 1, 0];
+    let images = dir.join(format!("{}.gz", files(&synthetic(1, 1, 1, 1, 1))[0].0));
+    std::fs::write(&images, gzip(&huge)).unwrap();
+    let err = open_unverified(&dir).unwrap_err();
+    assert!(matches!(err, Error::Oversized { .. }), "{err}");
+    assert!(!dir.join(name).exists());
 }
 
 #[test]
