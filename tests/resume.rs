@@ -106,6 +106,62 @@ fn ctrl_c_checkpoints_and_resume_is_bit_identical() {
     );
 }
 
+/// Hidden entries of `dir` (temporary files a stopped run must not leave).
+fn hidden(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn sigterm_and_sighup_stop_as_ctrl_c_does_with_their_own_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = uninterrupted(tmp.path());
+    for (signal, code) in [("-TERM", 143), ("-HUP", 129)] {
+        let out = tmp.path().join(format!("run{code}"));
+        assert_eq!(train_and_signal(&out, 1, signal), Some(code), "{signal}");
+        assert!(!out.exists());
+        let ck = tmp.path().join(format!("run{code}.checkpoint"));
+        assert!(ck.join("state.safetensors").is_file(), "{signal}");
+        assert!(hidden(tmp.path()).is_empty(), "{:?}", hidden(tmp.path()));
+        let o = resume(&out, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(model_bytes(&out) == full, "{signal}: resumed model differs");
+    }
+}
+
+#[test]
+fn a_run_under_timeout_is_checkpointed_when_its_time_is_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    // As a scheduler stops a job: SIGTERM after 2 s, long before 1000 epochs are done.
+    let o = Command::new("timeout")
+        .args(["--preserve-status", "-s", "TERM", "2"])
+        .arg(env!("CARGO_BIN_EXE_relumax"))
+        .args([
+            "train",
+            "--no-progress",
+            "--epochs",
+            "1000",
+            "--hidden",
+            "64",
+        ])
+        .args(["--checkpoint-every", "0", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(err.contains("checkpoint saved"), "{err}");
+    assert!(
+        tmp.path()
+            .join("run.checkpoint/state.safetensors")
+            .is_file()
+    );
+    assert!(hidden(tmp.path()).is_empty(), "{:?}", hidden(tmp.path()));
+}
+
 #[test]
 fn a_killed_run_resumes_from_its_last_epoch_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();

@@ -25,7 +25,7 @@ mod train_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use clap::{Args, Parser, Subcommand};
@@ -33,25 +33,56 @@ use clap::{Args, Parser, Subcommand};
 /// Exit code for training that diverged (non-finite loss).
 pub const EXIT_DIVERGED: u8 = 3;
 
-/// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+/// Exit code after Ctrl-C (128 + SIGINT, as shells report it); SIGTERM gives 143 and SIGHUP
+/// 129 ([`interrupted_exit_code`]).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-/// The flag Ctrl-C raises; installs the handler on first use. Training stops at the next step
-/// boundary and saves a checkpoint; a second Ctrl-C exits at once.
+/// The signals that stop a run gracefully: Ctrl-C, and what schedulers (Slurm, `timeout`)
+/// and a closed terminal send.
+#[cfg(unix)]
+const STOP_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+];
+#[cfg(not(unix))]
+const STOP_SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+
+/// The last stop signal received (0 before any).
+static RECEIVED: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+
+/// The flag a stop signal (Ctrl-C, SIGTERM, SIGHUP) raises; installs the handlers on first use.
+/// Training stops at the next step boundary, saves a checkpoint and cleans its temporary files;
+/// a second signal exits at once (with 128 + its number).
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
-        let raised = flag.clone();
-        // If no handler can be installed, Ctrl-C keeps its default effect.
-        let _ = ctrlc::set_handler(move || {
-            if raised.swap(true, Ordering::SeqCst) {
-                std::process::exit(i32::from(EXIT_INTERRUPTED));
-            }
-        });
+        let received = RECEIVED.get_or_init(Default::default);
+        // If a handler cannot be installed, that signal keeps its default effect. The
+        // shutdown on a second signal is registered first, so that the first only arms it.
+        for signal in STOP_SIGNALS {
+            let _ = signal_hook::flag::register_conditional_shutdown(
+                signal,
+                128 + signal,
+                flag.clone(),
+            );
+            let _ = signal_hook::flag::register_usize(signal, received.clone(), signal as usize);
+            let _ = signal_hook::flag::register(signal, flag.clone());
+        }
         flag
     })
     .clone()
+}
+
+/// The exit code of a run a stop signal ended: 128 + the signal's number (130 for Ctrl-C, 143
+/// for SIGTERM, 129 for SIGHUP).
+pub fn interrupted_exit_code() -> ExitCode {
+    let signal = RECEIVED.get().map_or(0, |r| r.load(Ordering::SeqCst));
+    match u8::try_from(128 + signal) {
+        Ok(code) if signal > 0 => ExitCode::from(code),
+        _ => ExitCode::from(EXIT_INTERRUPTED),
+    }
 }
 
 /// Train and study the ReLU + softmax MLPs of the MNIST paper, fast and reproducibly.

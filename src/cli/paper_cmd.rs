@@ -165,6 +165,8 @@ pub fn run_dir(root: &Path, config: &TrainConfig) -> PathBuf {
 pub fn run(args: &PaperArgs) -> anyhow::Result<ExitCode> {
     let jobs = args.jobs()?;
     if !args.aggregate {
+        // From the start: a stop signal while the data loads stops at the first step.
+        super::interrupt_flag();
         let mine: Vec<TrainConfig> = match args.shard {
             Some(s) => jobs
                 .iter()
@@ -178,7 +180,7 @@ pub fn run(args: &PaperArgs) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "interrupted: finished configurations are kept; run the same command again to continue"
             );
-            return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+            return Ok(super::interrupted_exit_code());
         }
         if let Some(s) = args.shard {
             outln!(

@@ -176,6 +176,8 @@ pub fn default_run_dir(root: &Path, config: &TrainConfig) -> PathBuf {
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    // From the start: a stop signal while the data loads stops the run at its first step.
+    let interrupt = super::interrupt_flag();
     let (config, state, out) = match &args.resume {
         Some(dir) => {
             let ck = checkpoint_dir(dir);
@@ -234,7 +236,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         state,
         checkpoint: Some((checkpoint_dir(&out), args.checkpoint_every)),
-        interrupt: Some(super::interrupt_flag()),
+        interrupt: Some(interrupt),
     };
     let outcome = train_to_dir(
         &config,
@@ -261,7 +263,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
                 epoch + 1,
                 out.display()
             );
-            return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+            return Ok(super::interrupted_exit_code());
         }
     };
     let mut summary = final_json(&result, &dir);
