@@ -262,6 +262,31 @@ fn unwritable_output_is_a_clean_error() {
     let o = train_small(&dir, &file, &[]);
     assert_fails(&o, 1, "not a folder");
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
+    // Refused before training, not after: the current folder (or one holding it), and a
+    // folder that is not a run folder, which replacing would destroy.
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("notes")).unwrap();
+    std::fs::write(work.join("notes/thesis.tex"), b"x").unwrap();
+    for out in [".", "..", "notes"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_relumax"))
+            .current_dir(&work)
+            .args(["train", "--data", dir.to_str().unwrap(), "--out", out])
+            .args(["--hidden", "32", "--epochs", "1", "--no-progress"])
+            .output()
+            .unwrap();
+        let needle = if out == "notes" {
+            "is not a relumax run"
+        } else {
+            "current folder"
+        };
+        assert_fails(&o, 1, needle);
+        assert!(
+            !stdout(&o).contains("epoch"),
+            "{out}: refused after training"
+        );
+    }
+    assert_eq!(std::fs::read(work.join("notes/thesis.tex")).unwrap(), b"x");
+    assert_eq!(listing(&work), ["notes"]);
 }
 
 #[test]

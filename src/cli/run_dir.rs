@@ -6,6 +6,35 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tempfile::TempDir;
 
+/// Files every run folder holds: a folder without them is not one, and is never replaced.
+const RUN_FILES: [&str; 2] = ["config.json", "model.safetensors"];
+
+/// Refuses, before any training, a `target` that replacing would destroy something else: the
+/// current folder or one holding it, or an existing folder that is not a run folder.
+fn refuse_to_replace(target: &Path) -> anyhow::Result<()> {
+    let Ok(resolved) = target.canonicalize() else {
+        return Ok(());
+    };
+    if let Ok(cwd) = std::env::current_dir().and_then(|d| d.canonicalize())
+        && cwd.starts_with(&resolved)
+    {
+        anyhow::bail!(
+            "cannot write {}: it is the current folder or holds it; choose a new folder for --out",
+            target.display()
+        );
+    }
+    let empty = std::fs::read_dir(&resolved).is_ok_and(|mut d| d.next().is_none());
+    let a_run = RUN_FILES.iter().all(|f| resolved.join(f).is_file());
+    if !empty && !a_run {
+        anyhow::bail!(
+            "cannot write {}: it is a folder that is not a relumax run (no {}); choose a new folder for --out",
+            target.display(),
+            RUN_FILES.join(" or ")
+        );
+    }
+    Ok(())
+}
+
 /// A run folder being written.
 pub struct RunDir {
     tmp: TempDir,
@@ -32,6 +61,7 @@ impl RunDir {
                 target.display()
             );
         }
+        refuse_to_replace(target)?;
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
         let name = target
