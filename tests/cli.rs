@@ -244,7 +244,25 @@ fn bad_flags_are_rejected_before_anything_is_written() {
         .concat();
         assert_fails(&relumax(&args), 1, needle);
     }
-    // Values clap cannot parse are usage errors (exit 2).
+    // Values that do not parse as their flag's type are usage errors (exit 2) naming the
+    // flag, negative numbers included; well-formed values out of range exit 1.
+    for (flags, needle) in [
+        (&["--seed", "-1"][..], "'--seed <N>'"),
+        (&["--hidden", "-5"], "'--hidden <WIDTHS>'"),
+        (&["--epochs", "-3"], "'--epochs <N>'"),
+    ] {
+        let o = train_small(&dir, &out, flags);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}");
+        assert!(stderr(&o).contains(needle), "{flags:?}: {}", stderr(&o));
+    }
+    let paper = |flags: &[&str]| {
+        let args = [&["paper", "--data", data, "--out", paper_out_str], flags].concat();
+        relumax(&args)
+    };
+    assert_eq!(paper(&["--only", "garbage"]).status.code(), Some(2));
+    assert_eq!(paper(&["--shard", "x"]).status.code(), Some(2));
+    assert_fails(&paper(&["--shard", "5/3"]), 1, "invalid --shard");
+    assert!(!paper_out.exists());
     let o = train_small(&dir, &out, &["--hidden", "abc"]);
     assert_eq!(o.status.code(), Some(2));
     let o = train_small(&dir, &out, &["--init", "zeros"]);

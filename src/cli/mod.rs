@@ -151,6 +151,23 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Parses the command line (exiting with clap's message and code 2 when it cannot be parsed).
+/// A value that starts with `-` is taken as the flag's value, so that `--seed -1` is refused
+/// as a malformed `--seed` rather than as an unknown argument.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().mut_subcommands(|sub| {
+        sub.mut_args(|arg| {
+            if arg.get_action().takes_values() {
+                arg.allow_negative_numbers(true)
+            } else {
+                arg
+            }
+        })
+    });
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // relumax parallelises products itself (rayon over single-threaded calls); OpenBLAS's own

@@ -45,16 +45,47 @@ pub struct Shard {
 impl FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("expected I/N with 0 <= I < N (e.g. 0/4), got {s:?}");
+        let bad = || format!("expected I/N (e.g. 0/4), got {s:?}");
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count) = (
-            i.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        if count == 0 || index >= count {
-            return Err(bad());
+        Ok(Shard {
+            index: i.trim().parse().map_err(|_| bad())?,
+            count: n.trim().parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Shard {
+    /// A well-formed shard that names no job slice (`0/0`, `5/3`) is refused as a value the
+    /// run cannot use (exit 1), like every out-of-range flag.
+    fn check(self) -> anyhow::Result<Shard> {
+        if self.count == 0 || self.index >= self.count {
+            anyhow::bail!(
+                "invalid --shard: I/N needs 0 <= I < N, got {}/{}",
+                self.index,
+                self.count
+            );
         }
-        Ok(Shard { index, count })
+        Ok(self)
+    }
+}
+
+/// A configuration of `--only`: `LAYERSxWIDTH`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Arch {
+    layers: usize,
+    width: usize,
+}
+
+impl FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = s
+            .split_once('x')
+            .and_then(|(l, w)| Some((l.trim().parse().ok()?, w.trim().parse().ok()?)));
+        match parsed {
+            Some((layers, width)) if layers > 0 && width > 0 => Ok(Arch { layers, width }),
+            _ => Err(format!("{s:?} is not LAYERSxWIDTH (e.g. 2x2048)")),
+        }
     }
 }
 
@@ -71,7 +102,7 @@ pub struct PaperArgs {
     seeds: usize,
     /// Only these configurations, e.g. 1x128,2x2048 [default: all ten]
     #[arg(long, value_delimiter = ',', value_name = "LIST", action = clap::ArgAction::Set)]
-    only: Vec<String>,
+    only: Vec<Arch>,
     /// Threads to train on: every product is cut into single-threaded OpenBLAS calls run on
     /// this many threads [default: all cores]
     #[arg(long, value_name = "N")]
@@ -103,21 +134,11 @@ pub struct PaperArgs {
     no_progress: bool,
 }
 
-fn parse_only(only: &[String]) -> anyhow::Result<Vec<(usize, usize)>> {
+fn parse_only(only: &[Arch]) -> Vec<(usize, usize)> {
     if only.is_empty() {
-        return Ok(CONFIGS.to_vec());
+        return CONFIGS.to_vec();
     }
-    only.iter()
-        .map(|s| {
-            let parsed = s
-                .split_once('x')
-                .and_then(|(l, w)| Some((l.trim().parse().ok()?, w.trim().parse().ok()?)));
-            match parsed {
-                Some((l, w)) if l > 0 && w > 0 => Ok((l, w)),
-                _ => anyhow::bail!("invalid --only: {s:?} is not LAYERSxWIDTH (e.g. 2x2048)"),
-            }
-        })
-        .collect()
+    only.iter().map(|a| (a.layers, a.width)).collect()
 }
 
 impl PaperArgs {
@@ -128,7 +149,7 @@ impl PaperArgs {
         }
         let kernels = kernels(self.kernels)?;
         let mut jobs = Vec::new();
-        for (layers, width) in parse_only(&self.only)? {
+        for (layers, width) in parse_only(&self.only) {
             for k in 0..self.seeds as u64 {
                 let config = TrainConfig {
                     hidden: vec![width; layers],
@@ -167,7 +188,7 @@ pub fn run(args: &PaperArgs) -> anyhow::Result<ExitCode> {
     if !args.aggregate {
         // From the start: a stop signal while the data loads stops at the first step.
         super::interrupt_flag();
-        let mine: Vec<TrainConfig> = match args.shard {
+        let mine: Vec<TrainConfig> = match args.shard.map(Shard::check).transpose()? {
             Some(s) => jobs
                 .iter()
                 .skip(s.index)
