@@ -285,11 +285,12 @@ impl Dataset {
                 dir.display()
             ));
         }
-        if train.0.features() != test.0.features() || train.1 != test.1 {
-            return Err(Error::Shape {
-                what: "test image size vs training image size (pixels)".into(),
-                expected: train.0.features(),
-                found: test.0.features(),
+        if train.1 != test.1 {
+            return Err(Error::ImageSize {
+                train: train.3,
+                train_shape: train.1,
+                test: test.3,
+                test_shape: test.1,
             });
         }
         let classes = match opts.classes {
@@ -395,9 +396,11 @@ fn check_labels(labels: &[u32], classes: usize, path: &Path) -> Result<()> {
     }
 }
 
-type LoadedSplit = (Split, (usize, usize), PathBuf);
+/// A split, its images' `(rows, cols)`, and the paths of its label and image files.
+type LoadedSplit = (Split, (usize, usize), PathBuf, PathBuf);
 
 fn load_split(images: (Bytes, PathBuf), labels: (Bytes, PathBuf)) -> Result<LoadedSplit> {
+    let images_path = images.1.clone();
     let ih = idx::parse_images(&images.0, &images.1)?;
     let lh = idx::parse_labels(&labels.0, &labels.1)?;
     if ih.count != lh.count {
@@ -420,7 +423,7 @@ fn load_split(images: (Bytes, PathBuf), labels: (Bytes, PathBuf)) -> Result<Load
         labels: label_values,
         features: ih.features(),
     };
-    Ok((split, (ih.rows, ih.cols), labels.1))
+    Ok((split, (ih.rows, ih.cols), labels.1, images_path))
 }
 
 fn read_sums(dir: &Path) -> Result<Option<HashMap<String, String>>> {

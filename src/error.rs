@@ -158,6 +158,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// The test images are not the size of the training images.
+    #[error(
+        "{}: images of {}x{} pixels, but {} holds {}x{}",
+        test.display(), test_shape.0, test_shape.1, train.display(), train_shape.0, train_shape.1
+    )]
+    ImageSize {
+        /// The training image file.
+        train: PathBuf,
+        /// Its images' `(rows, cols)`.
+        train_shape: (usize, usize),
+        /// The test image file.
+        test: PathBuf,
+        /// Its images' `(rows, cols)`.
+        test_shape: (usize, usize),
+    },
+
     /// Two parts of the data (or the data and a model) do not fit together.
     #[error("shape mismatch: {what}: expected {expected}, found {found}")]
     Shape {

@@ -223,17 +223,20 @@ fn train_and_test_image_sizes_must_agree() {
     f[2].1 = encode_images(&[0; 10 * 20], 10, 4, 5);
     write_files(tmp.path(), &f);
     let err = Dataset::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, Error::ImageSize { .. }), "{err}");
+    let text = err.to_string();
     assert!(
-        matches!(
-            err,
-            Error::Shape {
-                expected: 16,
-                found: 20,
-                ..
-            }
-        ),
-        "{err}"
+        text.contains("t10k-images-idx3-ubyte: images of 4x5 pixels")
+            && text.contains("train-images-idx3-ubyte holds 4x4"),
+        "{text}"
     );
+    // The same pixel count in another shape (8x8 against 4x16) is another size too.
+    let s = synthetic(20, 10, 8, 8, 3);
+    let mut f = files(&s).to_vec();
+    f[2].1 = encode_images(&[0; 10 * 64], 10, 4, 16);
+    write_files(tmp.path(), &f);
+    let text = Dataset::open(tmp.path()).unwrap_err().to_string();
+    assert!(text.contains("4x16") && text.contains("8x8"), "{text}");
 }
 
 #[test]
