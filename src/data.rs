@@ -297,6 +297,21 @@ impl Dataset {
             Some(c) => c,
             None => train.0.labels.iter().max().map_or(0, |&m| m as usize + 1),
         };
+        let mut seen = vec![false; classes];
+        for &label in &train.0.labels {
+            if let Some(s) = seen.get_mut(label as usize) {
+                *s = true;
+            }
+        }
+        let missing = seen.iter().filter(|&&s| !s).count();
+        if missing > 0 {
+            notes.push(format!(
+                "{}: {missing} of the {classes} classes (labels 0..{}) have no training image, \
+                 and the network gets an output for each",
+                train.2.display(),
+                classes - 1
+            ));
+        }
         for (split, path) in [(&train.0, &train.2), (&test.0, &test.2)] {
             check_labels(&split.labels, classes, path)?;
         }
@@ -433,14 +448,30 @@ fn read_sums(dir: &Path) -> Result<Option<HashMap<String, String>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(Error::Read { path, source }),
     };
-    let sums = text
-        .lines()
-        .filter_map(|line| {
-            let (digest, name) = line.trim().split_once(char::is_whitespace)?;
-            let name = name.trim_start().trim_start_matches('*');
-            Some((name.to_string(), digest.to_ascii_lowercase()))
-        })
-        .collect();
+    let mut sums = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        // `sha256sum`'s format: 64 hex digits, white space, the name (`*` marks binary mode).
+        let entry = line
+            .split_once(char::is_whitespace)
+            .and_then(|(digest, name)| {
+                let name = name.trim_start().trim_start_matches('*');
+                let hex = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+                (hex && !name.is_empty()).then(|| (name.to_string(), digest.to_ascii_lowercase()))
+            });
+        let Some((name, digest)) = entry else {
+            return Err(Error::SumsFile {
+                path,
+                line: n + 1,
+                reason: "expected a SHA-256 digest (64 hex digits), white space and a file name"
+                    .into(),
+            });
+        };
+        sums.insert(name, digest);
+    }
     Ok(Some(sums))
 }
 

@@ -158,6 +158,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A dataset's `SHA256SUMS` is not in `sha256sum`'s format.
+    #[error("{}: line {line}: {reason}", path.display())]
+    SumsFile {
+        /// The checksum list.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The test images are not the size of the training images.
     #[error(
         "{}: images of {}x{} pixels, but {} holds {}x{}",

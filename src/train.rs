@@ -509,6 +509,17 @@ impl Trainer {
     ) -> Result<Outcome> {
         let c = &self.config;
         check_fits(&state.model, data)?;
+        let sizes = state.model.sizes();
+        if sizes[1..sizes.len() - 1] != c.hidden[..] {
+            return Err(Error::Config {
+                field: "hidden",
+                reason: format!(
+                    "the configuration has hidden layers {:?}, but the model being trained has {:?}",
+                    c.hidden,
+                    &sizes[1..sizes.len() - 1]
+                ),
+            });
+        }
         self.check_memory(data)?;
         let holdout = if c.full_train {
             Holdout {
@@ -518,6 +529,17 @@ impl Trainer {
         } else {
             Holdout::new(data.train.len(), c.val_fraction, c.seed)
         };
+        if !c.full_train && holdout.val.is_empty() {
+            return Err(Error::Config {
+                field: "val-fraction",
+                reason: format!(
+                    "{} of {} training samples holds out none for validation: raise it, or train \
+                     on everything with full_train (--full-train)",
+                    c.val_fraction,
+                    data.train.len()
+                ),
+            });
+        }
         if holdout.train.len() < c.batch_size {
             return Err(Error::Config {
                 field: "batch-size",

@@ -143,3 +143,30 @@ fn kernels_build_a_custom_layer() {
         assert_eq!(*gv, if *hv > 0.0 { 2.0 } else { 0.0 });
     }
 }
+
+#[test]
+fn a_model_whose_layers_disagree_with_the_configuration_is_refused() {
+    let data = relumax::Dataset::from_arrays(
+        Array2::from_shape_fn((64, 4), |(i, j)| ((i * 7 + j) % 5) as f32),
+        (0..64).map(|i| (i % 2) as u32).collect(),
+        Array2::zeros((8, 4)),
+        vec![0; 8],
+        2,
+    )
+    .unwrap();
+    let trainer = relumax::Trainer::new(relumax::TrainConfig {
+        hidden: vec![16],
+        epochs: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let other = relumax::Mlp::new(&[4, 8, 2], relumax::Init::He, 0).unwrap();
+    let err = trainer
+        .fit_model(other, &data, |_| std::ops::ControlFlow::Continue(()))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("hidden layers [16]") && text.contains("[8]"),
+        "{text}"
+    );
+}

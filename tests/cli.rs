@@ -192,6 +192,8 @@ fn bad_flags_are_rejected_before_anything_is_written() {
         (&["--epochs", "0"], "invalid epochs"),
         (&["--momentum", "1.5"], "invalid momentum"),
         (&["--threads", "0"], "invalid threads"),
+        // 0.0001 of 800 samples rounds to none held out: no validation, which was asked for.
+        (&["--val-fraction", "0.0001"], "holds out none"),
     ];
     for (flags, needle) in cases {
         let o = train_small(&dir, &out, flags);

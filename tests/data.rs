@@ -590,3 +590,42 @@ fn in_memory_datasets_take_any_shape() {
         "{err}"
     );
 }
+
+#[test]
+fn a_malformed_checksum_list_is_an_error_naming_its_line() {
+    let (_tmp, dir) = small_dataset(false);
+    let sums = dir.join("SHA256SUMS");
+    let good = std::fs::read_to_string(&sums).unwrap();
+    for bad in [
+        format!("{good}not a checksum line\n"),
+        good.replacen(|c: char| c.is_ascii_hexdigit(), "", 1),
+        format!("{}  \n", "a".repeat(64)),
+    ] {
+        std::fs::write(&sums, &bad).unwrap();
+        let err = Dataset::open(&dir).unwrap_err();
+        assert!(matches!(err, Error::SumsFile { .. }), "{err}");
+        assert!(err.to_string().contains("SHA256SUMS: line "), "{err}");
+    }
+    // Blank lines and binary-mode names (`*name`) are the format's own.
+    std::fs::write(&sums, format!("\n{}", good.replace("  ", " *"))).unwrap();
+    assert!(Dataset::open(&dir).is_ok());
+}
+
+#[test]
+fn labels_that_skip_classes_are_noted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = synthetic(40, 10, 4, 4, 3);
+    s.train_labels[7] = 255;
+    write_dataset(tmp.path(), &s, false, false);
+    let data = Dataset::open(tmp.path()).unwrap();
+    assert_eq!(data.classes(), 256);
+    let notes = data.notes().join("\n");
+    assert!(
+        notes.contains("252 of the 256 classes (labels 0..255) have no training image, and"),
+        "{notes}"
+    );
+    // Labels 0..3 all present: nothing to say.
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(tmp.path(), &synthetic(40, 10, 4, 4, 3), false, false);
+    assert!(Dataset::open(tmp.path()).unwrap().notes().is_empty());
+}

@@ -255,11 +255,12 @@ fn paper_reports_the_spread_over_seeds() {
 #[test]
 fn paper_rejects_bad_arguments() {
     for (flags, code, needle) in [
-        (&["--only", "3x"][..], 1, "invalid --only"),
+        // Malformed values exit 2 naming the flag, well-formed ones out of range exit 1.
+        (&["--only", "3x"][..], 2, "'--only <LIST>'"),
         (&["--only", "0x128"][..], 1, "invalid --only"),
         (&["--seeds", "0"][..], 1, "invalid --seeds"),
         (&["--epochs", "0"][..], 1, "invalid epochs"),
-        (&["--shard", "2/2"][..], 2, "expected I/N"),
+        (&["--shard", "2/2"][..], 1, "invalid --shard"),
         (&["--shard", "x"][..], 2, "expected I/N"),
     ] {
         let tmp = tempfile::tempdir().unwrap();
@@ -393,6 +394,14 @@ fn predict_reports_each_bad_image_and_goes_on() {
     assert_eq!(err.lines().count(), cases.len(), "{err}");
     // The good image after them still ran.
     assert!(text(&o.stdout).contains("3.png: 3"), "{}", text(&o.stdout));
+    // A 1x1 image is legal, and classified, with a note that it says little.
+    let tiny = dir.join("tiny.png");
+    image::GrayImage::from_pixel(1, 1, image::Luma([0]))
+        .save(&tiny)
+        .unwrap();
+    let o = relumax(&["predict", "--model", s(&model), s(&tiny)]);
+    let err = text(&o.stderr);
+    assert!(err.contains("tiny.png is 1x1 pixels"), "{err}");
 }
 
 #[test]

@@ -83,8 +83,8 @@ impl FromStr for Arch {
             .split_once('x')
             .and_then(|(l, w)| Some((l.trim().parse().ok()?, w.trim().parse().ok()?)));
         match parsed {
-            Some((layers, width)) if layers > 0 && width > 0 => Ok(Arch { layers, width }),
-            _ => Err(format!("{s:?} is not LAYERSxWIDTH (e.g. 2x2048)")),
+            Some((layers, width)) => Ok(Arch { layers, width }),
+            None => Err(format!("{s:?} is not LAYERSxWIDTH (e.g. 2x2048)")),
         }
     }
 }
@@ -134,11 +134,20 @@ pub struct PaperArgs {
     no_progress: bool,
 }
 
-fn parse_only(only: &[Arch]) -> Vec<(usize, usize)> {
+fn parse_only(only: &[Arch]) -> anyhow::Result<Vec<(usize, usize)>> {
     if only.is_empty() {
-        return CONFIGS.to_vec();
+        return Ok(CONFIGS.to_vec());
     }
-    only.iter().map(|a| (a.layers, a.width)).collect()
+    only.iter()
+        .map(|a| match (a.layers, a.width) {
+            (0, _) | (_, 0) => anyhow::bail!(
+                "invalid --only: {}x{} has no layer or no unit (e.g. 2x2048)",
+                a.layers,
+                a.width
+            ),
+            lw => Ok(lw),
+        })
+        .collect()
 }
 
 impl PaperArgs {
@@ -149,7 +158,7 @@ impl PaperArgs {
         }
         let kernels = kernels(self.kernels)?;
         let mut jobs = Vec::new();
-        for (layers, width) in parse_only(&self.only) {
+        for (layers, width) in parse_only(&self.only)? {
             for k in 0..self.seeds as u64 {
                 let config = TrainConfig {
                     hidden: vec![width; layers],

@@ -25,6 +25,10 @@ pub struct PredictArgs {
     json: bool,
 }
 
+/// Images narrower or shorter than this get a note: scaled up to MNIST's 20 x 20 box, they
+/// hold little of a digit (MNIST's own are 28 x 28).
+const MIN_SIDE: usize = 8;
+
 /// One classified image.
 pub struct Prediction {
     pub digit: usize,
@@ -34,6 +38,14 @@ pub struct Prediction {
 /// Classifies one image file.
 pub fn classify(model: &Mlp, path: &Path) -> anyhow::Result<Prediction> {
     let gray = read_gray(path)?;
+    let (h, w) = gray.dim();
+    if h.min(w) < MIN_SIDE {
+        eprintln!(
+            "note: {} is {w}x{h} pixels; a digit is scaled to fill 20x20, so so small an image \
+             says little",
+            path.display()
+        );
+    }
     let digit = mnist_digit(gray.view()).with_context(|| format!("{}", path.display()))?;
     let x = Array2::from_shape_vec((1, FRAME * FRAME), digit.into_iter().collect())
         .expect("a frame has FRAME * FRAME pixels");
