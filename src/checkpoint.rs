@@ -164,6 +164,22 @@ pub fn load_checkpoint(dir: &Path) -> Result<(TrainConfig, TrainState)> {
                 velocity_path.display()
             )));
         }
+        let shapes = |m: &Mlp| -> Vec<_> {
+            m.layers()
+                .iter()
+                .map(|l| (l.weight.dim(), l.bias.len()))
+                .collect()
+        };
+        if shapes(&v.model) != shapes(&loaded.model) {
+            return Err(Error::Model {
+                path: velocity_path,
+                reason: format!(
+                    "its layers {:?} are not shaped as the model's in {STATE_FILE}, {:?}",
+                    v.model.sizes(),
+                    loaded.model.sizes()
+                ),
+            });
+        }
         velocity = v
             .model
             .layers()
@@ -242,6 +258,26 @@ mod tests {
         c.velocity.clear();
         save_checkpoint(tmp.path(), &config, &c).unwrap();
         assert!(velocity_files(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn a_velocity_of_another_shape_is_refused_naming_its_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        save_checkpoint(tmp.path(), &with_momentum(), &state(1, 1)).unwrap();
+        // The velocity of a [3, 5, 2] network under the stamp of the [3, 4, 2] state.
+        let mut other = state(1, 1);
+        let wide = Mlp::new(&[3, 5, 2], Init::He, 7).unwrap();
+        other.velocity = wide
+            .layers()
+            .iter()
+            .map(|l| (l.weight.clone(), l.bias.clone()))
+            .collect();
+        write_velocity(tmp.path(), &other, "1:0").unwrap();
+        let err = load_checkpoint(tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&velocity_file("1:0")) && err.contains("not shaped as the model"),
+            "{err}"
+        );
     }
 
     #[test]
