@@ -158,6 +158,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A training state (from a checkpoint) does not fit the configuration and data it is
+    /// resumed with.
+    #[error("the training state does not fit this configuration and data: {reason}")]
+    Position {
+        /// What is inconsistent.
+        reason: String,
+    },
+
     /// A dataset's `SHA256SUMS` is not in `sha256sum`'s format.
     #[error("{}: line {line}: {reason}", path.display())]
     SumsFile {

@@ -551,12 +551,31 @@ impl Trainer {
             });
         }
         let steps = holdout.train.len().div_ceil(c.batch_size);
-        if state.epoch > c.epochs || state.step > steps || state.epochs.len() != state.epoch {
-            return Err(Error::Shape {
-                what: "saved training position (epoch) vs configuration".into(),
-                expected: c.epochs,
-                found: state.epoch,
-            });
+        let misfit = if state.epoch > c.epochs {
+            Some(format!(
+                "it is at epoch {} of a run of {} epochs",
+                state.epoch + 1,
+                c.epochs
+            ))
+        } else if state.step > steps {
+            Some(format!(
+                "it is at step {} of an epoch that has {steps} ({} training samples in batches \
+                 of {})",
+                state.step,
+                holdout.train.len(),
+                c.batch_size
+            ))
+        } else if state.epochs.len() != state.epoch {
+            Some(format!(
+                "it records {} finished epochs but stands in epoch {}",
+                state.epochs.len(),
+                state.epoch + 1
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = misfit {
+            return Err(Error::Position { reason });
         }
         let threads = c.thread_count();
         let pool = rayon::ThreadPoolBuilder::new()

@@ -160,6 +160,20 @@ fn a_model_whose_layers_disagree_with_the_configuration_is_refused() {
         ..Default::default()
     })
     .unwrap();
+    // A state past the configuration's epochs, or past an epoch's steps, says which.
+    let model = || relumax::Mlp::new(&[4, 16, 2], relumax::Init::He, 0).unwrap();
+    let go = |state| trainer.run(state, &data, |_| ControlFlow::Continue(()));
+    let mut late = relumax::TrainState::new(model());
+    late.epoch = 5;
+    let text = go(late).unwrap_err().to_string();
+    assert!(text.contains("at epoch 6 of a run of 1 epochs"), "{text}");
+    let mut far = relumax::TrainState::new(model());
+    far.step = 1000;
+    let text = go(far).unwrap_err().to_string();
+    assert!(
+        text.contains("at step 1000 of an epoch that has 2"),
+        "{text}"
+    );
     let other = relumax::Mlp::new(&[4, 8, 2], relumax::Init::He, 0).unwrap();
     let err = trainer
         .fit_model(other, &data, |_| std::ops::ControlFlow::Continue(()))

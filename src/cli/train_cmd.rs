@@ -233,6 +233,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             progress.println(&epoch_line(e, config.epochs));
         }
     };
+    let resuming = state.is_some();
     let options = RunOptions {
         state,
         checkpoint: Some((checkpoint_dir(&out), args.checkpoint_every)),
@@ -252,6 +253,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
         },
     );
     progress.finish();
+    let outcome = match outcome {
+        Err(e) if resuming => Err(e.context(format!(
+            "cannot resume {} from {}",
+            out.display(),
+            checkpoint_dir(&out).display()
+        ))),
+        other => other,
+    };
     let (result, dir) = match outcome? {
         RunEnd::Done(result, dir) => (result, dir),
         RunEnd::Interrupted(ck, epoch, step) => {
