@@ -16,6 +16,22 @@ const CONFIG: [&str; 6] = ["--hidden", "512", "--epochs", "3", "--momentum", "0.
 /// Trains `CONFIG` into `out`, sending `signal` once `after` epoch lines have been printed;
 /// returns the exit code.
 fn train_and_signal(out: &Path, after: usize, signal: &str) -> Option<i32> {
+    train_and(out, after, |pid| {
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    })
+    .status
+    .code()
+}
+
+/// Trains `CONFIG` into `out`, calling `act` with the process id once `after` epoch lines
+/// have been printed; returns its output (stdout read to the end here, so never closed on it).
+fn train_and(out: &Path, after: usize, act: impl FnOnce(u32)) -> std::process::Output {
     let mut child = relumax()
         .args([
             "train",
@@ -31,23 +47,16 @@ fn train_and_signal(out: &Path, after: usize, signal: &str) -> Option<i32> {
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let mut epochs = 0;
+    let mut act = Some(act);
     for line in stdout.lines() {
         if line.unwrap().contains(r#""type":"epoch""#) {
             epochs += 1;
             if epochs == after {
-                let pid = child.id().to_string();
-                assert!(
-                    Command::new("kill")
-                        .args([signal, &pid])
-                        .status()
-                        .unwrap()
-                        .success()
-                );
-                break;
+                (act.take().unwrap())(child.id());
             }
         }
     }
-    child.wait().unwrap().code()
+    child.wait_with_output().unwrap()
 }
 
 fn model_bytes(dir: &Path) -> Vec<u8> {
@@ -130,6 +139,30 @@ fn sigterm_and_sighup_stop_as_ctrl_c_does_with_their_own_exit_codes() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(model_bytes(&out) == full, "{signal}: resumed model differs");
     }
+}
+
+#[test]
+fn a_failed_final_write_keeps_the_trained_model_in_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = uninterrupted(tmp.path());
+    let out = tmp.path().join("run");
+    // The folder being written disappears during training: the final write fails.
+    let o = train_and(&out, 1, |_| {
+        for name in hidden(tmp.path()) {
+            if name.starts_with(".run.partial-") {
+                std::fs::remove_dir_all(tmp.path().join(name)).unwrap();
+            }
+        }
+    });
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the trained model is kept in") && err.contains("run.checkpoint"),
+        "{err}"
+    );
+    let o = resume(&out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(model_bytes(&out) == full, "the kept model differs");
 }
 
 #[test]

@@ -407,6 +407,49 @@ pub fn train_to_dir(
             return Ok(RunEnd::Interrupted(ck, state.epoch, state.step));
         }
     };
+    let dir = match write_run(run, config, (data, data_dir), out, &result, steps) {
+        Ok(dir) => dir,
+        Err(e) => {
+            // The trained model is not lost: it stays as a finished checkpoint, and resuming
+            // it only writes the folder.
+            if let Some((ck, _)) = &options.checkpoint {
+                let state = TrainState {
+                    epoch: result.epochs.len(),
+                    epochs: result.epochs.clone(),
+                    curve: result.curve.clone(),
+                    progress: relumax::EpochProgress {
+                        total_seconds: result.train_seconds,
+                        ..Default::default()
+                    },
+                    ..TrainState::new(result.model.clone())
+                };
+                if save_checkpoint(ck, config, &state).is_ok() {
+                    return Err(e.context(format!(
+                        "the trained model is kept in {}; once the problem is fixed, write the \
+                         run with: relumax train --resume {}",
+                        ck.display(),
+                        out.display()
+                    )));
+                }
+            }
+            return Err(e);
+        }
+    };
+    if let Some((ck, _)) = &options.checkpoint {
+        let _ = std::fs::remove_dir_all(ck);
+    }
+    Ok(RunEnd::Done(Box::new(result), dir))
+}
+
+/// Writes a finished run's files into `run` and moves the folder into place.
+fn write_run(
+    run: RunDir,
+    config: &TrainConfig,
+    (data, data_dir): (&Dataset, &Path),
+    out: &Path,
+    result: &TrainResult,
+    steps: usize,
+) -> anyhow::Result<PathBuf> {
     let cfg = config_json(config, data, data_dir);
     let cfg_text = serde_json::to_string_pretty(&cfg)?;
     run.write("config.json", format!("{cfg_text}\n").as_bytes())?;
@@ -436,9 +479,5 @@ pub fn train_to_dir(
         Some(&run.file("curves.svg")),
     )
     .context("cannot draw the learning curves")?;
-    let dir = run.commit()?;
-    if let Some((ck, _)) = &options.checkpoint {
-        let _ = std::fs::remove_dir_all(ck);
-    }
-    Ok(RunEnd::Done(Box::new(result), dir))
+    run.commit()
 }
