@@ -462,7 +462,7 @@ fn write_run(
         metrics += &json_line(&json!({"type": "curve", "iteration": p.iteration, "loss": p.loss}));
         metrics.push('\n');
     }
-    metrics += &json_line(&final_json(&result, out));
+    metrics += &json_line(&final_json(result, out));
     metrics.push('\n');
     run.write("metrics.jsonl", metrics.as_bytes())?;
     // Neither the thread count nor the implementation of relumax's arithmetic changes results,
