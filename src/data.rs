@@ -347,6 +347,14 @@ impl Dataset {
                 });
             }
             check_labels(&y, classes, Path::new(what))?;
+            if let Some(((row, column), &value)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                return Err(Error::NonFinite {
+                    what: format!("{what} features"),
+                    row,
+                    column,
+                    value,
+                });
+            }
             let features = x.ncols();
             Ok(Split {
                 pixels: Pixels::Array(x.as_standard_layout().into_owned()),

@@ -166,6 +166,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// An input array holds NaN or an infinity.
+    #[error("{what}: row {row}, column {column} is {value}; every value must be finite")]
+    NonFinite {
+        /// Which array (`"train features"`).
+        what: String,
+        /// The row of the first such value.
+        row: usize,
+        /// Its column.
+        column: usize,
+        /// The value.
+        value: f32,
+    },
+
     /// A dataset's `SHA256SUMS` is not in `sha256sum`'s format.
     #[error("{}: line {line}: {reason}", path.display())]
     SumsFile {

@@ -74,9 +74,22 @@ pub fn to_bytes(model: &Mlp, metadata: &[(&str, String)]) -> Vec<u8> {
 /// Writes `model` to `path` atomically, with extra `metadata`.
 ///
 /// # Errors
-/// [`Error::Write`] when the folder cannot be written or the disk fills; no partial file is
-/// left behind.
+/// [`Error::Model`] when a parameter is NaN or infinite (nothing is written: such a file could
+/// not be loaded); [`Error::Write`] when the folder cannot be written or the disk fills; no
+/// partial file is left behind.
 pub fn save(model: &Mlp, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
+    // A model with NaN or infinite parameters could not be loaded again.
+    for (l, layer) in model.layers().iter().enumerate() {
+        let weights = layer.weight.iter().chain(&layer.bias);
+        if let Some(&value) = weights.into_iter().find(|v| !v.is_finite()) {
+            return Err(Error::Model {
+                path: path.into(),
+                reason: format!(
+                    "not saved: layer {l} holds {value}, and a model file's parameters must be finite"
+                ),
+            });
+        }
+    }
     write_atomic(path, &to_bytes(model, metadata))
 }
 
@@ -118,7 +131,7 @@ impl Mlp {
     /// Saves the network to `path` as safetensors (atomically); see [`save`] to add metadata.
     ///
     /// # Errors
-    /// [`Error::Write`] when the file cannot be written.
+    /// As [`save`].
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         save(self, path.as_ref(), &[])
     }

@@ -184,3 +184,70 @@ fn a_model_whose_layers_disagree_with_the_configuration_is_refused() {
         "{text}"
     );
 }
+
+#[test]
+fn non_finite_values_are_refused_at_the_door_and_never_saved() {
+    let x = |nan_at: Option<(usize, usize)>| {
+        let mut x = Array2::from_shape_fn((64, 4), |(i, j)| ((i * 7 + j) % 5) as f32);
+        if let Some(at) = nan_at {
+            x[at] = f32::NAN;
+        }
+        x
+    };
+    let labels: Vec<u32> = (0..64).map(|i| (i % 2) as u32).collect();
+    let err = relumax::Dataset::from_arrays(
+        x(Some((3, 2))),
+        labels.clone(),
+        Array2::zeros((8, 4)),
+        vec![0; 8],
+        2,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            relumax::Error::NonFinite {
+                row: 3,
+                column: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("train features: row 3, column 2 is NaN"),
+        "{err}"
+    );
+    let data = relumax::Dataset::from_arrays(x(None), labels, Array2::zeros((8, 4)), vec![0; 8], 2)
+        .unwrap();
+    // A NaN weight reaches the loss through ReLU (which keeps NaN) and stops training.
+    let trainer = relumax::Trainer::new(relumax::TrainConfig {
+        hidden: vec![16],
+        epochs: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut model = trainer.init_model(&data).unwrap();
+    model.layers_mut()[0].weight[[1, 5]] = f32::NAN;
+    let err = trainer
+        .fit_model(model.clone(), &data, |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            relumax::Error::Diverged {
+                epoch: 1,
+                step: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // And such a model is not written: it could not be loaded again.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("m.safetensors");
+    let err = model.save(&path).unwrap_err();
+    assert!(err.to_string().contains("layer 0 holds NaN"), "{err}");
+    assert!(!path.exists());
+}

@@ -107,7 +107,7 @@ pub fn bias_relu_dropout(
         None => for_row_chunks(&mut z, |_, rows| {
             for row in rows.chunks_exact_mut(width) {
                 for (v, &b) in row.iter_mut().zip(bias) {
-                    *v = (*v + b).max(0.0);
+                    *v = relu(*v + b);
                 }
             }
         }),
@@ -139,7 +139,13 @@ pub fn bias_relu_dropout(
 #[inline(always)]
 fn keep(x: f32, draw: u64, threshold: u64, scale: f32) -> f32 {
     let mask = u32::from(draw >= threshold).wrapping_neg();
-    f32::from_bits((x.max(0.0) * scale).to_bits() & mask)
+    f32::from_bits((relu(x) * scale).to_bits() & mask)
+}
+
+/// `max(x, 0)`, but NaN stays NaN (`f32::max` would return 0 and hide a diverging run).
+#[inline(always)]
+fn relu(x: f32) -> f32 {
+    if x.is_nan() { x } else { x.max(0.0) }
 }
 
 /// In place: `grad <- grad * [h > 0] * scale`, the backward of [`bias_relu_dropout`] given its

@@ -704,3 +704,37 @@ fn every_product_agrees_with_openblas_within_the_rounding_of_its_length() {
         assert!(differ, "{m}x{k}x{n}: the orders agree everywhere");
     }
 }
+
+#[test]
+fn nan_propagates_through_relu_dropout_and_products_alike_on_every_implementation() {
+    // ReLU keeps NaN (so that a diverging run's loss becomes NaN and stops it); a dropped unit
+    // is +0 whatever it held.
+    let mut z = ndarray::array![[f32::NAN, -1.0, 2.0, f32::NAN]];
+    bias_relu_dropout(z.view_mut(), Array1::zeros(4).view(), None);
+    assert!(z[[0, 0]].is_nan() && z[[0, 3]].is_nan());
+    assert_eq!((z[[0, 1]], z[[0, 2]]), (0.0, 2.0));
+    let mut wide = Array2::from_elem((8, 64), f32::NAN);
+    let dropout = Dropout { p: 0.5, key: 3 };
+    bias_relu_dropout(wide.view_mut(), Array1::zeros(64).view(), Some(dropout));
+    let kept = wide.iter().filter(|v| v.is_nan()).count();
+    let dropped = wide.iter().filter(|v| v.to_bits() == 0).count();
+    assert_eq!(kept + dropped, wide.len());
+    assert!(kept > 100 && dropped > 100, "{kept} kept, {dropped} dropped");
+    // A NaN input makes its row of every product NaN, the same on every implementation and
+    // whichever way the product runs (dense, over the support, row by row).
+    let (m, k, n) = (12, 300, 96);
+    let mut x = noise(m, k, 1).mapv(|v| if v > 0.2 { v } else { 0.0 });
+    x[[5, 17]] = f32::NAN;
+    let w = noise(k, n, 2);
+    let mut support = Vec::new();
+    nonzero_columns(&x.view(), &mut support);
+    for isa in isas() {
+        for how in [(None, false), (None, true), (Some(&support[..]), false)] {
+            let mut z = Array2::zeros((m, n));
+            operands::forward(isa, z.view_mut(), &x.view(), &w.view(), how);
+            for ((i, _), v) in z.indexed_iter() {
+                assert_eq!(v.is_nan(), i == 5, "{isa:?} {:?}", how.1);
+            }
+        }
+    }
+}
