@@ -420,7 +420,7 @@ impl Group {
 }
 
 /// Copies `P` columns of the rows `used` of `w` (from row `k0`) to `pack`, one after the
-/// other, while bringing the same rows at column `next` into L2 when `next` is given.
+/// other, while bringing the same rows `next` columns further into L2 when `next` is given.
 #[inline(always)]
 unsafe fn r_pack<const P: usize>(
     w: (*const f32, usize),
@@ -460,6 +460,8 @@ unsafe fn r_block<F: Fma>(
     // SAFETY: the module's contract; `pack` holds `RK * RP` floats.
     unsafe {
         let wc = (w.0.add(c), w.1);
+        // The next tile's columns, from this tile's (always to its right).
+        let next = next.map(|nc| nc - c);
         match p {
             RP => r_pack::<RP>(wc, group, pack, next),
             32 => r_pack::<32>(wc, group, pack, next),
