@@ -28,6 +28,10 @@ pub const FILE_NAMES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
+/// The environment variable that points [`Dataset::bundled`] at a folder holding MNIST's
+/// four files (raw or `.gz`).
+pub const MNIST_ENV: &str = "RELUMAX_MNIST";
+
 /// The name of the checksum list in a dataset folder (`sha256sum` format, digests of the
 /// decompressed files).
 pub const SUMS_FILE: &str = "SHA256SUMS";
@@ -221,19 +225,30 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// The bundled MNIST folder of this source tree (`data/mnist`).
+    /// The MNIST folder [`Dataset::bundled`] opens: the one [`MNIST_ENV`] names if it is set,
+    /// else this source tree's `data/mnist` (shipped in the repository, not in the crates.io
+    /// package).
     pub fn bundled_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("data")
-            .join("mnist")
+        match std::env::var_os(MNIST_ENV) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("data")
+                .join("mnist"),
+        }
     }
 
-    /// Opens the bundled MNIST with default options.
+    /// Opens MNIST from [`Dataset::bundled_dir`] with default options.
     ///
     /// # Errors
-    /// As [`Dataset::open_with`].
+    /// [`Error::NoMnist`] when that folder does not exist (a relumax from crates.io ships no
+    /// data: download MNIST and use [`Dataset::open`], or set [`MNIST_ENV`]); otherwise as
+    /// [`Dataset::open_with`].
     pub fn bundled() -> Result<Dataset> {
-        Dataset::open(Dataset::bundled_dir())
+        let dir = Dataset::bundled_dir();
+        if !dir.exists() {
+            return Err(Error::NoMnist { dir });
+        }
+        Dataset::open(dir)
     }
 
     /// Opens an IDX dataset folder with default options.

@@ -33,6 +33,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// [`crate::Dataset::bundled`] found no MNIST folder.
+    #[error(
+        "no MNIST at {}: a relumax from crates.io ships no data; download the four MNIST files \
+         into a folder and open it with Dataset::open, or set RELUMAX_MNIST to it",
+        dir.display()
+    )]
+    NoMnist {
+        /// Where it looked.
+        dir: PathBuf,
+    },
+
     /// A dataset folder lacks one of the four standard IDX files.
     #[error("{}: missing {name} (raw or .gz)", dir.display())]
     MissingFile {

@@ -68,7 +68,7 @@ mod train;
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use data::{
     Batcher, ChecksumStatus, Dataset, FILE_NAMES, FileReport, FileSource, Holdout, LoadOptions,
-    SUMS_FILE, Split, shuffle,
+    MNIST_ENV, SUMS_FILE, Split, shuffle,
 };
 pub use error::{Error, Result};
 pub use ffi::{blas_config, blas_threads, set_blas_threads};
@@ -84,6 +84,9 @@ pub use model_file::{
     LoadedModel, load as load_model, model_from_bytes, save as save_model,
     to_bytes as model_to_bytes, write_atomic,
 };
+/// The ndarray this crate's API takes and returns: use `relumax::ndarray` to build arrays of
+/// the same version (another version in your tree would be another, incompatible type).
+pub use ndarray;
 pub use optim::Sgd;
 pub use preprocess::{BOX, FRAME, mnist_digit};
 pub use resources::MemoryEstimate;

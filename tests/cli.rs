@@ -58,6 +58,24 @@ fn data_describes_the_bundled_mnist() {
 }
 
 #[test]
+fn relumax_mnist_points_at_the_data_and_its_absence_says_what_to_do() {
+    let (_tmp, dir) = small_dataset(true);
+    let run = |value: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_relumax"))
+            .env("RELUMAX_MNIST", value)
+            .args(["data", "--json"])
+            .output()
+            .unwrap()
+    };
+    let o = run(&dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"samples\":1000"), "{}", stdout(&o));
+    let o = run(Path::new("/nonexistent/mnist"));
+    assert_fails(&o, 1, "no MNIST at /nonexistent/mnist");
+    assert!(stderr(&o).contains("set RELUMAX_MNIST"), "{}", stderr(&o));
+}
+
+#[test]
 fn data_fails_cleanly_on_a_corrupted_copy() {
     let (_tmp, dir) = small_dataset(true);
     let gz = dir.join("t10k-images-idx3-ubyte.gz");

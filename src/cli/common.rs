@@ -16,8 +16,11 @@ pub fn data_dir(opt: &DataOpt) -> PathBuf {
 /// Opens the dataset and prints its loading notes to stderr.
 pub fn open_data(opt: &DataOpt) -> anyhow::Result<Dataset> {
     let dir = data_dir(opt);
-    let data =
-        Dataset::open(&dir).with_context(|| format!("cannot load dataset {}", dir.display()))?;
+    let data = match &opt.data {
+        Some(_) => Dataset::open(&dir),
+        None => Dataset::bundled(),
+    }
+    .with_context(|| format!("cannot load dataset {}", dir.display()))?;
     for note in data.notes() {
         eprintln!("note: {note}");
     }

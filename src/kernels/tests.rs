@@ -719,7 +719,10 @@ fn nan_propagates_through_relu_dropout_and_products_alike_on_every_implementatio
     let kept = wide.iter().filter(|v| v.is_nan()).count();
     let dropped = wide.iter().filter(|v| v.to_bits() == 0).count();
     assert_eq!(kept + dropped, wide.len());
-    assert!(kept > 100 && dropped > 100, "{kept} kept, {dropped} dropped");
+    assert!(
+        kept > 100 && dropped > 100,
+        "{kept} kept, {dropped} dropped"
+    );
     // A NaN input makes its row of every product NaN, the same on every implementation and
     // whichever way the product runs (dense, over the support, row by row).
     let (m, k, n) = (12, 300, 96);
