@@ -17,6 +17,8 @@
 //! use std::ops::ControlFlow;
 //! use relumax::{Dataset, Event, TrainConfig, Trainer};
 //!
+//! // MNIST from a folder of yours would be `Dataset::open(dir)`; `bundled` opens the folder
+//! // $RELUMAX_MNIST names, or this repository's data/mnist.
 //! let mnist = Dataset::bundled()?;
 //! // 6,000 training and 2,000 test images, as in-memory arrays, to keep this quick.
 //! let (x, y) = mnist.train.rows(&(0..6000).collect::<Vec<_>>());
