@@ -144,22 +144,27 @@ fn kernels_build_a_custom_layer() {
     }
 }
 
-#[test]
-fn a_model_whose_layers_disagree_with_the_configuration_is_refused() {
-    let data = relumax::Dataset::from_arrays(
-        Array2::from_shape_fn((64, 4), |(i, j)| ((i * 7 + j) % 5) as f32),
-        (0..64).map(|i| (i % 2) as u32).collect(),
-        Array2::zeros((8, 4)),
-        vec![0; 8],
-        2,
-    )
-    .unwrap();
-    let trainer = relumax::Trainer::new(relumax::TrainConfig {
+/// 64 training rows of 4 features (`x`, or a fixed pattern), two classes, and 8 test rows.
+fn two_classes(x: Option<Array2<f32>>) -> relumax::Result<relumax::Dataset> {
+    let x = x.unwrap_or_else(|| Array2::from_shape_fn((64, 4), |(i, j)| ((i * 7 + j) % 5) as f32));
+    let labels = (0..64).map(|i| (i % 2) as u32).collect();
+    relumax::Dataset::from_arrays(x, labels, Array2::zeros((8, 4)), vec![0; 8], 2)
+}
+
+/// A trainer of one hidden layer of 16 for one epoch.
+fn sixteen_wide() -> relumax::Trainer {
+    relumax::Trainer::new(relumax::TrainConfig {
         hidden: vec![16],
         epochs: 1,
         ..Default::default()
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_model_whose_layers_disagree_with_the_configuration_is_refused() {
+    let data = two_classes(None).unwrap();
+    let trainer = sixteen_wide();
     // A state past the configuration's epochs, or past an epoch's steps, says which.
     let model = || relumax::Mlp::new(&[4, 16, 2], relumax::Init::He, 0).unwrap();
     let go = |state| trainer.run(state, &data, |_| ControlFlow::Continue(()));
@@ -187,22 +192,9 @@ fn a_model_whose_layers_disagree_with_the_configuration_is_refused() {
 
 #[test]
 fn non_finite_values_are_refused_at_the_door_and_never_saved() {
-    let x = |nan_at: Option<(usize, usize)>| {
-        let mut x = Array2::from_shape_fn((64, 4), |(i, j)| ((i * 7 + j) % 5) as f32);
-        if let Some(at) = nan_at {
-            x[at] = f32::NAN;
-        }
-        x
-    };
-    let labels: Vec<u32> = (0..64).map(|i| (i % 2) as u32).collect();
-    let err = relumax::Dataset::from_arrays(
-        x(Some((3, 2))),
-        labels.clone(),
-        Array2::zeros((8, 4)),
-        vec![0; 8],
-        2,
-    )
-    .unwrap_err();
+    let mut x = Array2::from_shape_fn((64, 4), |(i, j)| ((i * 7 + j) % 5) as f32);
+    x[[3, 2]] = f32::NAN;
+    let err = two_classes(Some(x)).unwrap_err();
     assert!(
         matches!(
             err,
@@ -214,20 +206,14 @@ fn non_finite_values_are_refused_at_the_door_and_never_saved() {
         ),
         "{err}"
     );
+    let text = err.to_string();
     assert!(
-        err.to_string()
-            .contains("train features: row 3, column 2 is NaN"),
-        "{err}"
+        text.contains("train features: row 3, column 2 is NaN"),
+        "{text}"
     );
-    let data = relumax::Dataset::from_arrays(x(None), labels, Array2::zeros((8, 4)), vec![0; 8], 2)
-        .unwrap();
+    let data = two_classes(None).unwrap();
     // A NaN weight reaches the loss through ReLU (which keeps NaN) and stops training.
-    let trainer = relumax::Trainer::new(relumax::TrainConfig {
-        hidden: vec![16],
-        epochs: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    let trainer = sixteen_wide();
     let mut model = trainer.init_model(&data).unwrap();
     model.layers_mut()[0].weight[[1, 5]] = f32::NAN;
     let err = trainer
