@@ -35,6 +35,26 @@ fn refuse_to_replace(target: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses, before any training, an output location whose file system has less than `needed`
+/// bytes free (where the free space can be read).
+fn check_room(parent: &Path, target: &Path, needed: u64) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    if let Ok(stats) = rustix::fs::statvfs(parent) {
+        let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+        if free < needed {
+            anyhow::bail!(
+                "cannot write {}: the run needs about {} MiB, and its file system has {} MiB free",
+                target.display(),
+                needed.div_ceil(1 << 20),
+                free >> 20
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (parent, target, needed);
+    Ok(())
+}
+
 /// A run folder being written.
 pub struct RunDir {
     tmp: TempDir,
@@ -42,8 +62,9 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Starts writing the folder `target` (its parent is created if needed).
-    pub fn new(target: &Path) -> anyhow::Result<RunDir> {
+    /// Starts writing the folder `target` (its parent is created if needed), whose files and
+    /// checkpoints take about `needed` bytes.
+    pub fn new(target: &Path, needed: u64) -> anyhow::Result<RunDir> {
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -64,6 +85,7 @@ impl RunDir {
         refuse_to_replace(target)?;
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
+        check_room(&parent, target, needed)?;
         let name = target
             .file_name()
             .map_or("run".into(), |n| n.to_string_lossy().into_owned());

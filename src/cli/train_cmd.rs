@@ -361,7 +361,14 @@ pub fn train_to_dir(
     options: RunOptions,
     mut on_event: impl FnMut(&Event<'_>) + Send,
 ) -> anyhow::Result<RunEnd> {
-    let run = RunDir::new(out)?;
+    // The model file, a checkpoint (the model and its velocity) and the rest (metrics,
+    // curves: well under a MiB).
+    let parameters: usize = config
+        .sizes(data.features(), data.classes())
+        .windows(2)
+        .map(|w| (w[0] + 1) * w[1])
+        .sum();
+    let run = RunDir::new(out, (parameters as u64 * 4 * 3).saturating_add(1 << 20))?;
     let mut trainer = Trainer::new(config.clone())?;
     if let Some(flag) = options.interrupt {
         trainer = trainer.with_interrupt(flag);
