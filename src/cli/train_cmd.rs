@@ -361,15 +361,17 @@ pub fn train_to_dir(
     options: RunOptions,
     mut on_event: impl FnMut(&Event<'_>) + Send,
 ) -> anyhow::Result<RunEnd> {
-    // The model file, a checkpoint (the model and its velocity) and the rest (metrics,
-    // curves: well under a MiB).
-    let parameters: usize = config
+    let mut trainer = Trainer::new(config.clone())?;
+    // Memory first (what the run allocates), then the disk (what it writes): the model file,
+    // a checkpoint (the model and its velocity) and the rest (metrics, curves: under a MiB).
+    trainer.check_memory(data)?;
+    let parameters = config
         .sizes(data.features(), data.classes())
         .windows(2)
-        .map(|w| (w[0] + 1) * w[1])
-        .sum();
-    let run = RunDir::new(out, (parameters as u64 * 4 * 3).saturating_add(1 << 20))?;
-    let mut trainer = Trainer::new(config.clone())?;
+        .fold(0u64, |n, w| {
+            n.saturating_add((w[0] as u64 + 1).saturating_mul(w[1] as u64))
+        });
+    let run = RunDir::new(out, parameters.saturating_mul(12).saturating_add(1 << 20))?;
     if let Some(flag) = options.interrupt {
         trainer = trainer.with_interrupt(flag);
     }
