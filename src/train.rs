@@ -377,10 +377,9 @@ pub enum Outcome {
 
 /// `2x2048, 4 epochs, batch 32` for messages.
 fn describe(c: &TrainConfig) -> String {
-    let hidden: Vec<String> = c.hidden.iter().map(ToString::to_string).collect();
     format!(
-        "{} hidden, {} epochs, batch {}",
-        hidden.join("x"),
+        "{}, {} epochs, batch {}",
+        c.arch_name(),
         c.epochs,
         c.batch_size
     )

@@ -305,9 +305,8 @@ fn forward_over(
     let ((m, k), n) = (x.dim(), w.ncols());
     // A hidden layer's input, three quarters zeros, and a wide first layer's images go row by
     // row over their nonzeros (with one block per thread: each block lists every row's
-    // nonzeros again); otherwise column
-    // blocks enough to balance up to 8 threads, a multiple of the 32-column panels. Any
-    // blocking gives the same bits.
+    // nonzeros again); otherwise column blocks enough to balance up to 8 threads, a multiple
+    // of the 32-column panels. Any blocking gives the same bits.
     let min_cols = match support {
         None => BY_ROWS_MIN_COLS,
         Some(_) => FIRST_BY_ROWS_MIN_COLS,
