@@ -10,7 +10,8 @@ use relumax::{Event, TrainConfig, Trainer, set_blas_threads, train_flops_per_sam
 use serde_json::json;
 
 use super::DataOpt;
-use super::common::{json_line, kernels, open_data};
+use super::common::{kernels, open_data};
+use super::output::json_line;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

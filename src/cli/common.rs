@@ -1,10 +1,11 @@
-//! Helpers shared by the commands: opening data, the kernels choice, JSON output.
+//! Helpers shared by the commands that turn their arguments into the library's values:
+//! the dataset, the kernels choice, a model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use relumax::Dataset;
 use relumax::kernels::Kernels;
+use relumax::{Dataset, FRAME, Mlp, load_model};
 
 use super::DataOpt;
 
@@ -27,15 +28,34 @@ pub fn open_data(opt: &DataOpt) -> anyhow::Result<Dataset> {
     Ok(data)
 }
 
-/// One line of JSON.
-pub fn json_line(value: &serde_json::Value) -> String {
-    serde_json::to_string(value).expect("JSON values always serialise")
-}
-
 /// `--kernels` if given, else `$RELUMAX_KERNELS`, else auto.
 pub fn kernels(flag: Option<Kernels>) -> anyhow::Result<Kernels> {
     Ok(match flag {
         Some(k) => k,
         None => Kernels::from_env()?.unwrap_or_default(),
     })
+}
+
+/// Resolves a run folder to its model file.
+pub fn model_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("model.safetensors")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Loads a model (a file or a run folder) and checks that it takes 28 x 28 images.
+pub fn load_image_model(path: &Path) -> anyhow::Result<Mlp> {
+    let path = model_path(path);
+    let model = load_model(&path)?.model;
+    if model.inputs() != FRAME * FRAME {
+        anyhow::bail!(
+            "{}: the model takes {} inputs, not the {} pixels of a {FRAME} x {FRAME} image",
+            path.display(),
+            model.inputs(),
+            FRAME * FRAME
+        );
+    }
+    Ok(model)
 }

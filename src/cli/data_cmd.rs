@@ -4,7 +4,8 @@ use relumax::{Dataset, Split};
 use serde_json::json;
 
 use super::DataOpt;
-use super::common::{data_dir, json_line, open_data};
+use super::common::{data_dir, open_data};
+use super::output::json_line;
 
 fn histogram(split: &Split, data: &Dataset) -> Vec<usize> {
     split.class_histogram(data.classes())

@@ -1,12 +1,12 @@
 //! `relumax feed-backward`: what each class looks like to a network (the paper's Fig. 9).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use relumax::{Mlp, Preimage, class_images};
+use relumax::Preimage;
 
-use super::images::write_panel_grid;
-use super::predict_cmd::load_image_model;
+use super::common::load_image_model;
+use super::images::write_class_images;
 
 #[derive(Debug, Args)]
 pub struct FeedBackwardArgs {
@@ -22,15 +22,9 @@ pub struct FeedBackwardArgs {
     method: Preimage,
 }
 
-/// Writes the class-image grid of `model` to `out`.
-pub fn write(model: &Mlp, method: Preimage, out: &Path) -> anyhow::Result<()> {
-    let images = class_images(model, method)?;
-    write_panel_grid(&images, relumax::FRAME, 5, out)
-}
-
 pub fn run(args: &FeedBackwardArgs) -> anyhow::Result<()> {
     let model = load_image_model(&args.model)?;
-    write(&model, args.method, &args.out)?;
+    write_class_images(&model, args.method, &args.out)?;
     outln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -1,10 +1,11 @@
-//! Reading a person's digit images (PNG or JPEG, any size, with decoding limits) and drawing
-//! class images as a panel grid.
+//! Digit images in and out: reading a person's digit images (PNG or JPEG, any size, with
+//! decoding limits) and classifying them, and drawing class images as a panel grid.
 
 use std::path::Path;
 
 use anyhow::Context;
 use ndarray::{Array2, ArrayView1};
+use relumax::{FRAME, Mlp, Preimage, class_images, mnist_digit};
 
 /// Largest accepted image side, in pixels.
 pub const MAX_SIDE: u32 = 8192;
@@ -40,6 +41,44 @@ pub fn read_gray(path: &Path) -> anyhow::Result<Array2<f32>> {
         let alpha = alpha / 255.0;
         lum * alpha + (1.0 - alpha)
     }))
+}
+
+/// Images narrower or shorter than this get a note: scaled up to MNIST's 20 x 20 box, they
+/// hold little of a digit (MNIST's own are 28 x 28).
+const MIN_SIDE: usize = 8;
+
+/// One classified image.
+pub struct Prediction {
+    pub digit: usize,
+    pub probabilities: Vec<f32>,
+}
+
+/// Classifies one image file with MNIST's preprocessing.
+pub fn classify(model: &Mlp, path: &Path) -> anyhow::Result<Prediction> {
+    let gray = read_gray(path)?;
+    let (h, w) = gray.dim();
+    if h.min(w) < MIN_SIDE {
+        eprintln!(
+            "note: {} is {w}x{h} pixels; a digit is scaled to fill 20x20, so so small an image \
+             says little",
+            path.display()
+        );
+    }
+    let digit = mnist_digit(gray.view()).with_context(|| format!("{}", path.display()))?;
+    let x = Array2::from_shape_vec((1, FRAME * FRAME), digit.into_iter().collect())
+        .expect("a frame has FRAME * FRAME pixels");
+    let probabilities = model.predict_proba(x.view()).row(0).to_vec();
+    let digit = relumax::kernels::argmax(&probabilities);
+    Ok(Prediction {
+        digit,
+        probabilities,
+    })
+}
+
+/// Writes the grid of what each class looks like to `model` (the paper's Fig. 9) to `out`.
+pub fn write_class_images(model: &Mlp, method: Preimage, out: &Path) -> anyhow::Result<()> {
+    let images = class_images(model, method)?;
+    write_panel_grid(&images, FRAME, 5, out)
 }
 
 /// A diverging colour: blue for negative, white for zero, red for positive (`v` in `[-1, 1]`).

@@ -15,11 +15,13 @@ mod data_cmd;
 mod eval_cmd;
 mod feed_backward_cmd;
 mod images;
+mod output;
 mod paper_cmd;
 mod plot;
 mod predict_cmd;
 mod progress;
 mod report;
+mod run;
 mod run_dir;
 mod train_cmd;
 

@@ -18,8 +18,8 @@ use relumax::{Event, TrainConfig, Trainer, train_flops_per_sample};
 
 use super::DataOpt;
 use super::common::{data_dir, kernels, open_data};
-use super::report::{self, RunRecord};
-use super::train_cmd::{RunEnd, RunOptions, default_run_dir, train_to_dir};
+use super::report;
+use super::run::{RunEnd, RunOptions, RunRecord, default_run_dir, read_run, train_to_dir};
 
 /// The paper's ten configurations: hidden layers and width.
 pub const CONFIGS: [(usize, usize); 10] = [
@@ -224,7 +224,7 @@ pub fn run(args: &PaperArgs) -> anyhow::Result<ExitCode> {
     }
     let records: Vec<RunRecord> = jobs
         .iter()
-        .filter_map(|c| report::read_run(&run_dir(&args.out, c), c).ok())
+        .filter_map(|c| read_run(&run_dir(&args.out, c), c).ok())
         .collect();
     if records.is_empty() {
         anyhow::bail!(
@@ -255,7 +255,7 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
     let mut todo = Vec::new();
     for config in jobs {
         let dir = run_dir(&args.out, config);
-        if !args.force && report::read_run(&dir, config).is_ok() {
+        if !args.force && read_run(&dir, config).is_ok() {
             outln!(
                 "{}: done already, reusing {}",
                 config.arch_name(),
@@ -316,7 +316,7 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
             interrupt: Some(super::interrupt_flag()),
             ..Default::default()
         };
-        let end = train_to_dir(config, &data, &ddir, &dir, options, |event| {
+        let end = train_to_dir(config, (&data, &ddir), &dir, options, |event| {
             if let (
                 Some(b),
                 Event::Step {
@@ -339,7 +339,7 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
             }
         })
         .with_context(|| format!("while training {}", config.arch_name()))?;
-        let RunEnd::Done(result, _) = end else {
+        let RunEnd::Done(result) = end else {
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
