@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -51,26 +52,41 @@ const STOP_SIGNALS: [i32; 3] = [
 const STOP_SIGNALS: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
 
 /// The last stop signal received (0 before any).
-static RECEIVED: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+static RECEIVED: AtomicUsize = AtomicUsize::new(0);
+
+/// A stop signal this long after the first exits at once; sooner, it is taken as the same
+/// request sent twice (`timeout` signals its child, then its whole process group).
+const REPEAT_AFTER: Duration = Duration::from_millis(500);
 
 /// The flag a stop signal (Ctrl-C, SIGTERM, SIGHUP) raises; installs the handlers on first use.
 /// Training stops at the next step boundary, saves a checkpoint and cleans its temporary files;
-/// a second signal exits at once (with 128 + its number).
+/// a second signal, from [`REPEAT_AFTER`] on, exits at once (with 128 + its number).
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
-        let received = RECEIVED.get_or_init(Default::default);
-        // If a handler cannot be installed, that signal keeps its default effect. The
-        // shutdown on a second signal is registered first, so that the first only arms it.
-        for signal in STOP_SIGNALS {
-            let _ = signal_hook::flag::register_conditional_shutdown(
-                signal,
-                128 + signal,
-                flag.clone(),
-            );
-            let _ = signal_hook::flag::register_usize(signal, received.clone(), signal as usize);
-            let _ = signal_hook::flag::register(signal, flag.clone());
+        // If the handlers cannot be installed, the signals keep their default effect.
+        if let Ok(mut signals) = signal_hook::iterator::Signals::new(STOP_SIGNALS) {
+            let raised = flag.clone();
+            let watch = move || {
+                let mut first: Option<Instant> = None;
+                for signal in signals.forever() {
+                    match first {
+                        None => {
+                            first = Some(Instant::now());
+                            RECEIVED.store(signal as usize, Ordering::SeqCst);
+                            raised.store(true, Ordering::SeqCst);
+                        }
+                        Some(at) if at.elapsed() >= REPEAT_AFTER => {
+                            signal_hook::low_level::exit(128 + signal)
+                        }
+                        Some(_) => {}
+                    }
+                }
+            };
+            let _ = std::thread::Builder::new()
+                .name("relumax-signals".into())
+                .spawn(watch);
         }
         flag
     })
@@ -80,7 +96,7 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 /// The exit code of a run a stop signal ended: 128 + the signal's number (130 for Ctrl-C, 143
 /// for SIGTERM, 129 for SIGHUP).
 pub fn interrupted_exit_code() -> ExitCode {
-    let signal = RECEIVED.get().map_or(0, |r| r.load(Ordering::SeqCst));
+    let signal = RECEIVED.load(Ordering::SeqCst);
     match u8::try_from(128 + signal) {
         Ok(code) if signal > 0 => ExitCode::from(code),
         _ => ExitCode::from(EXIT_INTERRUPTED),

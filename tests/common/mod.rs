@@ -5,6 +5,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "cli")]
+use std::process::{Command, Output};
 
 use relumax::{encode_images, encode_labels};
 use sha2::{Digest, Sha256};
@@ -139,4 +141,35 @@ pub fn pool(threads: usize) -> rayon::ThreadPool {
 pub fn numbers(v: &serde_json::Value) -> Vec<f64> {
     let items = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
     items.iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// The `relumax` binary, ready for arguments.
+#[cfg(feature = "cli")]
+pub fn relumax_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_relumax"))
+}
+
+/// Runs the `relumax` binary with `args` and returns what it did.
+#[cfg(feature = "cli")]
+pub fn relumax(args: &[&str]) -> Output {
+    relumax_cmd()
+        .args(args)
+        .output()
+        .expect("the relumax binary runs")
+}
+
+/// A command's standard output, as text.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's standard error, as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The standard output of a command that must have succeeded.
+pub fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "stderr: {}", stderr(o));
+    stdout(o)
 }

@@ -1,11 +1,9 @@
 //! Loading: the bundled MNIST, every malformed IDX case, gzip and checksum handling, the
 //! holdout split and the batcher.
 
-mod common;
-
 use std::path::Path;
 
-use common::{files, gzip, listing, small_dataset, synthetic, write_dataset};
+use crate::common::{files, gzip, listing, small_dataset, synthetic, write_dataset};
 use ndarray::Array2;
 use relumax::{
     Batcher, ChecksumStatus, Dataset, Error, FileSource, Holdout, LoadOptions, encode_images,
@@ -541,7 +539,7 @@ fn large_batches_gathered_in_two_halves_hold_the_same_rows_on_any_thread_count()
     let data = Dataset::open(&dir).unwrap();
     let h = Holdout::new(data.train.len(), 0.2, 5);
     for threads in [1, 2] {
-        common::pool(threads).install(|| {
+        crate::common::pool(threads).install(|| {
             for size in [16, 32, 33] {
                 let mut b = Batcher::new(h.train.clone(), size, data.features(), 5);
                 b.shuffle(3);

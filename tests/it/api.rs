@@ -1,7 +1,5 @@
 //! The library as a user links it: only the public API, no CLI.
 
-mod common;
-
 use std::ops::ControlFlow;
 
 use ndarray::{Array1, Array2};
@@ -12,7 +10,7 @@ use relumax::{
 
 #[test]
 fn idx_folder_to_trained_model_to_file_and_back() {
-    let (_tmp, dir) = common::small_dataset(true);
+    let (_tmp, dir) = crate::common::small_dataset(true);
     let data = Dataset::open(&dir).unwrap();
     let config = TrainConfig {
         hidden: vec![24],

@@ -2,31 +2,12 @@
 //! aggregation), `predict` on the shipped samples and on bad images, `feed-backward`; and the
 //! MNIST preprocessing golden test.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{listing, numbers};
+use crate::common::{listing, numbers, ok, relumax, stderr, stdout};
 use ndarray::Array2;
 use relumax::{FRAME, mnist_digit};
-
-fn relumax(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_relumax"))
-        .args(args)
-        .output()
-        .expect("the relumax binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
-    text(&o.stdout)
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -158,11 +139,7 @@ fn paper_resumes_and_aggregates_the_same_tables() {
         s(&out),
     ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("no finished runs"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert!(stderr(&o).contains("no finished runs"), "{}", stderr(&o));
 }
 
 /// `relumax paper --only 1x128 --epochs 1 --out OUT EXTRA...`, which must succeed.
@@ -268,17 +245,8 @@ fn paper_rejects_bad_arguments() {
         let mut a = vec!["paper", "--out", s(&out)];
         a.extend_from_slice(flags);
         let o = relumax(&a);
-        assert_eq!(
-            o.status.code(),
-            Some(code),
-            "{flags:?}: {}",
-            text(&o.stderr)
-        );
-        assert!(
-            text(&o.stderr).contains(needle),
-            "{flags:?}: {}",
-            text(&o.stderr)
-        );
+        assert_eq!(o.status.code(), Some(code), "{flags:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{flags:?}: {}", stderr(&o));
         assert!(!out.exists());
     }
 }
@@ -382,7 +350,7 @@ fn predict_reports_each_bad_image_and_goes_on() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = relumax(&args);
     assert_eq!(o.status.code(), Some(1));
-    let err = text(&o.stderr);
+    let err = stderr(&o);
     assert!(!err.contains("panicked"), "{err}");
     for (name, _, needle) in &cases {
         let line = err
@@ -393,14 +361,14 @@ fn predict_reports_each_bad_image_and_goes_on() {
     }
     assert_eq!(err.lines().count(), cases.len(), "{err}");
     // The good image after them still ran.
-    assert!(text(&o.stdout).contains("3.png: 3"), "{}", text(&o.stdout));
+    assert!(stdout(&o).contains("3.png: 3"), "{}", stdout(&o));
     // A 1x1 image is legal, and classified, with a note that it says little.
     let tiny = dir.join("tiny.png");
     image::GrayImage::from_pixel(1, 1, image::Luma([0]))
         .save(&tiny)
         .unwrap();
     let o = relumax(&["predict", "--model", s(&model), s(&tiny)]);
-    let err = text(&o.stderr);
+    let err = stderr(&o);
     assert!(err.contains("tiny.png is 1x1 pixels"), "{err}");
 }
 
@@ -416,11 +384,7 @@ fn predict_and_feed_backward_reject_models_that_are_not_28x28() {
     .unwrap();
     let o = relumax(&["predict", "--model", s(&path), s(&samples()[0])]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("takes 64 inputs"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert!(stderr(&o).contains("takes 64 inputs"), "{}", stderr(&o));
     let o = relumax(&[
         "feed-backward",
         "--model",

@@ -1,15 +1,11 @@
 //! Checkpoint and resume through the real binary: a run stopped by Ctrl-C or killed outright,
 //! then resumed, ends with a model file byte-identical to an uninterrupted run's.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn relumax() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_relumax"))
-}
+use crate::common::relumax_cmd;
 
 const CONFIG: [&str; 6] = ["--hidden", "512", "--epochs", "3", "--momentum", "0.5"];
 
@@ -32,7 +28,7 @@ fn train_and_signal(out: &Path, after: usize, signal: &str) -> Option<i32> {
 /// Trains `CONFIG` into `out`, calling `act` with the process id once `after` epoch lines
 /// have been printed; returns its output (stdout read to the end here, so never closed on it).
 fn train_and(out: &Path, after: usize, act: impl FnOnce(u32)) -> std::process::Output {
-    let mut child = relumax()
+    let mut child = relumax_cmd()
         .args([
             "train",
             "--no-progress",
@@ -65,7 +61,7 @@ fn model_bytes(dir: &Path) -> Vec<u8> {
 
 fn uninterrupted(tmp: &Path) -> Vec<u8> {
     let out = tmp.join("full");
-    let o = relumax()
+    let o = relumax_cmd()
         .args(["train", "--no-progress", "--out", out.to_str().unwrap()])
         .args(CONFIG)
         .output()
@@ -75,7 +71,7 @@ fn uninterrupted(tmp: &Path) -> Vec<u8> {
 }
 
 fn resume(out: &Path, extra: &[&str]) -> std::process::Output {
-    relumax()
+    relumax_cmd()
         .args(["train", "--no-progress", "--resume", out.to_str().unwrap()])
         .args(extra)
         .output()

@@ -1,8 +1,6 @@
 //! The engine: golden loss values, finite-difference gradient checks of the fused
 //! backward + SGD step, real training accuracy, reproducibility, save/load, config checks.
 
-mod common;
-
 use std::ops::ControlFlow;
 
 use ndarray::{Array1, Array2, array};
@@ -273,7 +271,7 @@ fn one_epoch_of_1x128_learns_and_is_bit_identical() {
 
 #[test]
 fn two_hidden_layers_are_reproducible_across_thread_counts() {
-    let (_tmp, dir) = common::small_dataset(false);
+    let (_tmp, dir) = crate::common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
     // Narrow layers, then layers of 1024 outputs or more, whose backward pass runs in
     // AVX-512's own kernels where the CPU has them.
@@ -313,7 +311,7 @@ fn reproducible_across_thread_counts(data: &Dataset, hidden: &[usize]) {
 
 #[test]
 fn callback_sees_every_step_and_can_stop_early() {
-    let (_tmp, dir) = common::small_dataset(false);
+    let (_tmp, dir) = crate::common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
     let trainer = Trainer::new(TrainConfig {
         epochs: 3,
@@ -343,7 +341,7 @@ fn callback_sees_every_step_and_can_stop_early() {
 
 #[test]
 fn full_train_uses_every_training_sample_and_skips_validation() {
-    let (_tmp, dir) = common::small_dataset(false);
+    let (_tmp, dir) = crate::common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
     let mut steps = 0;
     let r = Trainer::new(TrainConfig {
@@ -365,7 +363,7 @@ fn full_train_uses_every_training_sample_and_skips_validation() {
 
 #[test]
 fn save_load_round_trip_gives_identical_predictions() {
-    let (_tmp, dir) = common::small_dataset(false);
+    let (_tmp, dir) = crate::common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
     let r = train(
         TrainConfig {
@@ -440,7 +438,7 @@ fn bad_model_files_are_rejected_with_reasons() {
 
 #[test]
 fn model_that_does_not_fit_the_data_is_rejected() {
-    let (_tmp, dir) = common::small_dataset(false);
+    let (_tmp, dir) = crate::common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
     let model = Mlp::new(&[784, 8, 10], Init::He, 0).unwrap();
     let err = relumax::check_fits(&model, &data).unwrap_err();

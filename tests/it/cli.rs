@@ -1,27 +1,10 @@
 //! The real `relumax` binary: happy paths and bad input, exit codes and messages, and that
 //! failures leave no output behind.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{listing, numbers, small_dataset};
-
-fn relumax(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_relumax"))
-        .args(args)
-        .output()
-        .expect("the relumax binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::common::{listing, numbers, relumax, relumax_cmd, small_dataset, stderr, stdout};
 
 /// Asserts a clean failure: the exit code, one line on stderr containing `needle`, no panic.
 fn assert_fails(o: &Output, code: i32, needle: &str) {
@@ -61,7 +44,7 @@ fn data_describes_the_bundled_mnist() {
 fn relumax_mnist_points_at_the_data_and_its_absence_says_what_to_do() {
     let (_tmp, dir) = small_dataset(true);
     let run = |value: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_relumax"))
+        relumax_cmd()
             .env("RELUMAX_MNIST", value)
             .args(["data", "--json"])
             .output()
@@ -306,7 +289,7 @@ fn unwritable_output_is_a_clean_error() {
     std::fs::create_dir_all(work.join("notes")).unwrap();
     std::fs::write(work.join("notes/thesis.tex"), b"x").unwrap();
     for out in [".", "..", "notes"] {
-        let o = Command::new(env!("CARGO_BIN_EXE_relumax"))
+        let o = relumax_cmd()
             .current_dir(&work)
             .args(["train", "--data", dir.to_str().unwrap(), "--out", out])
             .args(["--hidden", "32", "--epochs", "1", "--no-progress"])
@@ -391,7 +374,7 @@ fn divergence_has_its_own_exit_code_and_saves_nothing() {
 #[test]
 fn a_closed_stdout_pipe_ends_quietly_instead_of_panicking() {
     // As in `relumax data | head -0`: the reader is gone before relumax writes.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relumax"))
+    let mut child = relumax_cmd()
         .arg("data")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -524,7 +507,7 @@ fn kernels_are_chosen_by_flag_or_environment_and_refused_when_the_cpu_lacks_them
     let dir = dir.to_str().unwrap();
     let train = |flag: Option<&str>, env: Option<&str>, out: &str| {
         let out = tmp.path().join(out);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relumax"));
+        let mut cmd = relumax_cmd();
         cmd.args([
             "train", "--data", dir, "--hidden", "16", "--epochs", "1", "--json",
         ])
@@ -564,5 +547,115 @@ fn kernels_are_chosen_by_flag_or_environment_and_refused_when_the_cpu_lacks_them
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert!(stderr(&o).contains("this CPU cannot run the avx512 kernels"));
         assert!(!out.exists());
+    }
+}
+
+#[test]
+fn ten_parallel_evals_share_the_mapped_data_and_agree() {
+    let (tmp, dir) = crate::common::small_dataset(false);
+    let model = tmp.path().join("m.safetensors");
+    let data = relumax::Dataset::open(&dir).unwrap();
+    let trained = relumax::Trainer::new(relumax::TrainConfig {
+        hidden: vec![16],
+        epochs: 1,
+        ..Default::default()
+    })
+    .unwrap()
+    .fit(&data, |_| std::ops::ControlFlow::Continue(()))
+    .unwrap();
+    trained.model.save(&model).unwrap();
+    let children: Vec<_> = (0..10)
+        .map(|_| {
+            relumax_cmd()
+                .args([
+                    "eval",
+                    "--json",
+                    "--model",
+                    model.to_str().unwrap(),
+                    "--data",
+                    dir.to_str().unwrap(),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout).unwrap()
+        })
+        .collect();
+    let first: serde_json::Value = serde_json::from_str(outputs[0].trim()).unwrap();
+    assert_eq!(
+        first["test_accuracy"].as_f64().unwrap(),
+        trained.test.accuracy
+    );
+    assert!(outputs.iter().all(|o| o == &outputs[0]), "all ten agree");
+}
+
+/// A 64 KiB tmpfs, unmounted when dropped.
+struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    /// Mounts it, or `None` where this machine does not allow mounting (not root).
+    fn mount(at: &Path) -> Option<TinyDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=64k",
+                "tmpfs",
+                at.to_str().unwrap(),
+            ])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| TinyDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_save_fails_cleanly_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = TinyDisk::mount(&tmp.path().join("tiny")) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let (_data_tmp, dir) = crate::common::small_dataset(false);
+    // A 64 -> 512 -> 4 model is about 140 KB: more than the disk holds, which is known before
+    // training (the output's size against the file system's free space).
+    for (every, needle) in [
+        ("0", "file system has 0 MiB free"),
+        ("1", "file system has"),
+    ] {
+        let out = disk.0.join("run");
+        let o = relumax_cmd()
+            .args(["train", "--no-progress", "--hidden", "512", "--epochs", "2"])
+            .args(["--checkpoint-every", every, "--data", dir.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(&disk.0)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.is_dir() || std::fs::read_dir(p).unwrap().next().is_some())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
