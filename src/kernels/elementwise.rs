@@ -280,7 +280,7 @@ pub fn argmax_rows(m: ArrayView2<'_, f32>, out: &mut [u32]) {
 
 /// `bias <- bias - lr * g`, `g` the column sums of `grad`: in f32, in row order, within each
 /// block of [`BATCH_BLOCK`] rows, and the blocks' sums added in f64 when there are several (the
-/// weight gradient's definition, [`super::portable`]).
+/// weight gradient's definition, in `kernels/portable.rs`).
 ///
 /// # Panics
 /// If `bias.len() != grad.ncols()`.

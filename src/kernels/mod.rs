@@ -1,8 +1,9 @@
 //! The numeric kernels of a training step, over plain ndarray views, and the choice of the code
 //! that runs them ([`Kernels`]).
 //!
-//! relumax's arithmetic is one written definition ([`portable`]'s module doc for the products,
-//! [`elementwise`]'s for the rest): every floating-point operation of a step and of evaluation
+//! relumax's arithmetic is one written definition (the module docs of `kernels/portable.rs` for
+//! the products and `kernels/elementwise.rs` for the rest, summed up in
+//! `docs/reproducibility.md`): every floating-point operation of a step and of evaluation
 //! has one fixed order. Three implementations follow it bit for bit, chosen at run time:
 //! portable Rust (the reference, and what aarch64 runs), AVX2 + FMA and AVX-512. So the same
 //! seed gives the same bits on every CPU. OpenBLAS ([`Kernels::Blas`]) is the exception: faster
