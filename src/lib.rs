@@ -100,7 +100,7 @@ pub use train::{
 
 /// Facts about this build, recorded by `build.rs`: git revision and target CPU features.
 pub mod build_info {
-    /// `git describe --always --dirty` at build time, or `"unknown"`.
+    /// `git rev-parse --short=12 HEAD` at build time, or `"unknown"` outside a git checkout.
     pub const GIT_REVISION: &str = env!("RELUMAX_GIT_REVISION");
     /// The target CPU features enabled for this build (comma-separated).
     pub const TARGET_FEATURES: &str = env!("RELUMAX_TARGET_FEATURES");
