@@ -328,7 +328,7 @@ impl Dataset {
             ));
         }
         for (split, path) in [(&train.0, &train.2), (&test.0, &test.2)] {
-            check_labels(&split.labels, classes, path)?;
+            check_labels(&split.labels, classes, &path.display().to_string())?;
         }
         Ok(Dataset {
             image_shape: Some(train.1),
@@ -361,7 +361,7 @@ impl Dataset {
                     found: y.len(),
                 });
             }
-            check_labels(&y, classes, Path::new(what))?;
+            check_labels(&y, classes, &format!("{what}_y"))?;
             if let Some(((row, column), &value)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
                 return Err(Error::NonFinite {
                     what: format!("{what} features"),
@@ -422,10 +422,10 @@ impl Dataset {
     }
 }
 
-fn check_labels(labels: &[u32], classes: usize, path: &Path) -> Result<()> {
+fn check_labels(labels: &[u32], classes: usize, name: &str) -> Result<()> {
     match labels.iter().position(|&l| l as usize >= classes) {
         Some(index) => Err(Error::LabelOutOfRange {
-            path: path.into(),
+            labels: name.into(),
             index,
             label: labels[index],
             classes,

@@ -126,10 +126,10 @@ pub enum Error {
     },
 
     /// A label is not below the number of classes.
-    #[error("{}: label {label} at index {index} is not below the class count {classes}", path.display())]
+    #[error("{labels}: label {label} at index {index} is not below the class count {classes}")]
     LabelOutOfRange {
-        /// The label file.
-        path: PathBuf,
+        /// The labels: a file's path, or the array's name (`train_y`, `test_y`, `y`).
+        labels: String,
         /// Sample index.
         index: usize,
         /// The offending label.

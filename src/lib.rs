@@ -23,7 +23,7 @@
 //! // 6,000 training and 2,000 test images, as in-memory arrays, to keep this quick.
 //! let (x, y) = mnist.train.rows(&(0..6000).collect::<Vec<_>>());
 //! let (tx, ty) = mnist.test.rows(&(0..2000).collect::<Vec<_>>());
-//! let data = Dataset::from_arrays(x, y, tx, ty, mnist.classes())?;
+//! let data = Dataset::from_arrays(x, y, tx.clone(), ty.clone(), mnist.classes())?;
 //!
 //! let config = TrainConfig { hidden: vec![128], epochs: 1, ..Default::default() };
 //! let result = Trainer::new(config)?.fit(&data, |event| {
@@ -34,6 +34,14 @@
 //! })?;
 //! println!("test accuracy {:.4}", result.test.accuracy);
 //! assert!(result.test.accuracy > 0.6);
+//!
+//! // Inference on any 2-D array of 784 columns (any layout): classes, probabilities, or
+//! // loss, accuracy and confusion matrix against labels.
+//! let classes = result.model.predict(tx.view())?;
+//! let probabilities = result.model.predict_proba(tx.view())?;
+//! let evaluation = result.model.evaluate(tx.view(), &ty)?;
+//! assert_eq!(evaluation, result.test);
+//! # assert_eq!((classes.len(), probabilities.dim()), (2000, (2000, 10)));
 //! # Ok::<(), relumax::Error>(())
 //! ```
 //!
@@ -81,7 +89,10 @@ pub use idx::{
 pub use init::Init;
 pub use inspect::{Preimage, class_images};
 pub use layer::Dense;
-pub use model::{MAX_WIDTH, Mlp, StepDropout, Workspace, train_flops_per_sample, validate_sizes};
+pub use model::{
+    EVAL_ROWS, Evaluation, MAX_WIDTH, Mlp, StepDropout, Workspace, train_flops_per_sample,
+    validate_sizes,
+};
 pub use model_file::{
     LoadedModel, load as load_model, model_from_bytes, save as save_model,
     to_bytes as model_to_bytes, write_atomic,
@@ -94,8 +105,8 @@ pub use preprocess::{BOX, FRAME, mnist_digit};
 pub use resources::MemoryEstimate;
 pub use rng::{Rng, Stream, derive as derive_seed, stream as rng_stream};
 pub use train::{
-    CURVE_EVERY, CurvePoint, EVAL_ROWS, EpochMetrics, EpochProgress, Evaluation, Event, MAX_LR,
-    Outcome, TrainConfig, TrainResult, TrainState, Trainer, check_fits, evaluate,
+    CURVE_EVERY, CurvePoint, EpochMetrics, EpochProgress, Event, MAX_LR, Outcome, TrainConfig,
+    TrainResult, TrainState, Trainer, check_fits, evaluate,
 };
 
 /// Facts about this build, recorded by `build.rs`: git revision and target CPU features.

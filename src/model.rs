@@ -5,13 +5,46 @@
 //! `s = softmax(h W + b)` with cross-entropy loss. Activations live in a [`Workspace`] sized once
 //! for a number of rows, so a training step allocates nothing.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
 
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::kernels::{self, BatchStats, Dropout, Kernels};
 use crate::layer::Dense;
 use crate::rng::{self, Stream};
+
+/// Rows per inference chunk: evaluation (validation, test, [`Mlp::evaluate`]) and
+/// [`Mlp::predict_proba`] run in batches of this many rows.
+pub const EVAL_ROWS: usize = 1000;
+
+/// Loss, accuracy and confusion matrix on a set of samples.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// Number of samples.
+    pub samples: usize,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Evaluation {
+    /// The evaluation of samples whose losses sum to `loss_sum`, classified as `confusion`
+    /// counts.
+    pub(crate) fn new(loss_sum: f64, confusion: Vec<Vec<usize>>) -> Evaluation {
+        let samples: usize = confusion.iter().flatten().sum();
+        let correct: usize = (0..confusion.len()).map(|c| confusion[c][c]).sum();
+        let denom = samples.max(1) as f64;
+        Evaluation {
+            loss: loss_sum / denom,
+            accuracy: correct as f64 / denom,
+            samples,
+            confusion,
+        }
+    }
+}
 
 /// Largest layer width accepted (a 65,536 x 65,536 weight matrix is already 16 GiB).
 pub const MAX_WIDTH: usize = 1 << 16;
@@ -313,20 +346,32 @@ impl Mlp {
         stats
     }
 
+    /// An error unless `x` has one column per input of the model.
+    fn check_features(&self, x: &ArrayView2<'_, f32>) -> Result<()> {
+        if x.ncols() != self.inputs() {
+            return Err(Error::Shape {
+                what: "features (columns of x) vs the model's inputs".into(),
+                expected: self.inputs(),
+                found: x.ncols(),
+            });
+        }
+        Ok(())
+    }
+
     /// Class probabilities for each row of `x` (`(samples, inputs)` -> `(samples, classes)`),
-    /// without dropout.
+    /// without dropout. `x` may have any memory layout.
     ///
-    /// # Panics
-    /// If `x.ncols() != self.inputs()`.
-    pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        const CHUNK: usize = 1024;
+    /// # Errors
+    /// [`Error::Shape`] when `x` does not have [`Mlp::inputs`] columns.
+    pub fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        self.check_features(&x)?;
         let x = x.as_standard_layout();
         let mut out = Array2::zeros((x.nrows(), self.classes()));
-        let mut ws = Workspace::new(self, CHUNK.min(x.nrows()).max(1));
+        let mut ws = Workspace::new(self, EVAL_ROWS.min(x.nrows()).max(1));
         let last = self.layers.len() - 1;
         for (xc, mut oc) in x
-            .axis_chunks_iter(ndarray::Axis(0), CHUNK)
-            .zip(out.axis_chunks_iter_mut(ndarray::Axis(0), CHUNK))
+            .axis_chunks_iter(Axis(0), EVAL_ROWS)
+            .zip(out.axis_chunks_iter_mut(Axis(0), EVAL_ROWS))
         {
             self.forward_hidden(xc, &mut ws, false, |_| None);
             let rows = xc.nrows();
@@ -334,18 +379,62 @@ impl Mlp {
             kernels::softmax(logits.view_mut(), self.layers[last].bias.view());
             oc.assign(&logits);
         }
-        out
+        Ok(out)
     }
 
-    /// The most probable class of each row of `x`.
+    /// The most probable class of each row of `x` (any memory layout).
     ///
-    /// # Panics
-    /// If `x.ncols() != self.inputs()`.
-    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Vec<u32> {
-        let p = self.predict_proba(x);
+    /// # Errors
+    /// [`Error::Shape`] when `x` does not have [`Mlp::inputs`] columns.
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Vec<u32>> {
+        let p = self.predict_proba(x)?;
         let mut out = vec![0; p.nrows()];
         kernels::argmax_rows(p.view(), &mut out);
-        out
+        Ok(out)
+    }
+
+    /// Mean cross-entropy, accuracy and confusion matrix of the model on the rows of `x` (any
+    /// memory layout) with labels `y`, without dropout: what [`crate::evaluate`] gives for a
+    /// [`crate::Split`] holding the same samples.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `x` does not have [`Mlp::inputs`] columns or `y` one label per
+    /// row; [`Error::LabelOutOfRange`] for a label not below [`Mlp::classes`].
+    pub fn evaluate(&self, x: ArrayView2<'_, f32>, y: &[u32]) -> Result<Evaluation> {
+        self.check_features(&x)?;
+        if y.len() != x.nrows() {
+            return Err(Error::Shape {
+                what: "labels (y) vs rows of x".into(),
+                expected: x.nrows(),
+                found: y.len(),
+            });
+        }
+        let classes = self.classes();
+        if let Some(index) = y.iter().position(|&l| l as usize >= classes) {
+            return Err(Error::LabelOutOfRange {
+                labels: "y".into(),
+                index,
+                label: y[index],
+                classes,
+            });
+        }
+        let x = x.as_standard_layout();
+        let rows = EVAL_ROWS.min(x.nrows()).max(1);
+        let mut ws = Workspace::new(self, rows);
+        let mut predictions = vec![0; rows];
+        let mut confusion = vec![vec![0usize; classes]; classes];
+        let mut loss = 0.0f64;
+        for (xc, yc) in x
+            .axis_chunks_iter(Axis(0), EVAL_ROWS)
+            .zip(y.chunks(EVAL_ROWS))
+        {
+            let pred = &mut predictions[..yc.len()];
+            loss += self.loss_and_predict(xc, yc, pred, &mut ws).loss;
+            for (&t, &p) in yc.iter().zip(pred.iter()) {
+                confusion[t as usize][p as usize] += 1;
+            }
+        }
+        Ok(Evaluation::new(loss, confusion))
     }
 }
 

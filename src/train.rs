@@ -15,12 +15,9 @@ use crate::error::{Error, Result};
 use crate::ffi;
 use crate::init::Init;
 use crate::kernels::Kernels;
-use crate::model::{self, Mlp, StepDropout, Workspace};
+use crate::model::{self, EVAL_ROWS, Evaluation, Mlp, StepDropout, Workspace};
 use crate::optim::Sgd;
 use crate::resources::{MemoryEstimate, bytes};
-
-/// Rows per evaluation chunk (validation and test run in large batches).
-pub const EVAL_ROWS: usize = 1000;
 
 /// Steps averaged into each point of the running training-loss curve.
 pub const CURVE_EVERY: usize = 50;
@@ -229,19 +226,6 @@ impl TrainConfig {
                 .join("-"),
         }
     }
-}
-
-/// Loss, accuracy and confusion matrix on a set of samples.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Evaluation {
-    /// Mean cross-entropy.
-    pub loss: f64,
-    /// Fraction classified correctly.
-    pub accuracy: f64,
-    /// Number of samples.
-    pub samples: usize,
-    /// `confusion[true][predicted]` counts.
-    pub confusion: Vec<Vec<usize>>,
 }
 
 /// Metrics of one finished epoch.
@@ -810,14 +794,7 @@ impl EvalBuffers {
                 confusion[t as usize][p as usize] += 1;
             }
         }
-        let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
-        let denom = n.max(1) as f64;
-        Evaluation {
-            loss: loss / denom,
-            accuracy: correct as f64 / denom,
-            samples: n,
-            confusion,
-        }
+        Evaluation::new(loss, confusion)
     }
 }
 

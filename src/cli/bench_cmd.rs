@@ -69,48 +69,57 @@ pub fn sgemm_ceiling(n: usize, threads: usize) -> f64 {
     2.0 * (n as f64).powi(3) / median(times) / 1e9
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    if args.epochs == 0 {
-        anyhow::bail!("invalid --epochs: must be at least 1, got 0");
-    }
-    let choices = match args.kernels.as_slice() {
-        [] => vec![kernels(None)?],
-        given => given.to_vec(),
-    };
-    let widths = if args.hidden.is_empty() {
-        vec![128, 256, 512, 1024, 2048]
-    } else {
-        args.hidden.clone()
-    };
-    let layer_counts = if args.layers.is_empty() {
-        vec![1, 2]
-    } else {
-        args.layers.clone()
-    };
-    let mut configs = Vec::new();
-    for &layers in &layer_counts {
-        for &width in &widths {
-            for &kernels in &choices {
-                let config = TrainConfig {
-                    hidden: vec![width; layers],
-                    // One warm-up epoch.
-                    epochs: args.epochs.checked_add(1).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "invalid --epochs: at most {}, got {}",
-                            usize::MAX - 1,
-                            args.epochs
-                        )
-                    })?,
-                    batch_size: args.batch_size.unwrap_or(TrainConfig::default().batch_size),
-                    threads: args.threads,
-                    kernels: kernels.resolve()?,
-                    ..Default::default()
-                };
-                config.validate()?;
-                configs.push(config);
+impl BenchArgs {
+    /// The configurations to measure, validated (nothing read or written yet).
+    pub fn configs(&self) -> anyhow::Result<Vec<TrainConfig>> {
+        let args = self;
+        if args.epochs == 0 {
+            anyhow::bail!("invalid --epochs: must be at least 1, got 0");
+        }
+        let choices = match args.kernels.as_slice() {
+            [] => vec![kernels(None)?],
+            given => given.to_vec(),
+        };
+        let widths = if args.hidden.is_empty() {
+            vec![128, 256, 512, 1024, 2048]
+        } else {
+            args.hidden.clone()
+        };
+        let layer_counts = if args.layers.is_empty() {
+            vec![1, 2]
+        } else {
+            args.layers.clone()
+        };
+        let mut configs = Vec::new();
+        for &layers in &layer_counts {
+            for &width in &widths {
+                for &kernels in &choices {
+                    let config = TrainConfig {
+                        hidden: vec![width; layers],
+                        // One warm-up epoch.
+                        epochs: args.epochs.checked_add(1).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "invalid --epochs: at most {}, got {}",
+                                usize::MAX - 1,
+                                args.epochs
+                            )
+                        })?,
+                        batch_size: args.batch_size.unwrap_or(TrainConfig::default().batch_size),
+                        threads: args.threads,
+                        kernels: kernels.resolve()?,
+                        ..Default::default()
+                    };
+                    config.validate()?;
+                    configs.push(config);
+                }
             }
         }
+        Ok(configs)
     }
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let configs = args.configs()?;
     let data = open_data(&args.data)?;
     for config in &configs {
         Trainer::new(config.clone())?.check_memory(&data)?;

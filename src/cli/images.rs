@@ -67,7 +67,7 @@ pub fn classify(model: &Mlp, path: &Path) -> anyhow::Result<Prediction> {
     let digit = mnist_digit(gray.view()).with_context(|| format!("{}", path.display()))?;
     let x = Array2::from_shape_vec((1, FRAME * FRAME), digit.into_iter().collect())
         .expect("a frame has FRAME * FRAME pixels");
-    let probabilities = model.predict_proba(x.view()).row(0).to_vec();
+    let probabilities = model.predict_proba(x.view())?.row(0).to_vec();
     let digit = relumax::kernels::argmax(&probabilities);
     Ok(Prediction {
         digit,

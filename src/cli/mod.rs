@@ -173,6 +173,15 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
 /// A value that starts with `-` is taken as the flag's value, so that `--seed -1` is refused
 /// as a malformed `--seed` rather than as an unknown argument.
 pub fn parse() -> Cli {
+    try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// Parses `args` (the program's name first) as [`parse`] does, returning clap's error.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     use clap::{CommandFactory, FromArgMatches};
     let command = Cli::command().mut_subcommands(|sub| {
         sub.mut_args(|arg| {
@@ -183,7 +192,20 @@ pub fn parse() -> Cli {
             }
         })
     });
-    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    Cli::from_arg_matches(&command.try_get_matches_from(args)?)
+}
+
+/// Checks a parsed command line's values as its command will before any work, reading and
+/// writing nothing: what exits 1 as out of range. The fuzz target `cli` drives it.
+pub fn check(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Train(a) => a.check(),
+        Command::Paper(a) => a.check(),
+        Command::Bench(a) => a.configs().map(drop),
+        Command::Data(_) | Command::Eval(_) | Command::Predict(_) | Command::FeedBackward(_) => {
+            Ok(())
+        }
+    }
 }
 
 /// Runs a parsed command line.
@@ -191,6 +213,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // relumax parallelises products itself (rayon over single-threaded calls); OpenBLAS's own
     // threads would only compete for the cores. `bench` raises it for its sgemm ceiling.
     relumax::set_blas_threads(1);
+    check(&cli)?;
     match cli.command {
         Command::Data(a) => data_cmd::run(&a.data, a.json),
         Command::Bench(a) => bench_cmd::run(&a),

@@ -35,6 +35,10 @@ pub const CONFIGS: [(usize, usize); 10] = [
     (2, 2048),
 ];
 
+/// Most seeds per configuration: every job is listed before any runs, and 10,000 seeds of the
+/// ten configurations are already 100,000 runs (years on one machine).
+const MAX_SEEDS: usize = 10_000;
+
 /// A slice of the work: jobs `i, i + n, i + 2n, ...` (0-based `i`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
@@ -151,10 +155,20 @@ fn parse_only(only: &[Arch]) -> anyhow::Result<Vec<(usize, usize)>> {
 }
 
 impl PaperArgs {
+    /// Checks every value as the run will, reading and writing nothing.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.jobs()?;
+        self.shard.map(Shard::check).transpose()?;
+        Ok(())
+    }
+
     /// Every (config, seed) this invocation covers, before sharding.
     fn jobs(&self) -> anyhow::Result<Vec<TrainConfig>> {
-        if self.seeds == 0 {
-            anyhow::bail!("invalid --seeds: must be at least 1, got 0");
+        if !(1..=MAX_SEEDS).contains(&self.seeds) {
+            anyhow::bail!(
+                "invalid --seeds: must be from 1 to {MAX_SEEDS}, got {}",
+                self.seeds
+            );
         }
         let kernels = kernels(self.kernels)?;
         let mut jobs = Vec::new();

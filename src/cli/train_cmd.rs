@@ -137,6 +137,17 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
 }
 
+impl TrainArgs {
+    /// Checks every value as the run will, reading and writing nothing (a resumed run's
+    /// configuration is its checkpoint's, read later).
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.resume.is_none() {
+            self.hp.config()?;
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     // From the start: a stop signal while the data loads stops the run at its first step.
     let interrupt = super::interrupt_flag();

@@ -79,7 +79,10 @@ fn in_memory_data_of_any_shape_with_early_stopping() {
         .unwrap();
     assert!(r.stopped_early, "{:?}", r.epochs.last());
     assert!(r.epochs.len() < 50);
-    let p = r.model.predict_proba(data.test.rows(&[0, 1, 2]).0.view());
+    let p = r
+        .model
+        .predict_proba(data.test.rows(&[0, 1, 2]).0.view())
+        .unwrap();
     assert_eq!(p.dim(), (3, 3));
 }
 
@@ -112,8 +115,71 @@ fn models_from_hand_made_layers() {
     net.save(tmp.path().join("net.safetensors")).unwrap();
     let back = Mlp::load(tmp.path().join("net.safetensors")).unwrap();
     let x = Array2::from_shape_fn((5, 4), |(i, j)| (i + j) as f32 / 7.0);
-    assert_eq!(back.predict_proba(x.view()), net.predict_proba(x.view()));
-    assert_eq!(back.predict(x.view()), net.predict(x.view()));
+    assert_eq!(
+        back.predict_proba(x.view()).unwrap(),
+        net.predict_proba(x.view()).unwrap()
+    );
+    assert_eq!(
+        back.predict(x.view()).unwrap(),
+        net.predict(x.view()).unwrap()
+    );
+}
+
+#[test]
+fn inference_takes_any_layout_and_refuses_the_wrong_shape() {
+    let (_tmp, dir) = crate::common::small_dataset(false);
+    let data = Dataset::open(&dir).unwrap();
+    let model = Trainer::new(TrainConfig {
+        hidden: vec![16],
+        epochs: 1,
+        ..Default::default()
+    })
+    .unwrap()
+    .fit(&data, |_| ControlFlow::Continue(()))
+    .unwrap()
+    .model;
+    let all: Vec<usize> = (0..data.test.len()).collect();
+    let (x, y) = data.test.rows(&all);
+    // The companion of `evaluate` on plain arrays gives the same numbers, to the bit.
+    let on_split = relumax::evaluate(&model, &data.test, None);
+    assert_eq!(model.evaluate(x.view(), &y).unwrap(), on_split);
+    // Any memory layout: a column-major copy and a strided view give the same probabilities.
+    let p = model.predict_proba(x.view()).unwrap();
+    let fortran = x.t().as_standard_layout().into_owned().reversed_axes();
+    assert!(!fortran.is_standard_layout());
+    assert_eq!(model.predict_proba(fortran.view()).unwrap(), p);
+    let every_other = x.slice(ndarray::s![..;2, ..]);
+    let p2 = model.predict_proba(every_other).unwrap();
+    assert_eq!(p2, p.slice(ndarray::s![..;2, ..]));
+    // The wrong number of features is an error naming both counts, not a panic.
+    let narrow = x.slice(ndarray::s![.., ..10]);
+    for err in [
+        model.predict(narrow).unwrap_err(),
+        model.predict_proba(narrow).unwrap_err(),
+        model.evaluate(narrow, &y).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                Error::Shape {
+                    expected: 64,
+                    found: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("features"), "{err}");
+    }
+    let err = model.evaluate(x.view(), &y[1..]).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    let mut bad = y.clone();
+    bad[3] = 7;
+    let err = model.evaluate(x.view(), &bad).unwrap_err();
+    assert!(
+        matches!(&err, Error::LabelOutOfRange { labels, index: 3, label: 7, classes: 4 } if labels == "y"),
+        "{err}"
+    );
 }
 
 #[test]

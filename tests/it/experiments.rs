@@ -236,6 +236,8 @@ fn paper_rejects_bad_arguments() {
         (&["--only", "3x"][..], 2, "'--only <LIST>'"),
         (&["--only", "0x128"][..], 1, "invalid --only"),
         (&["--seeds", "0"][..], 1, "invalid --seeds"),
+        // Found by the `cli` fuzz target: every job was listed before the check, 6e14 of them.
+        (&["--seeds", "333333333333333"][..], 1, "invalid --seeds"),
         (&["--epochs", "0"][..], 1, "invalid epochs"),
         (&["--shard", "2/2"][..], 1, "invalid --shard"),
         (&["--shard", "x"][..], 2, "expected I/N"),

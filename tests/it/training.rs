@@ -383,15 +383,15 @@ fn save_load_round_trip_gives_identical_predictions() {
     let all: Vec<usize> = (0..data.test.len()).collect();
     let (x, _) = data.test.rows(&all);
     assert_eq!(
-        loaded.model.predict_proba(x.view()),
-        r.model.predict_proba(x.view())
+        loaded.model.predict_proba(x.view()).unwrap(),
+        r.model.predict_proba(x.view()).unwrap()
     );
-    let p = r.model.predict_proba(x.view());
+    let p = r.model.predict_proba(x.view()).unwrap();
     for row in p.rows() {
         assert!((row.sum() - 1.0).abs() < 1e-5);
     }
     // predict agrees with evaluate's accuracy.
-    let pred = r.model.predict(x.view());
+    let pred = r.model.predict(x.view()).unwrap();
     let acc = pred
         .iter()
         .zip(data.test.labels())
