@@ -836,6 +836,37 @@ impl Batcher {
 mod tests {
     use super::*;
 
+    /// FNV-1a over a list of indices: a short fingerprint of an order.
+    fn fingerprint(v: &[usize]) -> u64 {
+        v.iter().fold(0xcbf2_9ce4_8422_2325, |h, &i| {
+            (h ^ i as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    /// MNIST's holdout at seed 0 and the first epochs' orders, committed (integer arithmetic
+    /// only: the same on every CPU). A change here changes every result.
+    #[test]
+    fn the_holdout_and_the_shuffles_are_the_committed_goldens() {
+        let h = Holdout::new(60_000, 0.2, 0);
+        assert_eq!((h.train.len(), h.val.len()), (48_000, 12_000));
+        let mut b = Batcher::new(h.train.clone(), 32, 1, 0);
+        let mut got = vec![fingerprint(&h.val)];
+        for epoch in 0..3 {
+            b.shuffle(epoch);
+            got.push(fingerprint(&b.order));
+        }
+        let small = Holdout::new(10, 0.3, 5);
+        assert_eq!(got, GOLDEN_ORDERS, "{got:#x?}");
+        assert_eq!(small.val, [1, 2, 6]);
+    }
+
+    const GOLDEN_ORDERS: [u64; 4] = [
+        0x4b08_8020_2102_8ddd,
+        0x430c_fc91_c124_c461,
+        0xf357_f2a9_6c16_80e7,
+        0xc702_e411_da4e_1273,
+    ];
+
     #[test]
     fn below_is_in_range() {
         let mut r = rng::stream(1, Stream::Shuffle, &[]);

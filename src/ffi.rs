@@ -25,6 +25,42 @@ mod other {
 #[cfg(not(feature = "openblas"))]
 pub use other::*;
 
+use std::sync::Mutex;
+
+/// Runs that hold OpenBLAS single-threaded, and the thread count to give back when the last
+/// one ends.
+static SINGLE: Mutex<(usize, usize)> = Mutex::new((0, 0));
+
+/// OpenBLAS held at one thread while a training run that uses it lasts (OpenBLAS's thread
+/// count is one setting for the whole process). The first of concurrent runs saves the
+/// process's setting, the last one to end (or unwind) restores it, so any number of runs
+/// leave it as they found it. Meanwhile, the process's other OpenBLAS calls run on one
+/// thread too.
+pub(crate) struct SingleThreaded(());
+
+impl SingleThreaded {
+    /// Holds OpenBLAS at one thread until the guard is dropped.
+    pub(crate) fn enter() -> SingleThreaded {
+        let mut state = SINGLE.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 == 0 {
+            state.1 = blas_threads();
+            set_blas_threads(1);
+        }
+        state.0 += 1;
+        SingleThreaded(())
+    }
+}
+
+impl Drop for SingleThreaded {
+    fn drop(&mut self) {
+        let mut state = SINGLE.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 -= 1;
+        if state.0 == 0 {
+            set_blas_threads(state.1);
+        }
+    }
+}
+
 #[cfg(feature = "openblas")]
 pub use openblas::*;
 

@@ -74,4 +74,35 @@ mod tests {
             assert_eq!(a.next_u64(), b.next_u64());
         }
     }
+
+    /// The derived keys and the first draws of a stream, committed: pure 64-bit integer
+    /// arithmetic, so the same on every CPU. A change here changes every result; it must
+    /// come with new README results and a CHANGELOG entry.
+    #[test]
+    fn keys_and_draws_are_the_committed_goldens() {
+        let keys = [
+            derive(0, Stream::Init, &[0]),
+            derive(0, Stream::Split, &[]),
+            derive(0, Stream::Shuffle, &[3]),
+            derive(42, Stream::Dropout, &[3, 1499, 1]),
+            derive(u64::MAX, Stream::Dropout, &[u64::MAX, 0, 2, 7]),
+        ];
+        let mut r = stream(7, Stream::Shuffle, &[2]);
+        let draws = [r.next_u64(), r.next_u64(), r.next_u64()];
+        assert_eq!(keys, GOLDEN_KEYS, "{keys:#x?}");
+        assert_eq!(draws, GOLDEN_DRAWS, "{draws:#x?}");
+    }
+
+    const GOLDEN_KEYS: [u64; 5] = [
+        0x636a_8660_7621_587a,
+        0x6468_4c4f_0fd7_84b4,
+        0x9191_6a67_27e2_afb0,
+        0x0144_f235_7f42_d365,
+        0x72d2_6c90_a36f_18be,
+    ];
+    const GOLDEN_DRAWS: [u64; 3] = [
+        0x961f_a3ca_e672_3903,
+        0x14c1_38c7_d2e5_c03d,
+        0x437b_e816_4dc4_8e94,
+    ];
 }

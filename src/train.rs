@@ -47,8 +47,9 @@ pub struct TrainConfig {
     pub init: Init,
     /// The run seed: init, split, shuffle and dropout streams all derive from it. Default 0.
     pub seed: u64,
-    /// Threads of the rayon pool that runs every product and element-wise kernel (OpenBLAS
-    /// runs single-threaded inside it); `None` uses every core. Default `None`.
+    /// Threads of the rayon pool that runs every product and element-wise kernel; `None` uses
+    /// every core. Default `None`. (With [`Kernels::Blas`], each OpenBLAS call inside it runs
+    /// single-threaded; see [`Trainer::run`].)
     pub threads: Option<usize>,
     /// The code that runs the products: [`Kernels::Auto`] (default) picks the fastest
     /// implementation of relumax's arithmetic on this CPU; every choice but
@@ -474,9 +475,11 @@ impl Trainer {
     /// until the configured epochs are done.
     ///
     /// Runs in a rayon pool of `threads` threads, which splits every matrix product into fixed
-    /// blocks (with `Kernels::Blas`, single-threaded OpenBLAS calls: OpenBLAS's process-wide
-    /// thread count is set to 1 for the duration and restored after); training runs on that
-    /// pool's thread, which is why
+    /// blocks. With `Kernels::Blas` those are single-threaded OpenBLAS calls: OpenBLAS's
+    /// thread count, one setting for the whole process, is 1 while any such run lasts (the
+    /// process's other OpenBLAS calls included), and the last run to end, or to unwind,
+    /// restores it; relumax's own kernels leave it alone. Training runs on the pool's thread,
+    /// which is why
     /// `on_event` must be `Send`. `on_event` sees every step and epoch; returning
     /// `ControlFlow::Break(())` stops after the current step (the epoch is then not reported).
     ///
@@ -568,10 +571,10 @@ impl Trainer {
                 field: "threads",
                 reason: format!("cannot start {threads} threads: {e}"),
             })?;
-        // Parallelism comes from rayon splitting each product into single-threaded sgemm
-        // calls: OpenBLAS's own threads would only compete with it for the cores.
-        let previous_blas = ffi::blas_threads();
-        ffi::set_blas_threads(1);
+        // With OpenBLAS's products, parallelism comes from rayon splitting each into
+        // single-threaded sgemm calls: OpenBLAS's own threads would only compete with it for
+        // the cores. relumax's own kernels leave OpenBLAS alone.
+        let _single = (c.kernels.resolve()? == Kernels::Blas).then(ffi::SingleThreaded::enter);
         let result = pool.install(|| {
             let done = self.run_epochs(&mut state, data, &holdout, &mut on_event)?;
             if !done {
@@ -580,7 +583,6 @@ impl Trainer {
             let mut eval = EvalBuffers::new(&state.model, data.features(), self.config.kernels);
             Ok(Some(eval.evaluate(&state.model, &data.test, None)))
         });
-        ffi::set_blas_threads(previous_blas);
         match result? {
             None => Ok(Outcome::Interrupted(state)),
             Some(test) => Ok(Outcome::Finished(TrainResult {

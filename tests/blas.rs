@@ -20,6 +20,9 @@ use relumax::{Init, Mlp, Sgd, StepDropout, Workspace, kernels, set_blas_threads}
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
+/// The tests here count calls and read OpenBLAS's process-wide thread count: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 type Sgemm = unsafe extern "C" fn(
     c_int,
     c_int,
@@ -116,6 +119,7 @@ fn pseudo_random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
 // One test function: the call counter is global to this binary, so nothing may run beside it.
 #[test]
 fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The counter really sees a fallback: a strided operand keeps ndarray off BLAS.
     let a = pseudo_random(64, 128, 1);
     let b = pseudo_random(128, 64, 2);
@@ -167,4 +171,54 @@ fn training_products_reach_cblas_sgemm_and_do_not_depend_on_thread_count() {
         common::pool(threads).install(|| one_step(&[784, 300, 10], Kernels::Blas, &x).1)
     };
     assert_eq!(step(1), step(2));
+}
+
+#[test]
+fn concurrent_fits_leave_openblas_threads_as_they_found_them() {
+    use std::ops::ControlFlow;
+    use std::sync::atomic::AtomicBool;
+
+    use relumax::{Dataset, Event, TrainConfig, Trainer, blas_threads};
+
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, dir) = common::small_dataset(false);
+    let data = Dataset::open(&dir).unwrap();
+    set_blas_threads(3);
+    let single_while_running = AtomicBool::new(true);
+    let fit = |kernels: Kernels, threads: usize| {
+        let config = TrainConfig {
+            hidden: vec![32],
+            epochs: 2,
+            threads: Some(threads),
+            kernels,
+            ..Default::default()
+        };
+        Trainer::new(config)
+            .unwrap()
+            .fit(&data, |event| {
+                // OpenBLAS stays single-threaded while a run through it lasts.
+                if kernels == Kernels::Blas && matches!(event, Event::Step { .. }) {
+                    let one = blas_threads() == 1;
+                    single_while_running.fetch_and(one, Ordering::SeqCst);
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap()
+    };
+    // Two runs through OpenBLAS and one through relumax's kernels, overlapping, with other
+    // thread counts: the first to start saves the setting, the last to end restores it.
+    std::thread::scope(|s| {
+        let a = s.spawn(|| fit(Kernels::Blas, 1));
+        let b = s.spawn(|| fit(Kernels::Blas, 2));
+        let c = s.spawn(|| fit(Kernels::Auto, 2));
+        for run in [a, b, c] {
+            run.join().unwrap();
+        }
+    });
+    assert!(single_while_running.load(Ordering::SeqCst));
+    assert_eq!(blas_threads(), 3, "the process's setting is restored");
+    // relumax's own kernels never touch it.
+    fit(Kernels::Auto, 1);
+    assert_eq!(blas_threads(), 3);
+    set_blas_threads(1);
 }

@@ -630,6 +630,32 @@ fn dropout_keeps_and_zeroes_units_as_defined() {
     }
 }
 
+/// A training step's dropout mask, committed: which units a (seed, epoch, step, layer) keeps
+/// is integer arithmetic on the derived key, the same on every CPU. A change here changes
+/// every result.
+#[test]
+fn dropout_masks_are_the_committed_goldens() {
+    let key = Dropout::key(0, 1, 1499, 0);
+    let mut h = Array2::<f32>::ones((32, 128));
+    bias_relu_dropout(
+        h.view_mut(),
+        Array1::zeros(128).view(),
+        Some(Dropout { p: 0.5, key }),
+    );
+    let kept: Vec<usize> = (h.iter().enumerate())
+        .filter(|(_, v)| **v > 0.0)
+        .map(|(i, _)| i)
+        .collect();
+    let fingerprint = kept.iter().fold(0xcbf2_9ce4_8422_2325u64, |f, &i| {
+        (f ^ i as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    let got = (key, kept.len(), fingerprint);
+    assert_eq!(got, GOLDEN_MASK, "{got:#x?}");
+    assert!(h.iter().all(|&v| v == 0.0 || v == 2.0));
+}
+
+const GOLDEN_MASK: (u64, usize, u64) = (0x8754_be8f_3695_bb0a, 2009, 0xd20d_c704_e612_608b);
+
 #[test]
 fn exp_and_log_are_relumax_own_with_golden_values() {
     // Golden bits of the pinned libm port (musl's expf and logf), so that a change of those

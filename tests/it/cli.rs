@@ -626,11 +626,26 @@ impl Drop for TinyDisk {
     }
 }
 
+/// Files and non-empty folders left in `dir`.
+fn left_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.is_dir() || std::fs::read_dir(p).unwrap().next().is_some())
+        .collect()
+}
+
 #[test]
-fn a_full_disk_during_save_fails_cleanly_and_leaves_nothing() {
+fn a_full_disk_is_refused_before_training_and_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(disk) = TinyDisk::mount(&tmp.path().join("tiny")) else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        // CI runs as root; without root, the write failure below holds the same promise
+        // (exit 1, nothing left behind) through RLIMIT_FSIZE.
+        assert_ne!(
+            rustix::process::geteuid().as_raw(),
+            0,
+            "root cannot mount a tmpfs here"
+        );
         return;
     };
     let (_data_tmp, dir) = crate::common::small_dataset(false);
@@ -647,15 +662,57 @@ fn a_full_disk_during_save_fails_cleanly_and_leaves_nothing() {
             .args(["--out", out.to_str().unwrap()])
             .output()
             .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(err.contains(needle), "{err}");
         assert!(!err.contains("panicked"), "{err}");
-        let left: Vec<_> = std::fs::read_dir(&disk.0)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| !p.is_dir() || std::fs::read_dir(p).unwrap().next().is_some())
-            .collect();
-        assert!(left.is_empty(), "left behind: {left:?}");
+        assert!(
+            left_in(&disk.0).is_empty(),
+            "left behind: {:?}",
+            left_in(&disk.0)
+        );
+    }
+}
+
+#[test]
+fn a_write_that_fails_while_saving_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let (_data_tmp, dir) = crate::common::small_dataset(false);
+    for every in ["0", "1"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let mut cmd = relumax_cmd();
+        cmd.args(["train", "--no-progress", "--hidden", "512", "--epochs", "2"])
+            .args(["--checkpoint-every", every, "--data", dir.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap()]);
+        // Files may grow to 64 KiB, less than the 140 KB model: its write fails with EFBIG
+        // (SIGXFSZ ignored, as the shell's `ulimit -f` leaves it for a process that handles
+        // it), after training, as a disk filling up meanwhile would.
+        // SAFETY: between fork and exec the closure only calls two async-signal-safe
+        // functions, on values it owns.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit {
+                    rlim_cur: 64 << 10,
+                    rlim_max: 64 << 10,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let o = cmd.output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("too large"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            left_in(tmp.path()).is_empty(),
+            "left behind: {:?}",
+            left_in(tmp.path())
+        );
     }
 }

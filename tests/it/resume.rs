@@ -59,6 +59,21 @@ fn model_bytes(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("model.safetensors")).unwrap()
 }
 
+/// `metrics.jsonl` of a run folder without what depends on the clock or the folder's name.
+fn metrics_without_timings(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let map = v.as_object_mut().unwrap();
+            for key in ["train_seconds", "samples_per_second", "out"] {
+                map.remove(key);
+            }
+            v
+        })
+        .collect()
+}
+
 fn uninterrupted(tmp: &Path) -> Vec<u8> {
     let out = tmp.join("full");
     let o = relumax_cmd()
@@ -83,7 +98,23 @@ fn ctrl_c_checkpoints_and_resume_is_bit_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let full = uninterrupted(tmp.path());
     let out = tmp.path().join("run");
-    assert_eq!(train_and_signal(&out, 1, "-INT"), Some(130));
+    // A third of an epoch (about a second here) after the first epoch's line: mid-epoch, so
+    // the checkpoint holds a step the handler saved, not the end-of-epoch one.
+    let o = train_and(&out, 1, |pid| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let status = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+        assert!(status.unwrap().success());
+    });
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    // "interrupted at epoch E, step S: ...", with S > 0: inside an epoch.
+    let step: usize = err
+        .split_once(", step ")
+        .and_then(|(_, rest)| rest.split(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no step in: {err}"));
+    assert!(step > 0, "{err}");
     assert!(!out.exists(), "no run folder until training completes");
     let ck = tmp.path().join("run.checkpoint");
     assert!(ck.join("state.safetensors").is_file());
@@ -104,6 +135,10 @@ fn ctrl_c_checkpoints_and_resume_is_bit_identical() {
     assert!(
         model_bytes(&out) == full,
         "resumed model differs from the uninterrupted one"
+    );
+    assert_eq!(
+        metrics_without_timings(&out),
+        metrics_without_timings(&tmp.path().join("full"))
     );
     assert!(
         !ck.exists(),
