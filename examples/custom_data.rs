@@ -48,8 +48,8 @@ fn main() -> Result<(), relumax::Error> {
     Ok(())
 }
 
-#[cfg(test)]
 #[test]
-fn runs() {
+fn learns_the_spirals() {
+    // main asserts the accuracy.
     main().unwrap();
 }

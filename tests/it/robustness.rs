@@ -29,6 +29,34 @@ proptest! {
         }
     }
 
+    /// Plausible headers (small dimensions, zero included) with a body of exactly the length
+    /// they describe, one byte short or one byte long: Ok exactly when the length matches and
+    /// no dimension is zero, and then the header reads back as written.
+    #[test]
+    fn plausible_headers_parse_exactly_when_the_body_fits(dims in proptest::array::uniform3(0u32..6), delta in -1i64..=1) {
+        let mut bytes = relumax::IMAGES_MAGIC.to_be_bytes().to_vec();
+        for d in dims {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        let body = dims.iter().map(|&d| i64::from(d)).product::<i64>() + delta;
+        prop_assume!(body >= 0);
+        bytes.extend((0..body).map(|i| i as u8));
+        match parse_images(&bytes, Path::new("x")) {
+            Ok(h) => {
+                prop_assert!(delta == 0 && !dims.contains(&0));
+                prop_assert_eq!([h.count, h.rows, h.cols], dims.map(|d| d as usize));
+                prop_assert_eq!(h.offset, 16);
+            }
+            Err(_) => prop_assert!(delta != 0 || dims.contains(&0)),
+        }
+        let mut labels = relumax::LABELS_MAGIC.to_be_bytes().to_vec();
+        labels.extend_from_slice(&dims[0].to_be_bytes());
+        let n = i64::from(dims[0]) + delta;
+        prop_assume!(n >= 0);
+        labels.extend((0..n).map(|i| i as u8));
+        prop_assert_eq!(parse_labels(&labels, Path::new("x")).is_ok(), delta == 0 && dims[0] > 0);
+    }
+
     #[test]
     fn valid_files_round_trip(count in 1usize..6, rows in 1usize..5, cols in 1usize..5, seed in any::<u8>()) {
         let pixels: Vec<u8> = (0..count * rows * cols).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
