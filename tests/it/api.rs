@@ -301,3 +301,31 @@ fn non_finite_values_are_refused_at_the_door_and_never_saved() {
     assert!(err.to_string().contains("layer 0 holds NaN"), "{err}");
     assert!(!path.exists());
 }
+
+#[test]
+fn feed_backward_panel_k_is_class_k_and_pinv_differs_from_transpose() {
+    use relumax::{Preimage, class_images};
+    let data = Dataset::bundled().unwrap();
+    let model = Trainer::new(TrainConfig {
+        epochs: 1,
+        ..Default::default()
+    })
+    .unwrap()
+    .fit(&data, |_| ControlFlow::Continue(()))
+    .unwrap()
+    .model;
+    let transpose = class_images(&model, Preimage::Transpose).unwrap();
+    let pinv = class_images(&model, Preimage::Pinv).unwrap();
+    assert_eq!(transpose.dim(), (10, 784));
+    for (name, images) in [("transpose", &transpose), ("pinv", &pinv)] {
+        // Each class image, pushed forward again, is that class.
+        let predicted = model.predict(images.view()).unwrap();
+        assert_eq!(predicted, (0..10).collect::<Vec<u32>>(), "{name}");
+    }
+    // The two preimages are different images, not one scaled: their cosine is well below 1.
+    for k in 0..10 {
+        let (t, p) = (transpose.row(k), pinv.row(k));
+        let cosine = t.dot(&p) / (t.dot(&t).sqrt() * p.dot(&p).sqrt());
+        assert!(cosine < 0.99, "class {k}: cosine {cosine}");
+    }
+}

@@ -400,7 +400,7 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
             "--layers",
             "1",
             "--epochs",
-            "1",
+            "2",
             "--ceiling-size",
             "64",
             "--threads",
@@ -436,8 +436,20 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
         let s = c["seconds_per_epoch"].as_f64().unwrap();
         assert!(s > 0.0);
         assert!((c["epochs_per_second"].as_f64().unwrap() * s - 1.0).abs() < 1e-9);
+        // Two timed epochs after the warm-up, which is not reported; 800 training samples each
+        // (1,000 less the 20% held out).
+        let epochs = numbers(&c["epoch_seconds"]);
+        assert_eq!(epochs.len(), 2, "{c}");
+        assert!(
+            epochs.contains(&s),
+            "the median of two is one of them here: {c}"
+        );
+        assert!((c["samples_per_second"].as_f64().unwrap() * s - 800.0).abs() < 1e-6);
+        // GFLOP/s are the dense products' FLOPs of an epoch over its seconds.
+        let width = c["hidden"].as_u64().unwrap() as usize;
+        let flops = relumax::train_flops_per_sample(&[64, width, 4]) * 800.0;
         let gflops = c["gflops"].as_f64().unwrap();
-        assert!(gflops > 0.0);
+        assert!((gflops * s * 1e9 - flops).abs() < 1e-6 * flops, "{c}");
         let ceiling = c["ceiling_gflops"].as_f64().unwrap();
         // Within an ulp or two: serde_json's parser does not round every decimal correctly
         // (without its `float_roundtrip` feature), so a printed mean can come back one ulp off.
