@@ -90,8 +90,8 @@ pub use init::Init;
 pub use inspect::{Preimage, class_images};
 pub use layer::Dense;
 pub use model::{
-    EVAL_ROWS, Evaluation, MAX_WIDTH, Mlp, StepDropout, Workspace, train_flops_per_sample,
-    validate_sizes,
+    EVAL_ROWS, Evaluation, MAX_LAYERS, MAX_WIDTH, Mlp, StepDropout, Workspace,
+    train_flops_per_sample, validate_sizes,
 };
 pub use model_file::{
     LoadedModel, load as load_model, model_from_bytes, save as save_model,

@@ -46,6 +46,10 @@ impl Evaluation {
     }
 }
 
+/// Most hidden layers accepted: far beyond what trains (plain SGD without normalisation
+/// fades out long before), and a bound before anything is allocated per layer.
+pub const MAX_LAYERS: usize = 1024;
+
 /// Largest layer width accepted (a 65,536 x 65,536 weight matrix is already 16 GiB).
 pub const MAX_WIDTH: usize = 1 << 16;
 
@@ -458,6 +462,15 @@ pub fn validate_sizes(sizes: &[usize]) -> Result<()> {
         return Err(Error::Config {
             field: "sizes",
             reason: format!("need at least inputs and classes, got {sizes:?}"),
+        });
+    }
+    if sizes.len() > MAX_LAYERS + 2 {
+        return Err(Error::Config {
+            field: "layers",
+            reason: format!(
+                "at most {MAX_LAYERS} hidden layers, got {}",
+                sizes.len() - 2
+            ),
         });
     }
     if let Some(&bad) = sizes.iter().find(|&&n| n == 0 || n > MAX_WIDTH) {

@@ -36,7 +36,8 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Dropout probability of every hidden unit during training. Default 0.5.
     pub dropout: f32,
-    /// Fraction of the training split held out for validation. Default 0.2.
+    /// Fraction of the training split held out for validation, in `[0, 1)`; 0 holds out
+    /// nothing (no validation, the same run as `full_train`). Default 0.2.
     pub val_fraction: f64,
     /// Train on the whole training split with no validation (the paper's "1875 iterations"
     /// reading). Default `false`.
@@ -89,6 +90,16 @@ impl TrainConfig {
         if self.hidden.is_empty() {
             return bad("hidden", "at least one hidden layer is required".into());
         }
+        if self.hidden.len() > model::MAX_LAYERS {
+            return bad(
+                "layers",
+                format!(
+                    "at most {} hidden layers, got {}",
+                    model::MAX_LAYERS,
+                    self.hidden.len()
+                ),
+            );
+        }
         if let Some(&w) = self
             .hidden
             .iter()
@@ -117,10 +128,10 @@ impl TrainConfig {
                 format!("must be in [0, 1), got {}", self.dropout),
             );
         }
-        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+        if !(0.0..1.0).contains(&self.val_fraction) {
             return bad(
                 "val-fraction",
-                format!("must be in (0, 1), got {}", self.val_fraction),
+                format!("must be in [0, 1), got {}", self.val_fraction),
             );
         }
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
@@ -515,7 +526,7 @@ impl Trainer {
         } else {
             Holdout::new(data.train.len(), c.val_fraction, c.seed)
         };
-        if !c.full_train && holdout.val.is_empty() {
+        if c.val_fraction > 0.0 && !c.full_train && holdout.val.is_empty() {
             return Err(Error::Config {
                 field: "val-fraction",
                 reason: format!(

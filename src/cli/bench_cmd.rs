@@ -10,7 +10,7 @@ use relumax::{Event, TrainConfig, Trainer, set_blas_threads, train_flops_per_sam
 use serde_json::json;
 
 use super::DataOpt;
-use super::common::{kernels, open_data};
+use super::common::{hidden_layers, kernels, open_data};
 use super::output::json_line;
 
 #[derive(Debug, Args)]
@@ -95,7 +95,7 @@ impl BenchArgs {
             for &width in &widths {
                 for &kernels in &choices {
                     let config = TrainConfig {
-                        hidden: vec![width; layers],
+                        hidden: hidden_layers(width, layers, "--layers")?,
                         // One warm-up epoch.
                         epochs: args.epochs.checked_add(1).ok_or_else(|| {
                             anyhow::anyhow!(

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use relumax::kernels::Kernels;
-use relumax::{Dataset, FRAME, Mlp, load_model};
+use relumax::{Dataset, FRAME, MAX_LAYERS, Mlp, load_model};
 
 use super::DataOpt;
 
@@ -58,4 +58,13 @@ pub fn load_image_model(path: &Path) -> anyhow::Result<Mlp> {
         );
     }
     Ok(model)
+}
+
+/// `layers` hidden layers of `width` units, refusing more layers than a network may have
+/// before the list is allocated (`flag` names the value in the message).
+pub fn hidden_layers(width: usize, layers: usize, flag: &str) -> anyhow::Result<Vec<usize>> {
+    if layers > MAX_LAYERS {
+        anyhow::bail!("invalid {flag}: at most {MAX_LAYERS} hidden layers, got {layers}");
+    }
+    Ok(vec![width; layers])
 }

@@ -17,7 +17,7 @@ use relumax::kernels::Kernels;
 use relumax::{Event, TrainConfig, Trainer, train_flops_per_sample};
 
 use super::DataOpt;
-use super::common::{data_dir, kernels, open_data};
+use super::common::{data_dir, hidden_layers, kernels, open_data};
 use super::report;
 use super::run::{RunEnd, RunOptions, RunRecord, default_run_dir, read_run, train_to_dir};
 
@@ -175,7 +175,7 @@ impl PaperArgs {
         for (layers, width) in parse_only(&self.only)? {
             for k in 0..self.seeds as u64 {
                 let config = TrainConfig {
-                    hidden: vec![width; layers],
+                    hidden: hidden_layers(width, layers, "--only")?,
                     epochs: self.epochs.unwrap_or(TrainConfig::default().epochs),
                     seed: self
                         .seed

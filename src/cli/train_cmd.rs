@@ -8,7 +8,7 @@ use relumax::kernels::Kernels;
 use relumax::{Event, Init, TrainConfig};
 
 use super::DataOpt;
-use super::common::{data_dir, kernels, open_data};
+use super::common::{data_dir, hidden_layers, kernels, open_data};
 use super::output::{epoch_line, json_line, print_evaluation};
 use super::progress::Progress;
 use super::run::{
@@ -38,7 +38,8 @@ pub struct HyperArgs {
     /// Dropout probability of hidden units, in [0, 1) [default: 0.5]
     #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub dropout: Option<f32>,
-    /// Fraction of the training split held out for validation, in (0, 1) [default: 0.2]
+    /// Fraction of the training split held out for validation, in [0, 1); 0 is --full-train
+    /// [default: 0.2]
     #[arg(long, value_name = "F", allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
     /// Train on the whole training split, with no validation
@@ -85,8 +86,8 @@ impl HyperArgs {
         let d = TrainConfig::default();
         let hidden = match (self.hidden.as_slice(), self.layers) {
             (_, Some(0)) => anyhow::bail!("invalid --layers: must be at least 1, got 0"),
-            ([], layers) => vec![d.hidden[0]; layers.unwrap_or(1)],
-            ([w], layers) => vec![*w; layers.unwrap_or(1)],
+            ([], layers) => hidden_layers(d.hidden[0], layers.unwrap_or(1), "--layers")?,
+            ([w], layers) => hidden_layers(*w, layers.unwrap_or(1), "--layers")?,
             (ws, Some(n)) if n != ws.len() => anyhow::bail!(
                 "invalid --layers: {n} does not match the {} widths given to --hidden",
                 ws.len()

@@ -189,7 +189,7 @@ fn bad_flags_are_rejected_before_anything_is_written() {
             "exceeds the 800 training samples",
         ),
         (&["--val-fraction", "1"], "invalid val-fraction"),
-        (&["--val-fraction", "0"], "invalid val-fraction"),
+        (&["--val-fraction", "-0.1"], "invalid val-fraction"),
         (&["--epochs", "0"], "invalid epochs"),
         (&["--momentum", "1.5"], "invalid momentum"),
         (&["--threads", "0"], "invalid threads"),
@@ -212,6 +212,10 @@ fn bad_flags_are_rejected_before_anything_is_written() {
         (&["--epochs", "100000000000"], "not enough memory"),
         (&["--hidden", "65536", "--layers", "8"], "not enough memory"),
         (&["--threads", "100000"], "invalid threads"),
+        (
+            &["--layers", "4000000000"],
+            "invalid --layers: at most 1024",
+        ),
     ];
     for (flags, needle) in huge {
         let o = train_small(&dir, &out, flags);

@@ -263,6 +263,12 @@ fn paper_rejects_bad_arguments() {
         (&["--seeds", "0"][..], 1, "invalid --seeds"),
         // Found by the `cli` fuzz target: every job was listed before the check, 6e14 of them.
         (&["--seeds", "333333333333333"][..], 1, "invalid --seeds"),
+        // Also the fuzzer's: 727,370,956 layers were listed before the memory check.
+        (
+            &["--only", "727370956x2"][..],
+            1,
+            "invalid --only: at most 1024 hidden layers",
+        ),
         (&["--epochs", "0"][..], 1, "invalid epochs"),
         (&["--shard", "2/2"][..], 1, "invalid --shard"),
         (&["--shard", "x"][..], 2, "expected I/N"),

@@ -569,7 +569,7 @@ fn bad_config_values_are_rejected() {
         ),
         (
             TrainConfig {
-                val_fraction: 0.0,
+                val_fraction: -0.1,
                 ..d.clone()
             },
             "val-fraction",
@@ -643,4 +643,22 @@ fn he_and_xavier_initialise_differently_and_biases_start_at_zero() {
             .iter()
             .all(|l| l.bias == Array1::<f32>::zeros(l.outputs()))
     );
+}
+
+#[test]
+fn a_val_fraction_of_zero_trains_on_everything_as_full_train_does() {
+    let (_tmp, dir) = crate::common::small_dataset(false);
+    let data = Dataset::open(&dir).unwrap();
+    let config = |val_fraction, full_train| TrainConfig {
+        hidden: vec![16],
+        epochs: 2,
+        val_fraction,
+        full_train,
+        ..Default::default()
+    };
+    let zero = train(config(0.0, false), &data);
+    let full = train(config(0.2, true), &data);
+    assert_eq!(zero.model, full.model);
+    assert!(zero.epochs.iter().all(|e| e.val_loss.is_none()));
+    assert_eq!(config(0.0, false).train_samples(1000), 1000);
 }
