@@ -21,19 +21,14 @@ use crate::model_file::{load, to_bytes, write_atomic};
 use crate::train::{EpochProgress, TrainConfig, TrainState};
 
 const STATE_FILE: &str = "state.safetensors";
-/// The velocity file of checkpoints written before velocity files were named by their stamp
-/// (still read).
-const LEGACY_VELOCITY_FILE: &str = "velocity.safetensors";
-
 /// The velocity file that goes with the state stamped `epoch:step`.
 fn velocity_file(stamp: &str) -> String {
     format!("velocity-{}.safetensors", stamp.replace(':', "-"))
 }
 
-/// Whether `name` is a velocity file of any stamp (or the legacy one).
+/// Whether `name` is a velocity file of any stamp.
 fn is_velocity_file(name: &str) -> bool {
-    name == LEGACY_VELOCITY_FILE
-        || (name.starts_with("velocity-") && name.ends_with(".safetensors"))
+    name.starts_with("velocity-") && name.ends_with(".safetensors")
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -152,10 +147,7 @@ pub fn load_checkpoint(dir: &Path) -> Result<(TrainConfig, TrainState)> {
         serde_json::from_str(field("state")?).map_err(|e| bad(format!("bad state: {e}")))?;
     let stamp = field("stamp")?.clone();
     let mut velocity = Vec::new();
-    let velocity_path = [velocity_file(&stamp), LEGACY_VELOCITY_FILE.to_string()]
-        .into_iter()
-        .map(|name| dir.join(name))
-        .find(|path| path.is_file());
+    let velocity_path = Some(dir.join(velocity_file(&stamp))).filter(|path| path.is_file());
     if let (true, Some(velocity_path)) = (config.momentum > 0.0, velocity_path) {
         let v = load(&velocity_path)?;
         if v.metadata.get("stamp") != Some(&stamp) {
@@ -285,12 +277,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let config = with_momentum();
         save_checkpoint(tmp.path(), &config, &state(1, 1)).unwrap();
-        // A legacy-named velocity file from another step (as an older relumax wrote it).
-        std::fs::remove_file(tmp.path().join(velocity_file("1:0"))).unwrap();
+        // The velocity of another step under this step's name.
         write_velocity(tmp.path(), &state(2, 2), "2:0").unwrap();
         std::fs::rename(
             tmp.path().join(velocity_file("2:0")),
-            tmp.path().join(LEGACY_VELOCITY_FILE),
+            tmp.path().join(velocity_file("1:0")),
         )
         .unwrap();
         let err = load_checkpoint(tmp.path()).unwrap_err().to_string();

@@ -463,7 +463,7 @@ fn backward(
                 x,
                 dh,
                 update: None,
-                relu,
+                relu_scale: relu,
                 velocity: v.map(|v| (v, mu)),
             };
             operands::backward_rows(isa, block, dz, lr);
@@ -541,7 +541,7 @@ impl SparseUpdate<'_, '_> {
                 x,
                 dh: None,
                 update,
-                relu: None,
+                relu_scale: None,
                 velocity: None,
             };
             return operands::backward_rows(self.isa, block, self.dz, self.lr);

@@ -104,7 +104,7 @@ pub(crate) struct Block<'a, 'b> {
     /// With `Some(scale)`, the input gradient goes through the backward of ReLU + dropout
     /// (`x` is that layer's output): `dh[i, r] = (dz W^T)[i, r] * scale` where `x[i, r] > 0`,
     /// else `+0.0`, and only those dot products are computed.
-    pub relu: Option<f32>,
+    pub relu_scale: Option<f32>,
     /// With momentum: the block's rows of the velocity, and the momentum.
     pub velocity: Option<(ArrayViewMut2<'b, f32>, f32)>,
 }
@@ -197,7 +197,7 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
     let dh = block
         .dh
         .as_mut()
-        .map(|d| ((d.as_mut_ptr(), ld(d.strides())), block.relu));
+        .map(|d| ((d.as_mut_ptr(), ld(d.strides())), block.relu_scale));
     let step = match &mut block.velocity {
         None => Step::Sgd { lr },
         Some((v, mu)) => Step::Momentum {

@@ -161,7 +161,7 @@ fn whole_block(
         x: x.view(),
         dh: Some(dh.view_mut()),
         update: None,
-        relu,
+        relu_scale: relu,
         velocity: None,
     };
     operands::backward_rows(isa, block, &dz.view(), lr);
@@ -243,7 +243,7 @@ fn momentum_matches_the_definition() {
                 x: x.view(),
                 dh: Some(dh.view_mut()),
                 update: None,
-                relu: Some(2.0),
+                relu_scale: Some(2.0),
                 velocity: Some((v.view_mut(), mu)),
             };
             operands::backward_rows(isa, block, &dz.view(), lr);
@@ -316,7 +316,7 @@ fn skipping_the_rows_outside_the_support_gives_the_dense_bits() {
                     x,
                     dh: None,
                     update,
-                    relu: None,
+                    relu_scale: None,
                     velocity: None,
                 };
                 operands::backward_rows(isa, block, &dz.view(), 0.37);
@@ -461,7 +461,7 @@ fn blocks_of_any_size_give_the_same_bits() {
                     x: xb,
                     dh: Some(dhb),
                     update: None,
-                    relu: None,
+                    relu_scale: None,
                     velocity: None,
                 };
                 operands::backward_rows(isa, block, &dz.view(), 0.5);
