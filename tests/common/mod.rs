@@ -173,3 +173,11 @@ pub fn ok(o: &std::process::Output) -> String {
     assert!(o.status.success(), "stderr: {}", stderr(o));
     stdout(o)
 }
+
+/// Trains `config` on `data` to the end, seeing no event.
+pub fn train(config: relumax::TrainConfig, data: &relumax::Dataset) -> relumax::TrainResult {
+    relumax::Trainer::new(config)
+        .unwrap()
+        .fit(data, |_| std::ops::ControlFlow::Continue(()))
+        .unwrap()
+}

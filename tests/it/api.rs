@@ -129,15 +129,12 @@ fn models_from_hand_made_layers() {
 fn inference_takes_any_layout_and_refuses_the_wrong_shape() {
     let (_tmp, dir) = crate::common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
-    let model = Trainer::new(TrainConfig {
+    let config = TrainConfig {
         hidden: vec![16],
         epochs: 1,
         ..Default::default()
-    })
-    .unwrap()
-    .fit(&data, |_| ControlFlow::Continue(()))
-    .unwrap()
-    .model;
+    };
+    let model = crate::common::train(config, &data).model;
     let all: Vec<usize> = (0..data.test.len()).collect();
     let (x, y) = data.test.rows(&all);
     // The companion of `evaluate` on plain arrays gives the same numbers, to the bit.
@@ -306,14 +303,11 @@ fn non_finite_values_are_refused_at_the_door_and_never_saved() {
 fn feed_backward_panel_k_is_class_k_and_pinv_differs_from_transpose() {
     use relumax::{Preimage, class_images};
     let data = Dataset::bundled().unwrap();
-    let model = Trainer::new(TrainConfig {
+    let config = TrainConfig {
         epochs: 1,
         ..Default::default()
-    })
-    .unwrap()
-    .fit(&data, |_| ControlFlow::Continue(()))
-    .unwrap()
-    .model;
+    };
+    let model = crate::common::train(config, &data).model;
     let transpose = class_images(&model, Preimage::Transpose).unwrap();
     let pinv = class_images(&model, Preimage::Pinv).unwrap();
     assert_eq!(transpose.dim(), (10, 784));

@@ -5,9 +5,11 @@ use std::ops::ControlFlow;
 
 use ndarray::{Array1, Array2, array};
 use relumax::{
-    Dataset, Error, Event, Init, Mlp, Sgd, StepDropout, TrainConfig, TrainResult, Trainer,
-    Workspace, kernels, load_model, save_model,
+    Dataset, Error, Event, Init, Mlp, Sgd, StepDropout, TrainConfig, Trainer, Workspace, kernels,
+    load_model, save_model,
 };
+
+use crate::common::train;
 
 fn no_dropout() -> StepDropout {
     StepDropout {
@@ -199,13 +201,6 @@ fn momentum_first_step_equals_plain_sgd_and_later_steps_accumulate() {
             .sum::<f64>()
     };
     assert!(dist(&b) > dist(&a) * 1.5, "{} vs {}", dist(&b), dist(&a));
-}
-
-fn train(config: TrainConfig, data: &Dataset) -> TrainResult {
-    Trainer::new(config)
-        .unwrap()
-        .fit(data, |_| ControlFlow::Continue(()))
-        .unwrap()
 }
 
 fn one_epoch(seed: u64, threads: usize) -> TrainConfig {
