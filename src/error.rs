@@ -242,7 +242,7 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid {field}: {reason}")]
     Config {
-        /// The field or flag name.
+        /// The configuration field, as the library names it (`val_fraction`).
         field: &'static str,
         /// What is wrong with it, including the value given.
         reason: String,
@@ -259,7 +259,7 @@ pub enum Error {
 
     /// Training produced a non-finite loss.
     #[error(
-        "training diverged: loss is {loss} at epoch {epoch}, step {step}; try a lower learning rate (--lr)"
+        "training diverged: loss is {loss} at epoch {epoch}, step {step}; try a lower learning rate (lr)"
     )]
     Diverged {
         /// 1-based epoch.

@@ -120,7 +120,7 @@ impl TrainConfig {
             );
         }
         if self.batch_size == 0 {
-            return bad("batch-size", "must be at least 1, got 0".into());
+            return bad("batch_size", "must be at least 1, got 0".into());
         }
         if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
             return bad(
@@ -130,7 +130,7 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.val_fraction) {
             return bad(
-                "val-fraction",
+                "val_fraction",
                 format!("must be in [0, 1), got {}", self.val_fraction),
             );
         }
@@ -528,10 +528,10 @@ impl Trainer {
         };
         if c.val_fraction > 0.0 && !c.full_train && holdout.val.is_empty() {
             return Err(Error::Config {
-                field: "val-fraction",
+                field: "val_fraction",
                 reason: format!(
                     "{} of {} training samples holds out none for validation: raise it, or train \
-                     on everything with full_train (--full-train)",
+                     on everything with full_train",
                     c.val_fraction,
                     data.train.len()
                 ),
@@ -539,7 +539,7 @@ impl Trainer {
         }
         if holdout.train.len() < c.batch_size {
             return Err(Error::Config {
-                field: "batch-size",
+                field: "batch_size",
                 reason: format!(
                     "{} exceeds the {} training samples",
                     c.batch_size,

@@ -233,6 +233,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The one-line message for an error: its chain joined by ": ", with the library's
+/// configuration fields named as their flags (`invalid --val-fraction: ...`,
+/// `... learning rate (--lr)`).
+pub fn message(err: &anyhow::Error) -> String {
+    let parts: Vec<String> = err
+        .chain()
+        .map(|cause| match cause.downcast_ref::<relumax::Error>() {
+            Some(relumax::Error::Config { field, reason }) => {
+                format!("invalid --{}: {reason}", field.replace('_', "-"))
+            }
+            Some(e @ relumax::Error::Diverged { .. }) => e.to_string().replace("(lr)", "(--lr)"),
+            _ => cause.to_string(),
+        })
+        .collect();
+    parts.join(": ")
+}
+
 /// The exit code for an error: [`EXIT_DIVERGED`] for diverged training, 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<relumax::Error>() {

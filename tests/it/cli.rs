@@ -172,27 +172,27 @@ fn bad_flags_are_rejected_before_anything_is_written() {
     let (tmp, dir) = small_dataset(false);
     let out = tmp.path().join("out");
     let cases: &[(&[&str], &str)] = &[
-        (&["--lr", "1e9"], "invalid lr"),
-        (&["--lr", "0"], "invalid lr"),
-        (&["--lr", "-0.1"], "invalid lr"),
-        (&["--lr", "nan"], "invalid lr"),
-        (&["--lr", "inf"], "invalid lr"),
-        (&["--hidden", "0"], "invalid hidden"),
-        (&["--hidden", "64,0"], "invalid hidden"),
+        (&["--lr", "1e9"], "invalid --lr"),
+        (&["--lr", "0"], "invalid --lr"),
+        (&["--lr", "-0.1"], "invalid --lr"),
+        (&["--lr", "nan"], "invalid --lr"),
+        (&["--lr", "inf"], "invalid --lr"),
+        (&["--hidden", "0"], "invalid --hidden"),
+        (&["--hidden", "64,0"], "invalid --hidden"),
         (&["--layers", "0"], "invalid --layers"),
         (&["--hidden", "64,32", "--layers", "3"], "invalid --layers"),
-        (&["--dropout", "1"], "invalid dropout"),
-        (&["--dropout", "-0.5"], "invalid dropout"),
-        (&["--batch-size", "0"], "invalid batch-size"),
+        (&["--dropout", "1"], "invalid --dropout"),
+        (&["--dropout", "-0.5"], "invalid --dropout"),
+        (&["--batch-size", "0"], "invalid --batch-size"),
         (
             &["--batch-size", "5000"],
             "exceeds the 800 training samples",
         ),
-        (&["--val-fraction", "1"], "invalid val-fraction"),
-        (&["--val-fraction", "-0.1"], "invalid val-fraction"),
-        (&["--epochs", "0"], "invalid epochs"),
-        (&["--momentum", "1.5"], "invalid momentum"),
-        (&["--threads", "0"], "invalid threads"),
+        (&["--val-fraction", "1"], "invalid --val-fraction"),
+        (&["--val-fraction", "-0.1"], "invalid --val-fraction"),
+        (&["--epochs", "0"], "invalid --epochs"),
+        (&["--momentum", "1.5"], "invalid --momentum"),
+        (&["--threads", "0"], "invalid --threads"),
         // 0.0001 of 800 samples rounds to none held out: no validation, which was asked for.
         (&["--val-fraction", "0.0001"], "holds out none"),
     ];
@@ -211,7 +211,7 @@ fn bad_flags_are_rejected_before_anything_is_written() {
         (&["--epochs", "18446744073709551615"], "not enough memory"),
         (&["--epochs", "100000000000"], "not enough memory"),
         (&["--hidden", "65536", "--layers", "8"], "not enough memory"),
-        (&["--threads", "100000"], "invalid threads"),
+        (&["--threads", "100000"], "invalid --threads"),
         (
             &["--layers", "4000000000"],
             "invalid --layers: at most 1024",
@@ -242,7 +242,7 @@ fn bad_flags_are_rejected_before_anything_is_written() {
             &["--ceiling-size", "100000"],
             "not enough memory: the sgemm ceiling",
         ),
-        (&["--threads", "100000"], "invalid threads"),
+        (&["--threads", "100000"], "invalid --threads"),
     ] {
         let args = [
             &["bench", "--data", data, "--hidden", "8", "--layers", "1"],

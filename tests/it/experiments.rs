@@ -269,7 +269,7 @@ fn paper_rejects_bad_arguments() {
             1,
             "invalid --only: at most 1024 hidden layers",
         ),
-        (&["--epochs", "0"][..], 1, "invalid epochs"),
+        (&["--epochs", "0"][..], 1, "invalid --epochs"),
         (&["--shard", "2/2"][..], 1, "invalid --shard"),
         (&["--shard", "x"][..], 2, "expected I/N"),
     ] {

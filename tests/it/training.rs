@@ -553,7 +553,7 @@ fn bad_config_values_are_rejected() {
                 batch_size: 0,
                 ..d.clone()
             },
-            "batch-size",
+            "batch_size",
         ),
         (
             TrainConfig {
@@ -567,21 +567,21 @@ fn bad_config_values_are_rejected() {
                 val_fraction: -0.1,
                 ..d.clone()
             },
-            "val-fraction",
+            "val_fraction",
         ),
         (
             TrainConfig {
                 val_fraction: 1.0,
                 ..d.clone()
             },
-            "val-fraction",
+            "val_fraction",
         ),
         (
             TrainConfig {
                 val_fraction: f64::NAN,
                 ..d.clone()
             },
-            "val-fraction",
+            "val_fraction",
         ),
         (
             TrainConfig {
