@@ -52,13 +52,25 @@ fn config_hash(config_json: &str) -> String {
 /// # Errors
 /// [`Error::Write`] when the folder or a file cannot be written.
 pub fn save_checkpoint(dir: &Path, config: &TrainConfig, state: &TrainState) -> Result<()> {
+    let fresh = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|source| Error::Write {
         path: dir.into(),
         source,
     })?;
     let stamp = format!("{}:{}", state.epoch, state.step);
-    let keep = write_velocity(dir, state, &stamp)?;
-    write_state(dir, config, state, &stamp)?;
+    let written = write_velocity(dir, state, &stamp)
+        .and_then(|keep| write_state(dir, config, state, &stamp).map(|()| keep));
+    let keep = match written {
+        Ok(keep) => keep,
+        Err(e) => {
+            // A first checkpoint that could not be written leaves no folder behind (an older
+            // one stays as it was).
+            if fresh {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(e);
+        }
+    };
     // The new state is in place: velocity files of older states are no longer needed.
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
