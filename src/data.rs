@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::idx;
 use crate::kernels;
 use crate::mmap::{self, Bytes};
+use crate::model::check_labels;
 use crate::rng::{self, Stream};
 
 /// The four standard IDX file names a dataset folder holds (each raw or with `.gz`).
@@ -422,18 +423,6 @@ impl Dataset {
     }
 }
 
-fn check_labels(labels: &[u32], classes: usize, name: &str) -> Result<()> {
-    match labels.iter().position(|&l| l as usize >= classes) {
-        Some(index) => Err(Error::LabelOutOfRange {
-            labels: name.into(),
-            index,
-            label: labels[index],
-            classes,
-        }),
-        None => Ok(()),
-    }
-}
-
 /// A split, its images' `(rows, cols)`, and the paths of its label and image files.
 type LoadedSplit = (Split, (usize, usize), PathBuf, PathBuf);
 
@@ -835,13 +824,7 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// FNV-1a over a list of indices: a short fingerprint of an order.
-    fn fingerprint(v: &[usize]) -> u64 {
-        v.iter().fold(0xcbf2_9ce4_8422_2325, |h, &i| {
-            (h ^ i as u64).wrapping_mul(0x0100_0000_01b3)
-        })
-    }
+    use crate::testing::fingerprint;
 
     /// MNIST's holdout at seed 0 and the first epochs' orders, committed (integer arithmetic
     /// only: the same on every CPU). A change here changes every result.

@@ -414,14 +414,7 @@ impl Mlp {
             });
         }
         let classes = self.classes();
-        if let Some(index) = y.iter().position(|&l| l as usize >= classes) {
-            return Err(Error::LabelOutOfRange {
-                labels: "y".into(),
-                index,
-                label: y[index],
-                classes,
-            });
-        }
+        check_labels(y, classes, "y")?;
         let x = x.as_standard_layout();
         let rows = EVAL_ROWS.min(x.nrows()).max(1);
         let mut ws = Workspace::new(self, rows);
@@ -439,6 +432,20 @@ impl Mlp {
             }
         }
         Ok(Evaluation::new(loss, confusion))
+    }
+}
+
+/// An error naming the first label of `labels` (called `name` in the message) that is not
+/// below `classes`.
+pub(crate) fn check_labels(labels: &[u32], classes: usize, name: &str) -> Result<()> {
+    match labels.iter().position(|&l| l as usize >= classes) {
+        Some(index) => Err(Error::LabelOutOfRange {
+            labels: name.into(),
+            index,
+            label: labels[index],
+            classes,
+        }),
+        None => Ok(()),
     }
 }
 

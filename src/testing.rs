@@ -17,3 +17,10 @@ pub(crate) fn pool(threads: usize) -> rayon::ThreadPool {
         .build()
         .unwrap()
 }
+
+/// FNV-1a over a list of indices: a short fingerprint of an order or a mask, for goldens.
+pub(crate) fn fingerprint(v: &[usize]) -> u64 {
+    v.iter().fold(0xcbf2_9ce4_8422_2325, |h, &i| {
+        (h ^ i as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}

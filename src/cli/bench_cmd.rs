@@ -72,23 +72,22 @@ pub fn sgemm_ceiling(n: usize, threads: usize) -> f64 {
 impl BenchArgs {
     /// The configurations to measure, validated (nothing read or written yet).
     pub fn configs(&self) -> anyhow::Result<Vec<TrainConfig>> {
-        let args = self;
-        if args.epochs == 0 {
+        if self.epochs == 0 {
             anyhow::bail!("invalid --epochs: must be at least 1, got 0");
         }
-        let choices = match args.kernels.as_slice() {
+        let choices = match self.kernels.as_slice() {
             [] => vec![kernels(None)?],
             given => given.to_vec(),
         };
-        let widths = if args.hidden.is_empty() {
+        let widths = if self.hidden.is_empty() {
             vec![128, 256, 512, 1024, 2048]
         } else {
-            args.hidden.clone()
+            self.hidden.clone()
         };
-        let layer_counts = if args.layers.is_empty() {
+        let layer_counts = if self.layers.is_empty() {
             vec![1, 2]
         } else {
-            args.layers.clone()
+            self.layers.clone()
         };
         let mut configs = Vec::new();
         for &layers in &layer_counts {
@@ -97,15 +96,15 @@ impl BenchArgs {
                     let config = TrainConfig {
                         hidden: hidden_layers(width, layers, "--layers")?,
                         // One warm-up epoch.
-                        epochs: args.epochs.checked_add(1).ok_or_else(|| {
+                        epochs: self.epochs.checked_add(1).ok_or_else(|| {
                             anyhow::anyhow!(
                                 "invalid --epochs: at most {}, got {}",
                                 usize::MAX - 1,
-                                args.epochs
+                                self.epochs
                             )
                         })?,
-                        batch_size: args.batch_size.unwrap_or(TrainConfig::default().batch_size),
-                        threads: args.threads,
+                        batch_size: self.batch_size.unwrap_or(TrainConfig::default().batch_size),
+                        threads: self.threads,
                         kernels: kernels.resolve()?,
                         ..Default::default()
                     };

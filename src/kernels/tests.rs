@@ -8,7 +8,7 @@ use rand::RngCore;
 use super::operands::{self, Block, Isa, Selected, rows_contiguous};
 use super::*;
 use crate::rng::{self, Stream};
-use crate::testing::{noise, pool};
+use crate::testing::{fingerprint, noise, pool};
 
 /// The definition, element by element (nothing shared with the implementations).
 mod reference {
@@ -646,10 +646,7 @@ fn dropout_masks_are_the_committed_goldens() {
         .filter(|(_, v)| **v > 0.0)
         .map(|(i, _)| i)
         .collect();
-    let fingerprint = kept.iter().fold(0xcbf2_9ce4_8422_2325u64, |f, &i| {
-        (f ^ i as u64).wrapping_mul(0x0100_0000_01b3)
-    });
-    let got = (key, kept.len(), fingerprint);
+    let got = (key, kept.len(), fingerprint(&kept));
     assert_eq!(got, GOLDEN_MASK, "{got:#x?}");
     assert!(h.iter().all(|&v| v == 0.0 || v == 2.0));
 }
