@@ -228,7 +228,8 @@ pub fn train_to_dir(
         .fold(0u64, |n, w| {
             n.saturating_add((w[0] as u64 + 1).saturating_mul(w[1] as u64))
         });
-    let run = RunDir::new(out, parameters.saturating_mul(12).saturating_add(1 << 20))?;
+    let needed = parameters.saturating_mul(12).saturating_add(1 << 20);
+    RunDir::check(out, needed)?;
     if let Some(flag) = options.interrupt {
         trainer = trainer.with_interrupt(flag);
     }
@@ -274,7 +275,9 @@ pub fn train_to_dir(
             });
         }
     };
-    if let Err(e) = write_run(run, config, (data, data_dir), out, &result, steps) {
+    let written = RunDir::new(out, needed)
+        .and_then(|run| write_run(run, config, (data, data_dir), out, &result, steps));
+    if let Err(e) = written {
         // The trained model is not lost: it stays as a finished checkpoint, and resuming it
         // only writes the folder.
         if let Some(ck) = &checkpoint {

@@ -63,8 +63,27 @@ pub struct RunDir {
 
 impl RunDir {
     /// Starts writing the folder `target` (its parent is created if needed), whose files and
-    /// checkpoints take about `needed` bytes.
+    /// checkpoints take about `needed` bytes, after the checks of [`RunDir::check`].
     pub fn new(target: &Path, needed: u64) -> anyhow::Result<RunDir> {
+        let parent = RunDir::check(target, needed)?;
+        let name = target
+            .file_name()
+            .map_or("run".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.partial-"))
+            .tempdir_in(&parent)
+            .with_context(|| format!("cannot write in {}", parent.display()))?;
+        Ok(RunDir {
+            tmp,
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// Whether the folder `target` can be written, before a run trains (which leaves nothing on
+    /// disk, so that a run stopped at once has nothing to clean up): its parent is a folder
+    /// (created if needed) with room for `needed` bytes, and `target` is absent, empty or an
+    /// earlier run. Returns the parent.
+    pub fn check(target: &Path, needed: u64) -> anyhow::Result<PathBuf> {
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -86,17 +105,7 @@ impl RunDir {
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
         check_room(&parent, target, needed)?;
-        let name = target
-            .file_name()
-            .map_or("run".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.partial-"))
-            .tempdir_in(&parent)
-            .with_context(|| format!("cannot write in {}", parent.display()))?;
-        Ok(RunDir {
-            tmp,
-            target: target.to_path_buf(),
-        })
+        Ok(parent)
     }
 
     /// The path a file named `name` gets while the folder is being written.

@@ -149,6 +149,24 @@ pub fn relumax_cmd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_relumax"))
 }
 
+/// The `relumax` binary, ready for arguments, under a shell's `ulimit -f blocks` (512- or
+/// 1024-byte blocks, as the shell counts them): a write past that size fails with EFBIG, as on
+/// a disk filling up. SIGXFSZ is ignored, as a process that handles the error asks. (Through a
+/// shell, not `pre_exec`: a fork of the test process would run OpenBLAS's pre-fork handler,
+/// which can hang joining its threads.)
+#[cfg(feature = "cli")]
+pub fn relumax_limited(blocks: u32) -> Command {
+    let mut limited = Command::new("sh");
+    limited
+        .args([
+            "-c",
+            &format!(r#"ulimit -f {blocks} && trap '' XFSZ && exec "$@""#),
+            "sh",
+        ])
+        .arg(env!("CARGO_BIN_EXE_relumax"));
+    limited
+}
+
 /// Runs the `relumax` binary with `args` and returns what it did.
 #[cfg(feature = "cli")]
 pub fn relumax(args: &[&str]) -> Output {

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{listing, numbers, relumax, relumax_cmd, small_dataset, stderr, stdout};
+use crate::common::{
+    listing, numbers, relumax, relumax_cmd, relumax_limited, small_dataset, stderr, stdout,
+};
 
 /// Asserts a clean failure: the exit code, one line on stderr containing `needle`, no panic.
 fn assert_fails(o: &Output, code: i32, needle: &str) {
@@ -701,18 +703,28 @@ fn a_write_that_fails_while_saving_leaves_nothing() {
     let (_data_tmp, dir) = crate::common::small_dataset(false);
     for every in ["0", "1"] {
         let tmp = tempfile::tempdir().unwrap();
-        // Files may grow to 128 blocks (64 or 128 KiB, as the shell counts them), less than
-        // the 140 KB model: its write fails with EFBIG after training, as a disk filling up
-        // meanwhile would. SIGXFSZ is ignored, as a process that handles the error asks.
-        // (Through a shell, not `pre_exec`: a fork of this process would run OpenBLAS's
-        // pre-fork handler, which can hang joining its threads.)
-        let mut limited = Command::new("sh");
-        limited
-            .args(["-c", r#"ulimit -f 128 && trap '' XFSZ && exec "$@""#, "sh"])
-            .arg(env!("CARGO_BIN_EXE_relumax"));
-        let o = train_512(limited, &dir, &tmp.path().join("run"), every);
+        // Files may grow to 128 blocks (64 or 128 KiB), less than the 140 KB model: its write
+        // fails after training, as a disk filling up meanwhile would.
+        let o = train_512(relumax_limited(128), &dir, &tmp.path().join("run"), every);
         assert_fails(&o, 1, "too large");
         let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
+    // An earlier run in the folder survives a failed overwrite, byte for byte.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = train_512(relumax_cmd(), &dir, &run, "0");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = |run: &Path| -> Vec<(String, Vec<u8>)> {
+        listing(run)
+            .into_iter()
+            .map(|name| (name.clone(), std::fs::read(run.join(name)).unwrap()))
+            .collect()
+    };
+    let before = files(&run);
+    assert!(before.len() >= 3, "{:?}", listing(&run));
+    let o = train_512(relumax_limited(128), &dir, &run, "1");
+    assert_fails(&o, 1, "too large");
+    assert!(files(&run) == before, "the earlier run changed");
+    assert_eq!(listing(tmp.path()), ["run"]);
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::common::{listing, numbers, ok, relumax, stderr, stdout};
+use crate::common::{listing, numbers, ok, relumax, relumax_limited, stderr, stdout};
 use ndarray::Array2;
 use relumax::{FRAME, mnist_digit};
 
@@ -122,13 +122,7 @@ fn paper_resumes_and_aggregates_the_same_tables() {
     let (tmp, base) = paper_run();
     let out = tmp.path().join("copy");
     copy_dir(base, &out);
-    // results.csv without its two timing columns (retraining changes only those).
-    let results = |out: &Path| -> Vec<String> {
-        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-        csv.lines()
-            .map(|l| l.rsplitn(3, ',').last().unwrap().to_string())
-            .collect()
-    };
+    let results = results_without_timings;
     let before = results(&out);
     let before_bytes = std::fs::read(out.join("results.csv")).unwrap();
     // A complete folder is reused, not retrained.
@@ -147,6 +141,16 @@ fn paper_resumes_and_aggregates_the_same_tables() {
         std::fs::read(out.join("results.csv")).unwrap(),
         before_bytes
     );
+    // --force retrains it: a new model file, with the same results.
+    let model_before = std::fs::read(&model).unwrap();
+    let stdout = paper_1x128(&out, &["--no-progress", "--force"]);
+    assert!(!stdout.contains("done already"), "{stdout}");
+    assert_ne!(
+        std::fs::metadata(&model).unwrap().modified().unwrap(),
+        stamp
+    );
+    assert!(std::fs::read(&model).unwrap() == model_before);
+    assert_eq!(results(&out), before);
     // An interrupted folder (no final metrics) is redone, with identical results.
     std::fs::write(out.join("1x128-seed0/metrics.jsonl"), b"").unwrap();
     let stdout = paper_1x128(&out, &["--no-progress"]);
@@ -217,6 +221,68 @@ fn paper_shards_then_aggregates() {
             .unwrap()
             .contains("Two hidden layers beat one")
     );
+    // The same run unsharded gives the same models and the same results.
+    let whole = tmp.path().join("whole");
+    ok(&relumax(&[
+        "paper",
+        "--only",
+        "1x128,2x128",
+        "--epochs",
+        "1",
+        "--out",
+        s(&whole),
+        "--no-progress",
+    ]));
+    for run in ["1x128-seed0", "2x128-seed0"] {
+        let model = |root: &Path| std::fs::read(root.join(run).join("model.safetensors")).unwrap();
+        assert!(model(&out) == model(&whole), "{run}: the models differ");
+    }
+    assert_eq!(
+        results_without_timings(&out),
+        results_without_timings(&whole)
+    );
+}
+
+/// The lines of `results.csv` in `out` without their two timing columns (retraining changes
+/// only those).
+fn results_without_timings(out: &Path) -> Vec<String> {
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    csv.lines()
+        .map(|l| l.rsplitn(3, ',').last().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn failed_overwrites_keep_the_report_and_the_class_images() {
+    let (tmp, base) = paper_run();
+    let out = tmp.path().join("overwrite");
+    copy_dir(base, &out);
+    let files = || -> Vec<(String, Vec<u8>)> {
+        listing(&out)
+            .into_iter()
+            .filter(|n| out.join(n).is_file())
+            .map(|n| (n.clone(), std::fs::read(out.join(&n)).unwrap()))
+            .collect()
+    };
+    let before = files();
+    // Files may grow to one block (512 or 1024 bytes): the report's and the figures' writes
+    // fail part way, as on a full disk.
+    let o = relumax_limited(1)
+        .args(["paper", "--only", "1x128", "--epochs", "1", "--aggregate"])
+        .args(["--out", s(&out)])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("too large"), "{}", stderr(&o));
+    let png = out.join("classes.png");
+    let model = out.join("1x128-seed0/model.safetensors");
+    let o = relumax_limited(1)
+        .args(["feed-backward", "--model", s(&model), "--out", s(&png)])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(files() == before, "a file changed");
+    assert_eq!(listing(&out), listing(base), "something was left behind");
 }
 
 #[test]
@@ -315,6 +381,29 @@ fn predict_classifies_the_samples_with_distributions() {
         right, 10,
         "the one-epoch 1x128 model classifies every sample digit right"
     );
+    // The same digits as JPEGs (a phone's photo format) are read and classified alike.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["predict".to_string(), "--model".into(), s(&model).into()];
+    for (digit, png) in samples().iter().enumerate() {
+        let jpeg = dir.path().join(format!("{digit}.jpg"));
+        let mut file = std::fs::File::create(&jpeg).unwrap();
+        image::open(png)
+            .unwrap()
+            .into_rgb8()
+            .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+                &mut file, 90,
+            ))
+            .unwrap();
+        args.push(s(&jpeg).into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stdout = ok(&relumax(&args));
+    for digit in 0..10 {
+        assert!(
+            stdout.contains(&format!("{digit}.jpg: {digit}")),
+            "{digit}.jpg: {stdout}"
+        );
+    }
 }
 
 /// A PNG whose header claims `w x h` pixels, with an empty image stream.

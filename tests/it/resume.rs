@@ -28,6 +28,16 @@ fn train_and_signal(out: &Path, after: usize, signal: &str) -> Option<i32> {
 /// Trains `CONFIG` into `out`, calling `act` with the process id once `after` epoch lines
 /// have been printed; returns its output (stdout read to the end here, so never closed on it).
 fn train_and(out: &Path, after: usize, act: impl FnOnce(u32)) -> std::process::Output {
+    train_and_with(out, after, &[], act)
+}
+
+/// [`train_and`] with `extra` arguments.
+fn train_and_with(
+    out: &Path,
+    after: usize,
+    extra: &[&str],
+    act: impl FnOnce(u32),
+) -> std::process::Output {
     let mut child = relumax_cmd()
         .args([
             "train",
@@ -37,6 +47,7 @@ fn train_and(out: &Path, after: usize, act: impl FnOnce(u32)) -> std::process::O
             out.to_str().unwrap(),
         ])
         .args(CONFIG)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -258,4 +269,207 @@ fn resume_without_a_checkpoint_is_a_clean_error() {
     let o = resume(&tmp.path().join("bad"), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a valid relumax model"));
+}
+
+/// Entries of `dir` whose names start with `prefix`.
+fn entries_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    // One step of 60,000 samples through 2 x 2048 units: seconds, longer than the test waits,
+    // so the first Ctrl-C (taken at the end of a step) cannot be honoured before the second.
+    let mut child = relumax_cmd()
+        .args([
+            "train",
+            "--no-progress",
+            "--hidden",
+            "2048",
+            "--layers",
+            "2",
+        ])
+        .args([
+            "--batch-size",
+            "60000",
+            "--val-fraction",
+            "0",
+            "--epochs",
+            "1",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let interrupt = || {
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    interrupt();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    interrupt();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Stopped inside the step: no checkpoint (the first Ctrl-C alone would have saved one),
+    // no run folder, nothing half-written.
+    assert_eq!(crate::common::listing(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_kill_while_a_checkpoint_is_written_keeps_the_previous_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = uninterrupted(tmp.path());
+    let out = tmp.path().join("run");
+    let ck = tmp.path().join("run.checkpoint");
+    let mut child = relumax_cmd()
+        .args(["train", "--no-progress", "--out", out.to_str().unwrap()])
+        .args(CONFIG)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // After the first epoch's checkpoint, watch for the second one's temporary files (the
+    // velocity, then the state, each written under a temporary name and renamed) and kill the
+    // process as soon as one appears.
+    let mut caught = false;
+    while child.try_wait().unwrap().is_none() {
+        if ck.join("state.safetensors").is_file() && !entries_starting(&ck, ".relumax-").is_empty()
+        {
+            let pid = child.id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-KILL", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            caught = true;
+            break;
+        }
+    }
+    assert!(caught, "the run ended before a checkpoint write was seen");
+    assert_eq!(child.wait().unwrap().code(), None, "killed");
+    let o = resume(&out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(model_bytes(&out) == full, "resumed model differs");
+    assert!(
+        !ck.exists(),
+        "the checkpoint and its stray temporary file are removed"
+    );
+}
+
+#[test]
+fn checkpoints_every_n_epochs_or_only_when_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = uninterrupted(tmp.path());
+    for (every, kept_epoch) in [("2", Some(2)), ("0", None)] {
+        let out = tmp.path().join(format!("run{every}"));
+        let ck = tmp.path().join(format!("run{every}.checkpoint"));
+        // Killed once the third epoch has begun: with --checkpoint-every 2, the checkpoint
+        // on disk is the second epoch's (none was written after the first); with 0, none.
+        let o = train_and_with(&out, 2, &["--checkpoint-every", every], |pid| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let pid = pid.to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-KILL", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        });
+        assert_eq!(o.status.code(), None);
+        match kept_epoch {
+            Some(epoch) => {
+                let stamp = std::fs::read_dir(&ck)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .find(|n| n.starts_with("velocity-"))
+                    .unwrap();
+                assert_eq!(stamp, format!("velocity-{epoch}-0.safetensors"));
+                let o = resume(&out, &[]);
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                assert!(
+                    model_bytes(&out) == full,
+                    "--checkpoint-every {every}: differs"
+                );
+            }
+            None => assert!(!ck.exists(), "--checkpoint-every 0 wrote {ck:?}"),
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_during_paper_keeps_the_finished_configurations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("paper");
+    let args = [
+        "paper",
+        "--only",
+        "1x128,2x512",
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let mut child = relumax_cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ctrl-C half a second into the second configuration, once the first has reported.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().contains("1x128 seed 0: test loss") {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let pid = child.id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-INT", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("finished configurations are kept"), "{err}");
+    assert!(out.join("1x128-seed0/model.safetensors").is_file());
+    assert!(!out.join("2x512-seed0").exists());
+    assert!(
+        !out.join("report.md").exists(),
+        "no report of an unfinished paper"
+    );
+    // The same command again reuses the first and finishes the second.
+    let o = relumax_cmd().args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("1x128: done already"), "{text}");
+    assert!(out.join("2x512-seed0/model.safetensors").is_file());
+    assert!(out.join("report.md").is_file());
 }
