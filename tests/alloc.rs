@@ -1,5 +1,6 @@
 //! The training step allocates nothing: a counting global allocator sees no allocation while
-//! a workspace-backed SGD step runs (after a warm-up), on one thread or on a pool of two.
+//! workspace-backed SGD steps run (after a warm-up), on one thread or on a pool of two, with
+//! and without momentum, at widths up to 1,024; nor between the steps of `Trainer::fit`.
 
 mod common;
 
@@ -7,8 +8,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use ndarray::Array2;
+use std::ops::ControlFlow;
+
 use relumax::{
-    Batcher, Dataset, Holdout, Init, Mlp, Sgd, StepDropout, Workspace, set_blas_threads,
+    Batcher, Dataset, Event, Holdout, Init, Mlp, Sgd, StepDropout, TrainConfig, Trainer, Workspace,
+    set_blas_threads,
 };
 
 struct Counting;
@@ -42,54 +46,118 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Held by each test: the counter is global, so they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Allocations made while `f` runs.
+fn allocations_in(f: impl FnOnce()) -> usize {
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    f();
+    COUNTING.store(false, Ordering::SeqCst);
+    ALLOCATIONS.swap(0, Ordering::SeqCst)
+}
+
+fn synthetic(n: usize) -> Dataset {
+    let x = Array2::from_shape_fn((n, 784), |(i, j)| ((i * 7 + j) % 255) as f32 / 255.0);
+    let y: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
+    Dataset::from_arrays(x.clone(), y.clone(), x, y, 10).unwrap()
+}
+
+#[test]
+fn the_counter_counts() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let probe = allocations_in(|| drop(std::hint::black_box(Array2::<f32>::zeros((4, 4)))));
+    assert_eq!(
+        probe, 1,
+        "the counter sees allocations from the library's kind of code"
+    );
+}
+
 #[test]
 fn training_steps_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     set_blas_threads(1);
-    // The counter sees allocations from the library's kind of code.
-    COUNTING.store(true, Ordering::SeqCst);
-    let probe = std::hint::black_box(Array2::<f32>::zeros((4, 4)));
-    COUNTING.store(false, Ordering::SeqCst);
-    drop(probe);
-    assert_eq!(
-        ALLOCATIONS.swap(0, Ordering::SeqCst),
-        1,
-        "the counter works"
-    );
-    let x0 = Array2::from_shape_fn((1000, 784), |(i, j)| ((i * 7 + j) % 255) as f32 / 255.0);
-    let y0: Vec<u32> = (0..1000).map(|i| i % 10).collect();
-    let data = Dataset::from_arrays(x0.clone(), y0.clone(), x0, y0, 10).unwrap();
-    for threads in [1, 2] {
-        common::pool(threads).install(|| {
-            let mut model = Mlp::new(&[784, 256, 256, 10], Init::He, 0).unwrap();
-            let mut ws = Workspace::new(&model, 32);
-            let mut sgd = Sgd::new(&model, 0.01, 0.0);
-            let holdout = Holdout::new(1000, 0.2, 0);
-            let mut batcher = Batcher::new(holdout.train, 32, 784, 0);
-            batcher.shuffle(0);
-            let mut step = |k: usize, batcher: &mut Batcher| {
-                let (x, y) = batcher.batch(&data.train, k % batcher.num_batches());
-                let dropout = StepDropout {
-                    p: 0.5,
-                    seed: 0,
-                    epoch: 0,
-                    step: k,
+    let data = synthetic(1000);
+    // Plain SGD; momentum; and hidden layers of 1,024, whose fused backward takes the wide
+    // blocks and the transposed-input buffers.
+    let cases: [(&[usize], f32); 3] = [
+        (&[784, 256, 256, 10], 0.0),
+        (&[784, 256, 256, 10], 0.9),
+        (&[784, 1024, 1024, 10], 0.0),
+    ];
+    for (sizes, momentum) in cases {
+        for threads in [1, 2] {
+            let n = common::pool(threads).install(|| {
+                let mut model = Mlp::new(sizes, Init::He, 0).unwrap();
+                let mut ws = Workspace::new(&model, 32);
+                let mut sgd = Sgd::new(&model, 0.01, momentum);
+                let holdout = Holdout::new(1000, 0.2, 0);
+                let mut batcher = Batcher::new(holdout.train, 32, 784, 0);
+                batcher.shuffle(0);
+                let mut step = |k: usize| {
+                    let (x, y) = batcher.batch(&data.train, k % batcher.num_batches());
+                    let dropout = StepDropout {
+                        p: 0.5,
+                        seed: 0,
+                        epoch: 0,
+                        step: k,
+                    };
+                    sgd.step(&mut model, &mut ws, x, y, dropout).loss
                 };
-                sgd.step(&mut model, &mut ws, x, y, dropout).loss
-            };
-            for k in 0..5 {
-                step(k, &mut batcher);
-            }
-            ALLOCATIONS.store(0, Ordering::SeqCst);
-            COUNTING.store(true, Ordering::SeqCst);
-            for k in 5..30 {
-                step(k, &mut batcher);
-            }
-            COUNTING.store(false, Ordering::SeqCst);
-        });
-        let n = ALLOCATIONS.load(Ordering::SeqCst);
-        assert_eq!(
-            n, 0,
-            "{threads} threads: {n} allocations in 25 training steps"
-        );
+                for k in 0..5 {
+                    step(k);
+                }
+                allocations_in(|| {
+                    for k in 5..30 {
+                        step(k);
+                    }
+                })
+            });
+            assert_eq!(
+                n, 0,
+                "{sizes:?} momentum {momentum}, {threads} threads: {n} allocations in 25 steps"
+            );
+        }
     }
+}
+
+#[test]
+fn the_steps_of_a_whole_fit_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    set_blas_threads(1);
+    let data = synthetic(2000);
+    // From the third step of each epoch to its last: the training loop itself (batches,
+    // dropout, the next batch's gather, running losses, learning-curve points), not the
+    // evaluation and bookkeeping between epochs.
+    let mut counted = Vec::new();
+    let config = TrainConfig {
+        hidden: vec![256, 256],
+        epochs: 2,
+        momentum: 0.5,
+        threads: Some(2),
+        ..TrainConfig::default()
+    };
+    let result = Trainer::new(config)
+        .unwrap()
+        .fit(&data, |event| {
+            if let Event::Step { step, steps, .. } = *event {
+                if step == 2 {
+                    ALLOCATIONS.store(0, Ordering::SeqCst);
+                    COUNTING.store(true, Ordering::SeqCst);
+                } else if step == steps {
+                    COUNTING.store(false, Ordering::SeqCst);
+                    counted.push((steps - 2, ALLOCATIONS.swap(0, Ordering::SeqCst)));
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(result.epochs.len(), 2);
+    // 1,600 training samples in batches of 32: 50 steps an epoch, 48 of them counted.
+    assert_eq!(
+        counted,
+        [(48, 0), (48, 0)],
+        "(steps, allocations) per epoch"
+    );
 }

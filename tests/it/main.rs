@@ -10,6 +10,7 @@ mod common;
 mod accuracy;
 mod api;
 mod data;
+mod gradients;
 mod robustness;
 mod training;
 

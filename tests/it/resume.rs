@@ -288,7 +288,7 @@ fn a_second_ctrl_c_stops_at_once_and_leaves_nothing() {
     let out = tmp.path().join("run");
     // One step of 60,000 samples through 2 x 2048 units: seconds, longer than the test waits,
     // so the first Ctrl-C (taken at the end of a step) cannot be honoured before the second.
-    let mut child = relumax_cmd()
+    let child = relumax_cmd()
         .args([
             "train",
             "--no-progress",
