@@ -289,6 +289,39 @@ impl Mlp {
         )
     }
 
+    /// What the products of one training step on `(x, labels)` with `dropout` execute, layer
+    /// by layer ([`kernels::layer_work`]): the zeros of each layer's input and the FLOPs run
+    /// against the dense count. Runs the step's forward pass in `ws`; the weights do not
+    /// change.
+    ///
+    /// # Panics
+    /// As [`Mlp::forward_train`].
+    pub fn step_work(
+        &self,
+        x: ArrayView2<'_, f32>,
+        labels: &[u32],
+        ws: &mut Workspace,
+        dropout: StepDropout,
+    ) -> Vec<kernels::LayerWork> {
+        self.forward_train(x, labels, ws, dropout);
+        let rows = x.nrows();
+        let work = |l: usize, layer: &Dense| {
+            let outputs = layer.bias.len();
+            match l {
+                0 => kernels::layer_work(ws.kernels, &x, outputs, Some(&ws.support)),
+                _ => {
+                    let input = ws.acts[l - 1].slice(s![..rows, ..]);
+                    kernels::layer_work(ws.kernels, &input, outputs, None)
+                }
+            }
+        };
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(l, layer)| work(l, layer))
+            .collect()
+    }
+
     /// Runs every layer's product (and the hidden layers' bias + ReLU + dropout), leaving the
     /// output layer's product `h W` without its bias in `ws.acts[last]`. With `sparse`, the
     /// first layer's product skips the zero columns of `x` that `ws.support` leaves out.

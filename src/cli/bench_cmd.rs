@@ -5,8 +5,11 @@ use std::time::Instant;
 
 use clap::Args;
 use ndarray::Array2;
-use relumax::kernels::{self, Kernels};
-use relumax::{Event, TrainConfig, Trainer, set_blas_threads, train_flops_per_sample};
+use relumax::kernels::{self, Kernels, LayerWork};
+use relumax::{
+    Batcher, Dataset, Event, Mlp, StepDropout, TrainConfig, Trainer, Workspace, set_blas_threads,
+    train_flops_per_sample,
+};
 use serde_json::json;
 
 use super::DataOpt;
@@ -44,6 +47,39 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also measure, on the trained model, the fraction of zeros in each layer's input and the
+    /// FLOPs the kernels execute (zeros skipped) against the dense count.
+    #[arg(long)]
+    sparsity: bool,
+}
+
+/// Training batches the sparsity line measures, after a configuration's timed epochs.
+const SPARSITY_BATCHES: usize = 20;
+
+/// Per layer, the work of [`SPARSITY_BATCHES`] training steps of `model` (the first batches of
+/// an epoch, with the configuration's dropout), as the configuration's kernels run them.
+fn sparsity(config: &TrainConfig, model: &Mlp, data: &Dataset) -> Vec<LayerWork> {
+    let all = (0..data.train.len()).collect();
+    let mut batcher = Batcher::new(all, config.batch_size, data.features(), config.seed);
+    batcher.shuffle(0);
+    let mut ws = Workspace::with_kernels(model, config.batch_size, config.kernels);
+    let mut total = vec![LayerWork::default(); model.layers().len()];
+    for step in 0..SPARSITY_BATCHES.min(batcher.num_batches()) {
+        let (x, y) = batcher.batch(&data.train, step);
+        let dropout = StepDropout {
+            p: config.dropout,
+            seed: config.seed,
+            epoch: 0,
+            step,
+        };
+        for (sum, layer) in total
+            .iter_mut()
+            .zip(model.step_work(x, y, &mut ws, dropout))
+        {
+            sum.add(&layer);
+        }
+    }
+    total
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -160,10 +196,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         outln!("|---|---|---:|---:|---:|---:|---:|---:|");
     }
     let (mut rows, mut samples_taken, mut before) = (Vec::new(), Vec::from_iter(first), first);
+    let mut sparsity_lines = Vec::new();
     for config in &configs {
         let mut secs = Vec::new();
         let mut samples = 0.0;
-        Trainer::new(config.clone())?.fit(&data, |e| {
+        let trained = Trainer::new(config.clone())?.fit(&data, |e| {
             if let Event::Epoch(m) = e {
                 if m.epoch > 1 {
                     secs.push(m.train_seconds);
@@ -193,13 +230,50 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 pct.map_or_else(dash, |p| format!("{p:.0}%"))
             );
         }
-        rows.push(json!({
+        let mut row = json!({
             "config": config.arch_name(), "kernels": config.kernels,
             "layers": config.hidden.len(), "hidden": config.hidden[0],
             "seconds_per_epoch": s, "epoch_seconds": secs, "epochs_per_second": 1.0 / s,
             "samples_per_second": samples / s, "gflops": gflops, "ceiling_gflops": ceiling,
             "percent_of_ceiling": pct,
-        }));
+        });
+        if args.sparsity {
+            let work = sparsity(config, &trained.model, &data);
+            let dense: f64 = work.iter().map(|w| w.dense_flops).sum();
+            let executed: f64 = work.iter().map(|w| w.executed_flops).sum();
+            let fraction = executed / dense;
+            let zeros: Vec<f64> = work.iter().map(LayerWork::zero_fraction).collect();
+            row["sparsity"] = json!({
+                "input_zero_fraction": zeros, "executed_fraction": fraction,
+                "executed_gflops": gflops * fraction,
+                "executed_percent_of_ceiling": pct.map(|p| p * fraction),
+            });
+            sparsity_lines.push(format!(
+                "| {} | {} | {} | {:.0}% | {:.1} |",
+                config.arch_name(),
+                config.kernels,
+                zeros
+                    .iter()
+                    .map(|z| format!("{:.0}%", 100.0 * z))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                100.0 * fraction,
+                gflops * fraction
+            ));
+        }
+        rows.push(row);
+    }
+    if args.sparsity && !args.json {
+        outln!("");
+        outln!(
+            "sparsity ({SPARSITY_BATCHES} training batches of the trained model): zeros in each \
+             layer's input, FLOPs the kernels execute against the dense count"
+        );
+        outln!("| config | kernels | input zeros by layer | executed / dense | executed GFLOP/s |");
+        outln!("|---|---|---|---:|---:|");
+        for line in &sparsity_lines {
+            outln!("{line}");
+        }
     }
     if args.json {
         outln!(

@@ -18,7 +18,9 @@
 //! - the element-wise kernels: [`bias_relu_dropout`], [`relu_dropout_backward`],
 //!   [`softmax_cross_entropy`], [`softmax`], [`bias_sgd`], [`argmax_rows`];
 //! - [`gemm`] and [`par_gemm`]: OpenBLAS's `sgemm`, for the [`Kernels::Blas`] backend and for
-//!   building other layers.
+//!   building other layers;
+//! - [`layer_work`]: what the products of a step execute, zeros skipped, against the dense
+//!   count.
 //!
 //! Products are cut into blocks run in parallel by rayon; every element's operations are fixed
 //! by the definition, so results are identical for any thread count.
@@ -34,6 +36,7 @@ mod operands;
 mod portable;
 #[cfg(test)]
 mod tests;
+mod work;
 
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -48,6 +51,7 @@ pub(crate) use math::{ln_f64, sin_cos_f64};
 pub(crate) use operands::prefetch;
 use operands::{Block, Isa, Selected};
 pub use portable::BATCH_BLOCK;
+pub use work::{LayerWork, layer_work};
 
 use crate::error::{Error, Result};
 
@@ -304,15 +308,10 @@ fn forward_over(
     };
     let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
     let ((m, k), n) = (x.dim(), w.ncols());
-    // A hidden layer's input, three quarters zeros, and a wide first layer's images go row by
-    // row over their nonzeros (with one block per thread: each block lists every row's
-    // nonzeros again); otherwise column blocks enough to balance up to 8 threads, a multiple
-    // of the 32-column panels. Any blocking gives the same bits.
-    let min_cols = match support {
-        None => BY_ROWS_MIN_COLS,
-        Some(_) => FIRST_BY_ROWS_MIN_COLS,
-    };
-    let by_rows = n >= min_cols && operands::sparse_rows(&x.view());
+    // Row by row, one block per thread (each block lists every row's nonzeros again);
+    // otherwise column blocks enough to balance up to 8 threads, a multiple of the 32-column
+    // panels. Any blocking gives the same bits.
+    let by_rows = forward_by_rows(support.is_some(), n, &x.view());
     let size = if by_rows {
         n.div_ceil(rayon::current_num_threads())
             .next_multiple_of(64)
@@ -402,6 +401,18 @@ pub fn backward_momentum(
         None => (None, None),
     };
     backward(kernels, dh, w, Some((v, mu)), dz, x, (lr, relu));
+}
+
+/// Whether the forward product of `x` into `n` columns goes row by row over each row's
+/// nonzeros ([`portable::forward_rows`]): a hidden layer's input, three quarters zeros, and a
+/// wide first layer's images (`first`), when at most half of `x` is nonzero.
+fn forward_by_rows(first: bool, n: usize, x: &ArrayView2<'_, f32>) -> bool {
+    let min_cols = if first {
+        FIRST_BY_ROWS_MIN_COLS
+    } else {
+        BY_ROWS_MIN_COLS
+    };
+    n >= min_cols && operands::sparse_rows(x)
 }
 
 /// Narrower products (the 10-class output layer) keep the dense tiles even for a sparse input:

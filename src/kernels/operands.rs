@@ -55,7 +55,7 @@ impl Isa {
     /// `self` for an update of a batch of `m` rows (`momentum` with a velocity): the AVX-512
     /// kernels sum one block of [`portable::BATCH_BLOCK`] rows and know no velocity, so such
     /// blocks go to AVX2.
-    fn for_update(self, m: usize, momentum: bool) -> Isa {
+    pub(crate) fn for_update(self, m: usize, momentum: bool) -> Isa {
         if self == Isa::Avx512 && (m > portable::BATCH_BLOCK || momentum) {
             Isa::Avx2
         } else {

@@ -634,7 +634,7 @@ unsafe fn dh_column<F: Fma>(
 
 /// `W` rows per update tile of the first layer (pixels, its rows of `W`, are nonzero in
 /// runs across a batch, so 4 neighbours' rows of the batch are hardly more than one's).
-const UR_PIXELS: usize = 4;
+pub(crate) const UR_PIXELS: usize = 4;
 
 /// The step of one weight (or weight register) from its gradient `g`.
 #[derive(Clone, Copy)]

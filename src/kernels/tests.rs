@@ -2,7 +2,7 @@
 //! definition (`reference`, written element by element as the doc of `portable` states it);
 //! and the dispatch held to what the operating system says the CPU has.
 
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, array};
 use rand::RngCore;
 
 use super::operands::{self, Block, Isa, Selected, rows_contiguous};
@@ -762,5 +762,50 @@ fn nan_propagates_through_relu_dropout_and_products_alike_on_every_implementatio
                 assert_eq!(v.is_nan(), i == 5, "{isa:?} {:?}", how.1);
             }
         }
+    }
+}
+
+#[test]
+fn layer_work_counts_what_the_kernels_skip() {
+    // 4 rows x 8 inputs: 10 nonzeros (3 of them negative), the last two columns all zero.
+    let x = array![
+        [1.0f32, 0.0, 0.0, 2.0, 0.0, -1.0, 0.0, 0.0],
+        [0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.5, -2.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, -0.5, 4.0, 1.0, 0.0, 0.0],
+    ];
+    let mut support = Vec::new();
+    nonzero_columns(&x.view(), &mut support);
+    assert_eq!(support, [0, 1, 2, 3, 4, 5]);
+    let (nonzero, positive) = (10.0, 7.0);
+    for kernels in [Kernels::Portable, Kernels::Blas] {
+        let portable = kernels == Kernels::Portable;
+        // A hidden layer's input into 64 units: less than half nonzero, so the forward goes
+        // row by row; the input gradient only where positive; the update over nonzeros.
+        let w = layer_work(kernels, &x.view(), 64, None);
+        assert_eq!((w.inputs, w.zeros), (32.0, 22.0));
+        assert_eq!(w.dense_flops, 3.0 * 2.0 * 32.0 * 64.0);
+        let executed = 2.0 * (nonzero + positive + nonzero) * 64.0;
+        assert_eq!(
+            w.executed_flops,
+            if portable { executed } else { w.dense_flops }
+        );
+        // Into 16 units (the output layer's kind): the dense forward tiles.
+        let w = layer_work(kernels, &x.view(), 16, None);
+        let executed = 2.0 * 32.0 * 16.0 + 2.0 * (positive + nonzero) * 16.0;
+        assert_eq!(
+            w.executed_flops,
+            if portable { executed } else { w.dense_flops }
+        );
+        // A first layer of 16 units: the forward over the 6 support columns; the update in
+        // tiles of 4 support columns, each over the rows where one of its columns is nonzero
+        // (columns 0-3: all 4 rows; columns 4-5: rows 0, 2 and 3).
+        let w = layer_work(kernels, &x.view(), 16, Some(&support));
+        assert_eq!(w.dense_flops, 2.0 * 2.0 * 32.0 * 16.0);
+        let executed = 2.0 * 4.0 * 6.0 * 16.0 + 2.0 * (4.0 * 4.0 + 3.0 * 2.0) * 16.0;
+        assert_eq!(
+            w.executed_flops,
+            if portable { executed } else { w.dense_flops }
+        );
     }
 }
