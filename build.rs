@@ -10,6 +10,18 @@ fn main() {
     println!("cargo::rerun-if-env-changed=RELUMAX_SKIP_BLAS_CHECK");
     println!("cargo::rerun-if-env-changed=OPENBLAS_LIB_DIR");
     record_build_facts();
+    if env::var_os("CARGO_FEATURE_OPENBLAS").is_none()
+        && env::var_os("CARGO_FEATURE_EXTERNAL_BLAS").is_none()
+    {
+        // Without a provider, the link fails much later with a wall of undefined
+        // `cblas_sgemm` symbols.
+        println!(
+            "cargo::error=relumax needs a BLAS: enable its `openblas` feature (the default; \
+             with `default-features = false`, add `features = [\"openblas\"]`), or, if your \
+             crate links another BLAS and LAPACK itself through blas-src, its `external-blas` \
+             feature"
+        );
+    }
     if env::var_os("CARGO_FEATURE_OPENBLAS").is_some()
         && env::var_os("RELUMAX_SKIP_BLAS_CHECK").is_none()
         && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")

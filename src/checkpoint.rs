@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::layer::Dense;
 use crate::model::Mlp;
 use crate::model_file::{load, to_bytes, write_atomic};
-use crate::train::{EpochProgress, TrainConfig, TrainState};
+use crate::train::{Best, EpochProgress, TrainConfig, TrainState};
 
 const STATE_FILE: &str = "state.safetensors";
 /// The velocity file that goes with the state stamped `epoch:step`.
@@ -31,6 +31,16 @@ fn is_velocity_file(name: &str) -> bool {
     name.starts_with("velocity-") && name.ends_with(".safetensors")
 }
 
+/// The file of the best model so far (`TrainConfig::keep_best`), from 1-based `epoch`.
+fn best_file(epoch: usize) -> String {
+    format!("best-{epoch}.safetensors")
+}
+
+/// Whether `name` is a best-model file of any epoch.
+fn is_best_file(name: &str) -> bool {
+    name.starts_with("best-") && name.ends_with(".safetensors")
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Position {
     epoch: usize,
@@ -38,6 +48,9 @@ struct Position {
     epochs: Vec<crate::train::EpochMetrics>,
     curve: Vec<crate::train::CurvePoint>,
     progress: EpochProgress,
+    /// The best model's epoch and validation loss (as its bits, exactly).
+    #[serde(default)]
+    best: Option<(usize, u64)>,
 }
 
 fn config_hash(config_json: &str) -> String {
@@ -59,6 +72,7 @@ pub fn save_checkpoint(dir: &Path, config: &TrainConfig, state: &TrainState) -> 
     })?;
     let stamp = format!("{}:{}", state.epoch, state.step);
     let written = write_velocity(dir, state, &stamp)
+        .and_then(|velocity| write_best(dir, state).map(|best| [velocity, best]))
         .and_then(|keep| write_state(dir, config, state, &stamp).map(|()| keep));
     let keep = match written {
         Ok(keep) => keep,
@@ -71,12 +85,14 @@ pub fn save_checkpoint(dir: &Path, config: &TrainConfig, state: &TrainState) -> 
             return Err(e);
         }
     };
-    // The new state is in place: velocity files of older states are no longer needed.
+    // The new state is in place: velocity and best-model files of older states are no
+    // longer needed.
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if is_velocity_file(&name) && Some(name.as_ref()) != keep.as_deref() {
+            let side = is_velocity_file(&name) || is_best_file(&name);
+            if side && !keep.iter().flatten().any(|k| *k == name) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -108,6 +124,42 @@ fn write_velocity(dir: &Path, state: &TrainState, stamp: &str) -> Result<Option<
     }
 }
 
+/// Writes the best model of `state` under its epoch's name; returns that name (`None` without
+/// one).
+fn write_best(dir: &Path, state: &TrainState) -> Result<Option<String>> {
+    let Some(best) = &state.best else {
+        return Ok(None);
+    };
+    let name = best_file(best.epoch);
+    write_atomic(&dir.join(&name), &to_bytes(&best.model, &[]))?;
+    Ok(Some(name))
+}
+
+/// The shapes of a model's layers, to hold a side file to the state's model.
+fn shapes(m: &Mlp) -> Vec<((usize, usize), usize)> {
+    m.layers()
+        .iter()
+        .map(|l| (l.weight.dim(), l.bias.len()))
+        .collect()
+}
+
+/// Reads a side file (velocity or best model) of the state's `model`, refusing one of other
+/// shapes.
+fn load_side(path: &Path, model: &Mlp) -> Result<crate::model_file::LoadedModel> {
+    let side = load(path)?;
+    if shapes(&side.model) != shapes(model) {
+        return Err(Error::Model {
+            path: path.into(),
+            reason: format!(
+                "its layers {:?} are not shaped as the model's in {STATE_FILE}, {:?}",
+                side.model.sizes(),
+                model.sizes()
+            ),
+        });
+    }
+    Ok(side)
+}
+
 /// Writes the weights, position and configuration of `state`, stamped `stamp`.
 fn write_state(dir: &Path, config: &TrainConfig, state: &TrainState, stamp: &str) -> Result<()> {
     let config_json = serde_json::to_string(config).expect("configs serialise");
@@ -117,6 +169,7 @@ fn write_state(dir: &Path, config: &TrainConfig, state: &TrainState, stamp: &str
         epochs: state.epochs.clone(),
         curve: state.curve.clone(),
         progress: state.progress,
+        best: state.best.as_ref().map(|b| (b.epoch, b.val_loss.to_bits())),
     };
     let meta = [
         (
@@ -161,28 +214,12 @@ pub fn load_checkpoint(dir: &Path) -> Result<(TrainConfig, TrainState)> {
     let mut velocity = Vec::new();
     let velocity_path = Some(dir.join(velocity_file(&stamp))).filter(|path| path.is_file());
     if let (true, Some(velocity_path)) = (config.momentum > 0.0, velocity_path) {
-        let v = load(&velocity_path)?;
+        let v = load_side(&velocity_path, &loaded.model)?;
         if v.metadata.get("stamp") != Some(&stamp) {
             return Err(bad(format!(
                 "{} belongs to another step than {STATE_FILE}",
                 velocity_path.display()
             )));
-        }
-        let shapes = |m: &Mlp| -> Vec<_> {
-            m.layers()
-                .iter()
-                .map(|l| (l.weight.dim(), l.bias.len()))
-                .collect()
-        };
-        if shapes(&v.model) != shapes(&loaded.model) {
-            return Err(Error::Model {
-                path: velocity_path,
-                reason: format!(
-                    "its layers {:?} are not shaped as the model's in {STATE_FILE}, {:?}",
-                    v.model.sizes(),
-                    loaded.model.sizes()
-                ),
-            });
         }
         velocity = v
             .model
@@ -191,7 +228,16 @@ pub fn load_checkpoint(dir: &Path) -> Result<(TrainConfig, TrainState)> {
             .map(|l| (l.weight.clone(), l.bias.clone()))
             .collect();
     }
+    let best = match position.best {
+        Some((epoch, bits)) => Some(Best {
+            epoch,
+            val_loss: f64::from_bits(bits),
+            model: load_side(&dir.join(best_file(epoch)), &loaded.model)?.model,
+        }),
+        None => None,
+    };
     let state = TrainState {
+        best,
         model: loaded.model,
         velocity,
         epoch: position.epoch,

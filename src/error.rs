@@ -248,6 +248,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// An image given for classification holds no digit: it has no pixels or no ink.
+    #[error("no digit in the image: {reason}")]
+    NoDigit {
+        /// What the image lacks.
+        reason: String,
+    },
+
+    /// A linear-algebra routine (LAPACK) failed on a model's weights.
+    #[error("{what} failed: {reason}")]
+    Linalg {
+        /// The computation (`"the pseudo-inverse of layer 1"`).
+        what: String,
+        /// LAPACK's error.
+        reason: String,
+    },
+
     /// A model file is not a relumax safetensors model.
     #[error("{}: not a valid relumax model: {reason}", path.display())]
     Model {

@@ -41,7 +41,7 @@ const RCOND: f64 = 1e-15;
 /// `(classes, inputs)`.
 ///
 /// # Errors
-/// [`Error::Config`] when the pseudo-inverse's SVD fails to converge.
+/// [`Error::Linalg`] when a pseudo-inverse's SVD fails to converge.
 pub fn class_images(model: &Mlp, method: Preimage) -> Result<Array2<f32>> {
     let classes = model.classes();
     // Work in f64: products of several pseudo-inverses lose f32 precision quickly.
@@ -58,9 +58,13 @@ pub fn class_images(model: &Mlp, method: Preimage) -> Result<Array2<f32>> {
 
 /// The pseudo-inverse of `w` (`(m, n)` -> `(n, m)`) from its thin SVD.
 fn pinv(w: &Array2<f64>) -> Result<Array2<f64>> {
-    let (u, s, vt) = w.svddc(JobSvd::Some).map_err(|e| Error::Config {
-        field: "method",
-        reason: format!("pseudo-inverse failed: {e}"),
+    let (u, s, vt) = w.svddc(JobSvd::Some).map_err(|e| Error::Linalg {
+        what: format!(
+            "the pseudo-inverse of a {} x {} layer",
+            w.ncols(),
+            w.nrows()
+        ),
+        reason: e.to_string(),
     })?;
     let (u, vt) = (u.expect("requested U"), vt.expect("requested V^T"));
     let cutoff = s.iter().copied().fold(0.0, f64::max) * RCOND * w.nrows().max(w.ncols()) as f64;

@@ -105,8 +105,8 @@ pub use preprocess::{BOX, FRAME, mnist_digit};
 pub use resources::MemoryEstimate;
 pub use rng::{Rng, Stream, derive as derive_seed, stream as rng_stream};
 pub use train::{
-    CURVE_EVERY, CurvePoint, EpochMetrics, EpochProgress, Event, MAX_LR, Outcome, TrainConfig,
-    TrainResult, TrainState, Trainer, check_fits, evaluate,
+    Best, CURVE_EVERY, CurvePoint, EpochMetrics, EpochProgress, Event, MAX_LR, Outcome,
+    TrainConfig, TrainResult, TrainState, Trainer, check_fits, evaluate,
 };
 
 /// Facts about this build, recorded by `build.rs`: git revision and target CPU features.

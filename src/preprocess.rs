@@ -22,11 +22,10 @@ const INK_THRESHOLD: f32 = 0.2;
 /// digit with ink in `[0, 1]`.
 ///
 /// # Errors
-/// [`Error::Config`] (field `image`) when the image is empty or holds no ink.
+/// [`Error::NoDigit`] when the image is empty or holds no ink.
 pub fn mnist_digit(gray: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
     let (h, w) = gray.dim();
-    let no_ink = |reason: &str| Error::Config {
-        field: "image",
+    let no_ink = |reason: &str| Error::NoDigit {
         reason: reason.into(),
     };
     if h == 0 || w == 0 {

@@ -56,6 +56,10 @@ pub struct TrainConfig {
     /// implementation of relumax's arithmetic on this CPU; every choice but
     /// [`Kernels::Blas`] gives the same bits on every CPU.
     pub kernels: Kernels,
+    /// Return the model of the epoch with the lowest validation loss instead of the last one
+    /// (Keras's `restore_best_weights`); the test split evaluates that model. Needs a
+    /// validation split. Default `false`.
+    pub keep_best: bool,
 }
 
 impl Default for TrainConfig {
@@ -73,6 +77,7 @@ impl Default for TrainConfig {
             seed: 0,
             threads: None,
             kernels: Kernels::Auto,
+            keep_best: false,
         }
     }
 }
@@ -132,6 +137,14 @@ impl TrainConfig {
             return bad(
                 "val_fraction",
                 format!("must be in [0, 1), got {}", self.val_fraction),
+            );
+        }
+        if self.keep_best && (self.full_train || self.val_fraction == 0.0) {
+            return bad(
+                "keep_best",
+                "needs a validation split to pick the best epoch by (a val_fraction above 0, \
+                 not full_train)"
+                    .into(),
             );
         }
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
@@ -274,7 +287,7 @@ pub struct CurvePoint {
 pub enum Event<'a> {
     /// A training step finished.
     Step {
-        /// 0-based epoch.
+        /// 1-based epoch, as [`EpochMetrics::epoch`].
         epoch: usize,
         /// 1-based step within the epoch.
         step: usize,
@@ -304,6 +317,8 @@ pub struct TrainResult {
     pub train_seconds: f64,
     /// True when the callback stopped training before the last epoch.
     pub stopped_early: bool,
+    /// With [`TrainConfig::keep_best`]: the 1-based epoch whose model this is.
+    pub best_epoch: Option<usize>,
 }
 
 /// Accumulators of the epoch in progress, kept in a [`TrainState`] so an interrupted epoch
@@ -344,6 +359,19 @@ pub struct TrainState {
     pub curve: Vec<CurvePoint>,
     /// Accumulators of the epoch in progress.
     pub progress: EpochProgress,
+    /// With [`TrainConfig::keep_best`]: the best model so far.
+    pub best: Option<Best>,
+}
+
+/// The model of the epoch with the lowest validation loss so far ([`TrainConfig::keep_best`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Best {
+    /// Its 1-based epoch.
+    pub epoch: usize,
+    /// Its validation loss.
+    pub val_loss: f64,
+    /// The network at the end of that epoch.
+    pub model: Mlp,
 }
 
 impl TrainState {
@@ -357,6 +385,7 @@ impl TrainState {
             epochs: Vec::new(),
             curve: Vec::new(),
             progress: EpochProgress::default(),
+            best: None,
         }
     }
 }
@@ -469,14 +498,17 @@ impl Trainer {
         match self.run(TrainState::new(model), data, on_event)? {
             Outcome::Finished(result) => Ok(result),
             Outcome::Interrupted(state) => {
-                let test = evaluate(&state.model, &data.test, None);
+                let best_epoch = state.best.as_ref().map(|b| b.epoch);
+                let model = state.best.map_or(state.model, |b| b.model);
+                let test = evaluate(&model, &data.test, None);
                 Ok(TrainResult {
                     train_seconds: state.progress.total_seconds + state.progress.seconds,
-                    model: state.model,
+                    model,
                     epochs: state.epochs,
                     curve: state.curve,
                     test,
                     stopped_early: true,
+                    best_epoch,
                 })
             }
         }
@@ -591,15 +623,17 @@ impl Trainer {
             if !done {
                 return Ok(None);
             }
-            let mut eval = EvalBuffers::new(&state.model, data.features(), self.config.kernels);
-            Ok(Some(eval.evaluate(&state.model, &data.test, None)))
+            let model = state.best.as_ref().map_or(&state.model, |b| &b.model);
+            let mut eval = EvalBuffers::new(model, data.features(), self.config.kernels);
+            Ok(Some(eval.evaluate(model, &data.test, None)))
         });
         match result? {
             None => Ok(Outcome::Interrupted(state)),
             Some(test) => Ok(Outcome::Finished(TrainResult {
                 train_seconds: state.progress.total_seconds,
                 stopped_early: state.epoch < c.epochs,
-                model: state.model,
+                best_epoch: state.best.as_ref().map(|b| b.epoch),
+                model: state.best.map_or(state.model, |b| b.model),
                 epochs: state.epochs,
                 curve: state.curve,
                 test,
@@ -683,7 +717,7 @@ impl Trainer {
                 }
                 state.step = step + 1;
                 let event = Event::Step {
-                    epoch,
+                    epoch: epoch + 1,
                     step: step + 1,
                     steps,
                     running_loss: p.loss_sum / (step + 1) as f64,
@@ -708,6 +742,15 @@ impl Trainer {
                 samples_per_second: batcher.len() as f64 / train_seconds.max(1e-12),
             };
             (p.loss_sum, p.correct, p.seconds) = (0.0, 0, 0.0);
+            if let (true, Some(val_loss)) = (c.keep_best, metrics.val_loss)
+                && state.best.as_ref().is_none_or(|b| val_loss < b.val_loss)
+            {
+                state.best = Some(Best {
+                    epoch: metrics.epoch,
+                    val_loss,
+                    model: state.model.clone(),
+                });
+            }
             state.epoch += 1;
             state.step = 0;
             let stop = on_event(&Event::Epoch(&metrics)).is_break();

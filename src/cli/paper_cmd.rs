@@ -342,13 +342,10 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
                 },
             ) = (&bar, event)
             {
-                let frac = (*epoch as f64 + *step as f64 / *steps as f64) / steps_total as f64;
+                let frac = ((epoch - 1) as f64 + *step as f64 / *steps as f64) / steps_total as f64;
                 b.set_position((1000.0 * (done + frac * weight) / total) as u64);
                 if *step == 1 || step % 100 == 0 {
-                    b.set_message(format!(
-                        "{label} epoch {} loss {running_loss:.3}",
-                        epoch + 1
-                    ));
+                    b.set_message(format!("{label} epoch {epoch} loss {running_loss:.3}"));
                 }
             }
         })

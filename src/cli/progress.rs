@@ -54,7 +54,7 @@ impl Progress {
             }
             bar.set_position(*step as u64 * batch);
             if step % 25 == 1 || step == steps {
-                bar.set_message(format!("{} loss {running_loss:.4}", epoch + 1));
+                bar.set_message(format!("{epoch} loss {running_loss:.4}"));
             }
         }
     }

@@ -98,6 +98,9 @@ pub struct FinalMetrics {
     pub samples_per_second: f64,
     /// True when training stopped before its last epoch.
     pub stopped_early: bool,
+    /// With `--keep-best`: the epoch whose model the run kept (and tested).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
     /// The implementation of the products that ran (in `train --json`'s output only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernels: Option<Kernels>,
@@ -121,6 +124,7 @@ impl FinalMetrics {
             train_seconds: result.train_seconds,
             samples_per_second: samples / result.train_seconds.max(1e-12),
             stopped_early: result.stopped_early,
+            best_epoch: result.best_epoch,
             kernels: None,
         }
     }
@@ -289,6 +293,12 @@ pub fn train_to_dir(
                     total_seconds: result.train_seconds,
                     ..Default::default()
                 },
+                // The kept model is the run's model; with --keep-best, also its best.
+                best: result.best_epoch.map(|epoch| relumax::Best {
+                    epoch,
+                    val_loss: result.epochs[epoch - 1].val_loss.unwrap_or(f64::NAN),
+                    model: result.model.clone(),
+                }),
                 ..TrainState::new(result.model.clone())
             };
             if save_checkpoint(ck, config, &state).is_ok() {

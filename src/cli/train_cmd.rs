@@ -45,6 +45,10 @@ pub struct HyperArgs {
     /// Train on the whole training split, with no validation
     #[arg(long)]
     pub full_train: bool,
+    /// Keep (save and test) the model of the epoch with the lowest validation loss, not the
+    /// last one
+    #[arg(long)]
+    pub keep_best: bool,
     /// SGD momentum, in [0, 1) [default: 0]
     #[arg(long, value_name = "M", allow_negative_numbers = true)]
     pub momentum: Option<f32>,
@@ -76,6 +80,7 @@ impl HyperArgs {
             || self.dropout.is_some()
             || self.val_fraction.is_some()
             || self.full_train
+            || self.keep_best
             || self.momentum.is_some()
             || self.init.is_some()
             || self.seed.is_some()
@@ -107,6 +112,7 @@ impl HyperArgs {
             seed: self.seed.unwrap_or(d.seed),
             threads: self.threads.or(d.threads),
             kernels: kernels(self.kernels)?,
+            keep_best: self.keep_best,
         };
         config.validate()?;
         Ok(config)

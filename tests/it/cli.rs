@@ -91,6 +91,35 @@ fn train_small(dir: &Path, out: &Path, extra: &[&str]) -> Output {
 }
 
 #[test]
+fn keep_best_keeps_the_epoch_of_the_lowest_validation_loss() {
+    let (tmp, dir) = small_dataset(false);
+    let out = tmp.path().join("best");
+    let o = train_small(&dir, &out, &["--json", "--keep-best", "--lr", "0.5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let val: Vec<f64> = lines
+        .iter()
+        .filter(|l| l["type"] == "epoch")
+        .map(|l| l["val_loss"].as_f64().unwrap())
+        .collect();
+    let best = if val[1] < val[0] { 2 } else { 1 };
+    let last = lines.last().unwrap();
+    assert_eq!(last["best_epoch"], best, "{val:?}: {last}");
+    // The run folder's config records it; without validation it is refused.
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains(r#""keep_best": true"#), "{config}");
+    let o = train_small(
+        &dir,
+        &tmp.path().join("x"),
+        &["--keep-best", "--full-train"],
+    );
+    assert_fails(&o, 1, "invalid --keep-best: needs a validation split");
+}
+
+#[test]
 fn train_writes_a_complete_run_folder_and_eval_agrees() {
     let (tmp, dir) = small_dataset(false);
     let out = tmp.path().join("runs").join("small");
@@ -459,10 +488,9 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
         let gflops = c["gflops"].as_f64().unwrap();
         assert!((gflops * s * 1e9 - flops).abs() < 1e-6 * flops, "{c}");
         let ceiling = c["ceiling_gflops"].as_f64().unwrap();
-        // Within an ulp or two: serde_json's parser does not round every decimal correctly
-        // (without its `float_roundtrip` feature), so a printed mean can come back one ulp off.
+        // Exactly: serde_json's floats round-trip (its `float_roundtrip` feature).
         let mean = (ceilings[k] + ceilings[k + 1]) / 2.0;
-        assert!((ceiling - mean).abs() <= 1e-12 * mean, "{c}: mean {mean}");
+        assert_eq!(ceiling, mean, "{c}");
         let pct = c["percent_of_ceiling"].as_f64().unwrap();
         assert!((pct - 100.0 * gflops / ceiling).abs() < 1e-9, "{c}");
     }

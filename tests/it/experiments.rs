@@ -585,7 +585,12 @@ fn preprocessing_golden_rectangle() {
     assert_eq!(mnist_digit(inverted.view()).unwrap(), digit);
     // A blank image is an error, not a digit.
     let err = mnist_digit(Array2::from_elem((10, 10), 1.0f32).view()).unwrap_err();
-    assert!(err.to_string().contains("no ink"), "{err}");
+    assert!(
+        matches!(&err, relumax::Error::NoDigit { reason } if reason.contains("no ink")),
+        "{err}"
+    );
+    let err = mnist_digit(Array2::<f32>::zeros((0, 5)).view()).unwrap_err();
+    assert!(matches!(err, relumax::Error::NoDigit { .. }), "{err}");
 }
 
 #[test]

@@ -245,8 +245,15 @@ fn callback_sees_every_step_and_can_stop_early() {
     let r = trainer
         .fit(&data, |e| {
             match e {
-                Event::Step { .. } => steps += 1,
-                Event::Epoch(_) => epochs += 1,
+                // Both count epochs from 1.
+                Event::Step { epoch, .. } => {
+                    assert_eq!(*epoch, epochs + 1);
+                    steps += 1;
+                }
+                Event::Epoch(m) => {
+                    epochs += 1;
+                    assert_eq!(m.epoch, epochs);
+                }
                 _ => {}
             }
             if epochs == 2 {
@@ -621,4 +628,89 @@ fn auto_and_blas_agree_after_an_epoch_within_their_rounding() {
     // A prediction flips only where two logits tie within that rounding: a few at most.
     assert!((auto.test.accuracy - blas.test.accuracy).abs() <= 5e-4);
     assert!(auto.test.accuracy > 0.88, "{}", auto.test.accuracy);
+}
+
+#[test]
+fn keep_best_returns_the_model_of_the_lowest_validation_loss_and_resumes_with_it() {
+    let data = Dataset::bundled().unwrap();
+    // A learning rate high enough that the validation loss does not fall every epoch.
+    let config = TrainConfig {
+        hidden: vec![32],
+        epochs: 8,
+        lr: 0.3,
+        keep_best: true,
+        ..TrainConfig::default()
+    };
+    let mut states = Vec::new();
+    let best = Trainer::new(config.clone())
+        .unwrap()
+        .checkpoint_every(1)
+        .fit(&data, |e| {
+            if let Event::Checkpoint(state) = e {
+                states.push((*state).clone());
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    let losses: Vec<f64> = best.epochs.iter().map(|e| e.val_loss.unwrap()).collect();
+    let lowest = (0..losses.len())
+        .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
+        .unwrap();
+    let best_epoch = best.best_epoch.expect("a best epoch");
+    assert_eq!(best_epoch, lowest + 1, "{losses:?}");
+    assert!(
+        best_epoch < config.epochs,
+        "the last epoch was the best: {losses:?}"
+    );
+    // The kept model is that epoch's: a run that stops there ends with the same bits, and
+    // the test split evaluates it.
+    let shorter = train(
+        TrainConfig {
+            epochs: best_epoch,
+            keep_best: false,
+            ..config.clone()
+        },
+        &data,
+    );
+    assert!(
+        best.model == shorter.model,
+        "the kept model is not epoch {best_epoch}'s"
+    );
+    assert_eq!(best.test.loss, shorter.test.loss);
+    assert_eq!(best.epochs.len(), config.epochs, "every epoch still ran");
+    // A checkpoint after the best epoch carries the best model through save and load.
+    let tmp = tempfile::tempdir().unwrap();
+    let after = states
+        .iter()
+        .find(|s| s.epoch > best_epoch)
+        .unwrap_or_else(|| panic!("{losses:?}"));
+    relumax::save_checkpoint(tmp.path(), &config, after).unwrap();
+    let (loaded_config, state) = relumax::load_checkpoint(tmp.path()).unwrap();
+    assert_eq!(loaded_config, config);
+    assert_eq!(&state, after, "bit for bit, metrics included");
+    let resumed = Trainer::new(config.clone())
+        .unwrap()
+        .run(state, &data, |_| ControlFlow::Continue(()))
+        .unwrap();
+    let relumax::Outcome::Finished(resumed) = resumed else {
+        panic!("not finished")
+    };
+    assert!(resumed.model == best.model);
+    assert_eq!(resumed.best_epoch, Some(best_epoch));
+    // Without a validation split there is no best epoch to keep.
+    for c in [
+        TrainConfig {
+            full_train: true,
+            ..config.clone()
+        },
+        TrainConfig {
+            val_fraction: 0.0,
+            ..config.clone()
+        },
+    ] {
+        match Trainer::new(c) {
+            Err(Error::Config { field, .. }) => assert_eq!(field, "keep_best"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
