@@ -81,7 +81,9 @@ fn step(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(format!("sgd_{layers}x"), width), |b| {
                 b.iter(|| {
                     k += 1;
-                    sgd.step(&mut model, &mut ws, x.view(), &y, dropout(k)).loss
+                    model
+                        .train_step(x.view(), &y, &mut ws, dropout(k), &mut sgd)
+                        .loss
                 })
             });
             let model = Mlp::new(&sizes, Init::He, 0).unwrap();

@@ -55,6 +55,7 @@
 #[cfg(feature = "openblas")]
 extern crate blas_src;
 
+mod backward;
 mod checkpoint;
 mod data;
 mod error;

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::kernels::{self, BatchStats, Dropout, Kernels};
 use crate::layer::Dense;
+use crate::optim::Sgd;
 use crate::rng::{self, Stream};
 
 /// Rows per inference chunk: evaluation (validation, test, [`Mlp::evaluate`]) and
@@ -287,6 +288,26 @@ impl Mlp {
             labels,
             Some(1.0 / rows as f32),
         )
+    }
+
+    /// One training step on a batch: the forward pass with `dropout`, the loss gradient, and
+    /// the backward pass through every layer, each layer updated by `sgd` as its input
+    /// gradient is formed. Returns the batch's summed loss (divide by `x.nrows()` for the
+    /// mean) and its correct predictions (with dropout).
+    ///
+    /// # Panics
+    /// As [`Mlp::forward_train`]; also if `sgd` was made for a model of other shapes.
+    pub fn train_step(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        labels: &[u32],
+        ws: &mut Workspace,
+        dropout: StepDropout,
+        sgd: &mut Sgd,
+    ) -> BatchStats {
+        let stats = self.forward_train(x, labels, ws, dropout);
+        crate::backward::backward(self, ws, x, dropout.p, sgd);
+        stats
     }
 
     /// What the products of one training step on `(x, labels)` with `dropout` execute, layer

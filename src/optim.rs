@@ -1,22 +1,22 @@
-//! Mini-batch SGD with the backward pass fused into the update.
+//! The optimizer: mini-batch SGD, plain or with momentum. It owns the learning rate, the
+//! momentum and the velocity, and applies each layer's update when the backward walk
+//! ([`Mlp::train_step`](crate::Mlp::train_step)) reaches the layer, choosing the kernel:
 //!
-//! For layer `l` (last to first), with `dz` the loss gradient w.r.t. its pre-activation
-//! (already divided by the batch size):
+//! - plain SGD: `W <- W - lr * x^T dz`, fused with the input gradient `dh = dz W^T` (taken from
+//!   the old `W`) per block of `W`'s rows, with no gradient buffer and each weight rounded
+//!   once; the first layer updates only the rows of the input columns that are not zero
+//!   throughout the batch (the others' update is zero); `b <- b - lr * sum_rows(dz)`;
+//! - with momentum `mu > 0`: `V <- mu V + x^T dz`, `W <- W - lr V` (PyTorch's convention),
+//!   with the same fused input gradient.
 //!
-//! - `dh = dz W^T` (the previous layer's output gradient), taken from the old `W`;
-//! - `W <- W - lr * x^T dz`, fused with `dh` per block of `W`'s rows: no gradient buffer, each
-//!   weight rounded once (for the first layer, only the rows of the input columns that are not
-//!   zero throughout the batch: the others' update is zero);
-//! - `b <- b - lr * sum_rows(dz)`;
-//! - `dz_prev = dh * [h_prev > 0] / (1 - p)`, fused with `dh` (only the needed dot products).
-//!
-//! With momentum `mu > 0` the gradient goes through a velocity instead:
-//! `V <- mu V + x^T dz`, `W <- W - lr V` (PyTorch's convention).
+//! In both, the input gradient goes through the previous layer's ReLU + dropout backward
+//! (`dh * [h_prev > 0] / (1 - p)`), computing only the dot products it keeps.
 
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Zip, s};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Zip};
 
-use crate::kernels::{self, BatchStats};
-use crate::model::{Mlp, StepDropout, Workspace};
+use crate::kernels::{self, Kernels};
+use crate::layer::Dense;
+use crate::model::Mlp;
 
 /// Plain SGD, optionally with momentum.
 #[derive(Debug)]
@@ -86,84 +86,53 @@ impl Sgd {
         self.lr
     }
 
-    /// One training step on a batch: forward with dropout, backward, update. Returns the
-    /// batch's summed loss (divide by `x.nrows()` for the mean) and correct predictions.
-    ///
-    /// # Panics
-    /// As [`Mlp::forward_train`].
-    pub fn step(
-        &mut self,
-        model: &mut Mlp,
-        ws: &mut Workspace,
-        x: ArrayView2<'_, f32>,
-        labels: &[u32],
-        dropout: StepDropout,
-    ) -> BatchStats {
-        let stats = model.forward_train(x, labels, ws, dropout);
-        self.backward(model, ws, x, dropout.p);
-        stats
-    }
-
-    fn backward(&mut self, model: &mut Mlp, ws: &mut Workspace, x: ArrayView2<'_, f32>, p: f32) {
-        let rows = x.nrows();
-        let scale = 1.0 / (1.0 - p);
-        let n = model.layers().len();
-        let Workspace {
-            acts,
-            grads,
+    /// Updates `layer` (layer `l` of the model) from its gradients, and writes its input
+    /// gradient into `g.dh` when given; see the module docs for the arithmetic.
+    pub(crate) fn update(&mut self, l: usize, layer: &mut Dense, g: LayerGradients<'_, '_>) {
+        let LayerGradients {
+            kernels: k,
+            dz,
+            input,
+            mut dh,
+            relu_scale,
             support,
-            kernels,
-            ..
-        } = ws;
-        let [g0, g1] = grads;
-        for l in (0..n).rev() {
-            let layer = &mut model.layers_mut()[l];
-            let (inputs, outputs) = (layer.inputs(), layer.outputs());
-            // dz of the last layer is in the logits buffer; below it, the gradients alternate
-            // between the two flat buffers: layer l's dh goes to grads[(n - 1 - l) % 2].
-            let (dz_buf, dh_buf): (&[f32], &mut [f32]) = if l == n - 1 {
-                (acts[l].as_slice().expect("standard layout"), &mut g0[..])
-            } else if (n - 1 - l) % 2 == 1 {
-                (&g0[..], &mut g1[..])
-            } else {
-                (&g1[..], &mut g0[..])
-            };
-            let dz = ArrayView2::from_shape((rows, outputs), &dz_buf[..rows * outputs])
-                .expect("gradient buffer holds the batch");
-            let input = if l == 0 {
-                x.view()
-            } else {
-                acts[l - 1].slice(s![..rows, ..])
-            };
-            // The first layer's input gradient is never needed: skip its product.
-            let mut dh = (l > 0).then(|| {
-                ArrayViewMut2::from_shape((rows, inputs), &mut dh_buf[..rows * inputs])
-                    .expect("gradient buffer holds the batch")
-            });
-            let k = *kernels;
-            if self.velocity.is_empty() {
-                let w = &mut layer.weight.view_mut();
-                match dh.as_mut() {
-                    // `forward_train` listed the batch's nonzero input columns.
-                    None => kernels::update_sparse(k, w, &dz, &input, self.lr, support),
-                    // The input is the previous layer's ReLU + dropout output.
-                    Some(dh) => {
-                        kernels::backward_sgd_relu(k, dh, w, &dz, &input, (self.lr, scale));
-                    }
+        } = g;
+        let w = &mut layer.weight.view_mut();
+        if self.velocity.is_empty() {
+            match dh.as_mut() {
+                None => kernels::update_sparse(k, w, &dz, &input, self.lr, support),
+                Some(dh) => {
+                    kernels::backward_sgd_relu(k, dh, w, &dz, &input, (self.lr, relu_scale));
                 }
-                kernels::bias_sgd(layer.bias.view_mut(), dz, self.lr);
-            } else {
-                let (vw, vb) = &mut self.velocity[l];
-                let w = &mut layer.weight.view_mut();
-                let dh = dh.as_mut().map(|dh| (dh, Some(scale)));
-                let step = (self.lr, self.momentum);
-                kernels::backward_momentum(k, dh, w, &mut vw.view_mut(), &dz, &input, step);
-                vb.mapv_inplace(|v| v * self.momentum);
-                kernels::bias_sgd(vb.view_mut(), dz, -1.0);
-                Zip::from(&mut layer.bias)
-                    .and(&*vb)
-                    .for_each(|b, &v| *b -= self.lr * v);
             }
+            kernels::bias_sgd(layer.bias.view_mut(), dz, self.lr);
+        } else {
+            let (vw, vb) = &mut self.velocity[l];
+            let dh = dh.as_mut().map(|dh| (dh, Some(relu_scale)));
+            let step = (self.lr, self.momentum);
+            kernels::backward_momentum(k, dh, w, &mut vw.view_mut(), &dz, &input, step);
+            vb.mapv_inplace(|v| v * self.momentum);
+            kernels::bias_sgd(vb.view_mut(), dz, -1.0);
+            Zip::from(&mut layer.bias)
+                .and(&*vb)
+                .for_each(|b, &v| *b -= self.lr * v);
         }
     }
+}
+
+/// What the backward walk hands [`Sgd::update`] for one layer.
+pub(crate) struct LayerGradients<'a, 'b> {
+    pub kernels: Kernels,
+    /// `(rows, outputs)`: the loss gradient of the layer's pre-activation, divided by the
+    /// batch size.
+    pub dz: ArrayView2<'a, f32>,
+    /// `(rows, inputs)`: the layer's input.
+    pub input: ArrayView2<'a, f32>,
+    /// `(rows, inputs)`: where the input gradient goes (through the previous layer's ReLU +
+    /// dropout backward), or `None` for the first layer, whose input gradient is never needed.
+    pub dh: Option<ArrayViewMut2<'b, f32>>,
+    /// The dropout scale of the previous layer's kept units, `1 / (1 - p)`.
+    pub relu_scale: f32,
+    /// The first layer's nonzero input columns ([`kernels::nonzero_columns`]).
+    pub support: &'a [u32],
 }

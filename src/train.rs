@@ -58,7 +58,9 @@ pub struct TrainConfig {
     pub kernels: Kernels,
     /// Return the model of the epoch with the lowest validation loss instead of the last one
     /// (Keras's `restore_best_weights`); the test split evaluates that model. Needs a
-    /// validation split. Default `false`.
+    /// validation split. Default `false`. (Left out of the serialised configuration when
+    /// `false`, so that model files and checkpoints of other runs keep their bytes.)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub keep_best: bool,
 }
 
@@ -695,7 +697,7 @@ impl Trainer {
                     epoch,
                     step,
                 };
-                let stats = sgd.step(&mut state.model, &mut ws, x, y, dropout);
+                let stats = state.model.train_step(x, y, &mut ws, dropout, &mut sgd);
                 let loss = stats.loss / rows as f64;
                 if !loss.is_finite() {
                     return Err(Error::Diverged {

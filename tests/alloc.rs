@@ -103,7 +103,7 @@ fn training_steps_allocate_nothing() {
                         epoch: 0,
                         step: k,
                     };
-                    sgd.step(&mut model, &mut ws, x, y, dropout).loss
+                    model.train_step(x, y, &mut ws, dropout, &mut sgd).loss
                 };
                 for k in 0..5 {
                     step(k);

@@ -101,7 +101,7 @@ fn one_step(sizes: &[usize], kernels: Kernels, x: &Array2<f32>) -> (usize, Mlp) 
         step: 0,
     };
     let calls = calls_during(|| {
-        sgd.step(&mut model, &mut ws, x.view(), &y, dropout);
+        model.train_step(x.view(), &y, &mut ws, dropout, &mut sgd);
     });
     (calls, model)
 }

@@ -76,7 +76,7 @@ fn one_step_matches_float64_at_every_batch_size() {
             epoch: 0,
             step: 0,
         };
-        sgd.step(&mut after, &mut ws, x, y, no_dropout);
+        after.train_step(x, y, &mut ws, no_dropout, &mut sgd);
         let expected = reference_step(&before, &f64s(x), y, f64::from(lr));
         let taken = taken_step(&before, &after);
         for (p, (t, e)) in ["W0", "b0", "W1", "b1"]

@@ -104,7 +104,8 @@ fn relumax_gradients(
 ) -> Vec<[Array2<f64>; 2]> {
     let mut stepped = model.clone();
     let mut ws = Workspace::new(model, x.nrows());
-    Sgd::new(&stepped, 1.0, 0.0).step(&mut stepped, &mut ws, x.view(), labels, dropout);
+    let mut sgd = Sgd::new(&stepped, 1.0, 0.0);
+    stepped.train_step(x.view(), labels, &mut ws, dropout, &mut sgd);
     model
         .layers()
         .iter()

@@ -188,13 +188,11 @@ fn a_failed_final_write_keeps_the_trained_model_in_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let full = uninterrupted(tmp.path());
     let out = tmp.path().join("run");
-    // The folder being written disappears during training: the final write fails.
+    // Something else writes into the output folder during training: the final write
+    // refuses to replace a folder that is not a relumax run.
     let o = train_and(&out, 1, |_| {
-        for name in hidden(tmp.path()) {
-            if name.starts_with(".run.partial-") {
-                std::fs::remove_dir_all(tmp.path().join(name)).unwrap();
-            }
-        }
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
     });
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -202,6 +200,10 @@ fn a_failed_final_write_keeps_the_trained_model_in_a_checkpoint() {
         err.contains("the trained model is kept in") && err.contains("run.checkpoint"),
         "{err}"
     );
+    assert!(err.contains("not a relumax run"), "{err}");
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine");
+    // Once the folder is out of the way, resuming only writes the run.
+    std::fs::remove_dir_all(&out).unwrap();
     let o = resume(&out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(model_bytes(&out) == full, "the kept model differs");

@@ -96,8 +96,8 @@ fn momentum_first_step_equals_plain_sgd_and_later_steps_accumulate() {
     let (mut a, mut b) = (model.clone(), model.clone());
     let mut plain = Sgd::new(&a, 0.1, 0.0);
     let mut heavy = Sgd::new(&b, 0.1, 0.9);
-    plain.step(&mut a, &mut ws, x.view(), &y, no_dropout());
-    heavy.step(&mut b, &mut ws, x.view(), &y, no_dropout());
+    a.train_step(x.view(), &y, &mut ws, no_dropout(), &mut plain);
+    b.train_step(x.view(), &y, &mut ws, no_dropout(), &mut heavy);
     // The same step, rounded differently: plain SGD fuses `w - lr * g` into one rounding,
     // momentum rounds `g` and then `w - lr * g`.
     let (pa, pb) = (params(&a), params(&b));
@@ -110,8 +110,8 @@ fn momentum_first_step_equals_plain_sgd_and_later_steps_accumulate() {
     assert_ne!(pa, params(&model), "the first step moved nothing");
     // Second step: W2 = W1 - lr * (0.9 * g1 + g2), so b moved further than a.
     let before = a.clone();
-    plain.step(&mut a, &mut ws, x.view(), &y, no_dropout());
-    heavy.step(&mut b, &mut ws, x.view(), &y, no_dropout());
+    a.train_step(x.view(), &y, &mut ws, no_dropout(), &mut plain);
+    b.train_step(x.view(), &y, &mut ws, no_dropout(), &mut heavy);
     let dist = |m: &Mlp| {
         params(m)
             .iter()

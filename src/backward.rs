@@ -1,0 +1,66 @@
+//! The backward walk of a training step: from the loss gradient of the logits (left in the
+//! workspace by [`Mlp::forward_train`]) back through every layer, last to first. Each layer's
+//! input gradient is formed while the optimizer updates the layer ([`Sgd::update`], fused per
+//! block of its weights), so no weight gradient is ever stored: the input gradients alternate
+//! between the workspace's two flat buffers.
+
+use ndarray::{ArrayView2, ArrayViewMut2, s};
+
+use crate::model::{Mlp, Workspace};
+use crate::optim::{LayerGradients, Sgd};
+
+/// Walks the step's gradient back through `model` for the batch `x` (whose forward pass with
+/// dropout `p` filled `ws`), updating every layer with `sgd`.
+pub(crate) fn backward(
+    model: &mut Mlp,
+    ws: &mut Workspace,
+    x: ArrayView2<'_, f32>,
+    p: f32,
+    sgd: &mut Sgd,
+) {
+    let rows = x.nrows();
+    let relu_scale = 1.0 / (1.0 - p);
+    let n = model.layers().len();
+    let Workspace {
+        acts,
+        grads,
+        support,
+        kernels,
+        ..
+    } = ws;
+    let [g0, g1] = grads;
+    for l in (0..n).rev() {
+        let layer = &mut model.layers_mut()[l];
+        let (inputs, outputs) = (layer.inputs(), layer.outputs());
+        // dz of the last layer is in the logits buffer; below it, the gradients alternate
+        // between the two flat buffers: layer l's dh goes to grads[(n - 1 - l) % 2].
+        let (dz_buf, dh_buf): (&[f32], &mut [f32]) = if l == n - 1 {
+            (acts[l].as_slice().expect("standard layout"), &mut g0[..])
+        } else if (n - 1 - l) % 2 == 1 {
+            (&g0[..], &mut g1[..])
+        } else {
+            (&g1[..], &mut g0[..])
+        };
+        let dz = ArrayView2::from_shape((rows, outputs), &dz_buf[..rows * outputs])
+            .expect("gradient buffer holds the batch");
+        let input = if l == 0 {
+            x.view()
+        } else {
+            acts[l - 1].slice(s![..rows, ..])
+        };
+        // The first layer's input gradient is never needed: its product is skipped.
+        let dh = (l > 0).then(|| {
+            ArrayViewMut2::from_shape((rows, inputs), &mut dh_buf[..rows * inputs])
+                .expect("gradient buffer holds the batch")
+        });
+        let gradients = LayerGradients {
+            kernels: *kernels,
+            dz,
+            input,
+            dh,
+            relu_scale,
+            support,
+        };
+        sgd.update(l, layer, gradients);
+    }
+}
