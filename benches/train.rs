@@ -41,10 +41,10 @@ fn mnist() -> &'static Dataset {
 }
 
 /// The columns of `x` that are not zero throughout.
-fn support(x: &Array2<f32>) -> Vec<u32> {
-    let mut support = Vec::new();
-    kernels::nonzero_columns(&x.view(), &mut support);
-    support
+fn nonzero(x: &Array2<f32>) -> Vec<u32> {
+    let mut nonzero = Vec::new();
+    kernels::nonzero_columns(&x.view(), &mut nonzero);
+    nonzero
 }
 
 fn labels() -> Vec<u32> {
@@ -103,7 +103,7 @@ fn step(c: &mut Criterion) {
 
 /// One layer's operands at a width, and its products as training runs them: the first layer
 /// (784 inputs, a real MNIST batch) skips the pixel columns that are zero throughout the batch
-/// (`kernels::forward_sparse`, `kernels::update_sparse`, no input gradient); a width x width
+/// (`kernels::matmul_nonzero`, `kernels::update_nonzero`, no input gradient); a width x width
 /// hidden layer, whose input is three quarters zeros as after ReLU and dropout, runs
 /// `kernels::forward` and `kernels::backward_sgd_relu`.
 struct Layer {
@@ -114,7 +114,7 @@ struct Layer {
     z: Array2<f32>,
     dh: Array2<f32>,
     /// The first layer's nonzero input columns.
-    support: Option<Vec<u32>>,
+    nonzero: Option<Vec<u32>>,
     /// The code that runs the products.
     kernels: Kernels,
 }
@@ -122,7 +122,7 @@ struct Layer {
 impl Layer {
     /// The first layer and a hidden layer at `width`.
     fn both(width: usize, images: &Array2<f32>) -> [Layer; 2] {
-        let layer = |name, x: Array2<f32>, support| {
+        let layer = |name, x: Array2<f32>, nonzero| {
             let inputs = x.ncols();
             Layer {
                 name,
@@ -131,12 +131,12 @@ impl Layer {
                 z: Array2::zeros((BATCH, width)),
                 dh: Array2::zeros((BATCH, inputs)),
                 x,
-                support,
+                nonzero,
                 kernels: Kernels::Auto,
             }
         };
         [
-            layer("first", images.clone(), Some(support(images))),
+            layer("first", images.clone(), Some(nonzero(images))),
             layer(
                 "hidden",
                 input(BATCH, width).mapv(|v| if v > 0.75 { v } else { 0.0 }),
@@ -152,22 +152,22 @@ impl Layer {
 
     fn forward(&mut self) {
         let (x, w) = (self.x.view(), self.w.view());
-        match &self.support {
-            Some(s) => kernels::forward_sparse(self.kernels, &mut self.z.view_mut(), &x, &w, s),
-            None => kernels::forward(self.kernels, &mut self.z.view_mut(), &x, &w),
+        match &self.nonzero {
+            Some(s) => kernels::matmul_nonzero(self.kernels, &mut self.z.view_mut(), &x, &w, s),
+            None => kernels::matmul(self.kernels, &mut self.z.view_mut(), &x, &w),
         }
     }
 
     /// FLOPs of the dense backward products: the update, and the input gradient if any.
     fn backward_flops(&self) -> u64 {
-        self.product_flops() * if self.support.is_some() { 1 } else { 2 }
+        self.product_flops() * if self.nonzero.is_some() { 1 } else { 2 }
     }
 
     fn backward(&mut self) {
         let (dz, x, w) = (self.dz.view(), self.x.view(), &mut self.w.view_mut());
         let k = self.kernels;
-        match &self.support {
-            Some(s) => kernels::update_sparse(k, w, &dz, &x, 1e-6, s),
+        match &self.nonzero {
+            Some(s) => kernels::update_nonzero(k, w, &dz, &x, 1e-6, s),
             None => {
                 let dh = &mut self.dh.view_mut();
                 kernels::backward_sgd_relu(k, dh, w, &dz, &x, (1e-6, 2.0));

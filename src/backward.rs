@@ -1,30 +1,48 @@
-//! The backward walk of a training step: from the loss gradient of the logits (left in the
-//! workspace by [`Mlp::forward_train`]) back through every layer, last to first. Each layer's
+//! The training step ([`Mlp::train_step`]) and its backward walk: from the loss gradient of the
+//! logits (left in the workspace by [`Mlp::forward_train`]) back through every layer, last to
+//! first. Each layer's
 //! input gradient is formed while the optimizer updates the layer ([`Sgd::update`], fused per
 //! block of its weights), so no weight gradient is ever stored: the input gradients alternate
 //! between the workspace's two flat buffers.
 
 use ndarray::{ArrayView2, ArrayViewMut2, s};
 
-use crate::model::{Mlp, Workspace};
+use crate::kernels::BatchStats;
+use crate::model::{Mlp, StepDropout, Workspace};
 use crate::optim::{LayerGradients, Sgd};
+
+impl Mlp {
+    /// One training step on a batch: the forward pass with `dropout`, the loss gradient, and
+    /// the backward pass through every layer, each layer updated by `sgd` as its input
+    /// gradient is formed. Returns the batch's summed loss (divide by `x.nrows()` for the
+    /// mean) and its correct predictions (with dropout).
+    ///
+    /// # Panics
+    /// As [`Mlp::forward_train`]; also if `sgd` was made for a model of other shapes.
+    pub fn train_step(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        labels: &[u32],
+        ws: &mut Workspace,
+        dropout: StepDropout,
+        sgd: &mut Sgd,
+    ) -> BatchStats {
+        let stats = self.forward_train(x, labels, ws, dropout);
+        backward(self, ws, x, dropout.p, sgd);
+        stats
+    }
+}
 
 /// Walks the step's gradient back through `model` for the batch `x` (whose forward pass with
 /// dropout `p` filled `ws`), updating every layer with `sgd`.
-pub(crate) fn backward(
-    model: &mut Mlp,
-    ws: &mut Workspace,
-    x: ArrayView2<'_, f32>,
-    p: f32,
-    sgd: &mut Sgd,
-) {
+fn backward(model: &mut Mlp, ws: &mut Workspace, x: ArrayView2<'_, f32>, p: f32, sgd: &mut Sgd) {
     let rows = x.nrows();
     let relu_scale = 1.0 / (1.0 - p);
     let n = model.layers().len();
     let Workspace {
         acts,
         grads,
-        support,
+        nonzero,
         kernels,
         ..
     } = ws;
@@ -59,7 +77,7 @@ pub(crate) fn backward(
             input,
             dh,
             relu_scale,
-            support,
+            nonzero,
         };
         sgd.update(l, layer, gradients);
     }

@@ -59,7 +59,6 @@ mod backward;
 mod checkpoint;
 mod data;
 mod error;
-mod ffi;
 mod idx;
 mod init;
 mod inspect;
@@ -68,6 +67,7 @@ mod layer;
 mod mmap;
 mod model;
 mod model_file;
+mod openblas;
 mod optim;
 mod preprocess;
 mod resources;
@@ -82,7 +82,6 @@ pub use data::{
     MNIST_ENV, SUMS_FILE, Split, shuffle,
 };
 pub use error::{Error, Result};
-pub use ffi::{blas_config, blas_threads, set_blas_threads};
 pub use idx::{
     IMAGES_MAGIC, ImagesHeader, LABELS_MAGIC, LabelsHeader, encode_images, encode_labels,
     parse_images, parse_labels,
@@ -101,10 +100,11 @@ pub use model_file::{
 /// The ndarray this crate's API takes and returns: use `relumax::ndarray` to build arrays of
 /// the same version (another version in your tree would be another, incompatible type).
 pub use ndarray;
+pub use openblas::{blas_config, blas_threads, set_blas_threads};
 pub use optim::Sgd;
 pub use preprocess::{BOX, FRAME, mnist_digit};
 pub use resources::MemoryEstimate;
-pub use rng::{Rng, Stream, derive as derive_seed, stream as rng_stream};
+pub use rng::{Stream, StreamRng, derive as derive_seed, stream as rng_stream};
 pub use train::{
     Best, CURVE_EVERY, CurvePoint, EpochMetrics, EpochProgress, Event, MAX_LR, Outcome,
     TrainConfig, TrainResult, TrainState, Trainer, check_fits, evaluate,

@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::kernels::{self, BatchStats, Dropout, Kernels};
 use crate::layer::Dense;
-use crate::optim::Sgd;
 use crate::rng::{self, Stream};
 
 /// Rows per inference chunk: evaluation (validation, test, [`Mlp::evaluate`]) and
@@ -95,7 +94,7 @@ pub struct Workspace {
     pub(crate) grads: [Vec<f32>; 2],
     /// The training batch's nonzero input columns ([`kernels::nonzero_columns`]), set by
     /// [`Mlp::forward_train`] for the first layer's forward product and update.
-    pub(crate) support: Vec<u32>,
+    pub(crate) nonzero: Vec<u32>,
     /// The code that runs the products (resolved: never `Auto`).
     pub(crate) kernels: Kernels,
     rows: usize,
@@ -125,7 +124,7 @@ impl Workspace {
                 .map(|&n| Array2::zeros((rows, n)))
                 .collect(),
             grads: [vec![0.0; rows * widest], vec![0.0; rows * widest]],
-            support: Vec::with_capacity(model.inputs()),
+            nonzero: Vec::with_capacity(model.inputs()),
             kernels,
             rows,
         }
@@ -279,7 +278,7 @@ impl Mlp {
     ) -> BatchStats {
         let rows = x.nrows();
         let last = self.layers.len() - 1;
-        kernels::nonzero_columns(&x, &mut ws.support);
+        kernels::nonzero_columns(&x, &mut ws.nonzero);
         self.forward_hidden(x, ws, true, |l| dropout.layer(l));
         let logits = ws.acts[last].slice_mut(s![..rows, ..]);
         kernels::softmax_cross_entropy(
@@ -288,26 +287,6 @@ impl Mlp {
             labels,
             Some(1.0 / rows as f32),
         )
-    }
-
-    /// One training step on a batch: the forward pass with `dropout`, the loss gradient, and
-    /// the backward pass through every layer, each layer updated by `sgd` as its input
-    /// gradient is formed. Returns the batch's summed loss (divide by `x.nrows()` for the
-    /// mean) and its correct predictions (with dropout).
-    ///
-    /// # Panics
-    /// As [`Mlp::forward_train`]; also if `sgd` was made for a model of other shapes.
-    pub fn train_step(
-        &mut self,
-        x: ArrayView2<'_, f32>,
-        labels: &[u32],
-        ws: &mut Workspace,
-        dropout: StepDropout,
-        sgd: &mut Sgd,
-    ) -> BatchStats {
-        let stats = self.forward_train(x, labels, ws, dropout);
-        crate::backward::backward(self, ws, x, dropout.p, sgd);
-        stats
     }
 
     /// What the products of one training step on `(x, labels)` with `dropout` execute, layer
@@ -329,7 +308,7 @@ impl Mlp {
         let work = |l: usize, layer: &Dense| {
             let outputs = layer.bias.len();
             match l {
-                0 => kernels::layer_work(ws.kernels, &x, outputs, Some(&ws.support)),
+                0 => kernels::layer_work(ws.kernels, &x, outputs, Some(&ws.nonzero)),
                 _ => {
                     let input = ws.acts[l - 1].slice(s![..rows, ..]);
                     kernels::layer_work(ws.kernels, &input, outputs, None)
@@ -345,7 +324,7 @@ impl Mlp {
 
     /// Runs every layer's product (and the hidden layers' bias + ReLU + dropout), leaving the
     /// output layer's product `h W` without its bias in `ws.acts[last]`. With `sparse`, the
-    /// first layer's product skips the zero columns of `x` that `ws.support` leaves out.
+    /// first layer's product skips the zero columns of `x` that `ws.nonzero` leaves out.
     fn forward_hidden(
         &self,
         x: ArrayView2<'_, f32>,
@@ -368,9 +347,9 @@ impl Mlp {
             let mut z = after[0].slice_mut(s![..rows, ..]);
             let w = layer.weight.view();
             if l == 0 && sparse {
-                kernels::forward_sparse(ws.kernels, &mut z, &input, &w, &ws.support);
+                kernels::matmul_nonzero(ws.kernels, &mut z, &input, &w, &ws.nonzero);
             } else {
-                kernels::forward(ws.kernels, &mut z, &input, &w);
+                kernels::matmul(ws.kernels, &mut z, &input, &w);
             }
             if l < last {
                 kernels::bias_relu_dropout(z, layer.bias.view(), dropout(l));

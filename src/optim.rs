@@ -95,12 +95,12 @@ impl Sgd {
             input,
             mut dh,
             relu_scale,
-            support,
+            nonzero,
         } = g;
         let w = &mut layer.weight.view_mut();
         if self.velocity.is_empty() {
             match dh.as_mut() {
-                None => kernels::update_sparse(k, w, &dz, &input, self.lr, support),
+                None => kernels::update_nonzero(k, w, &dz, &input, self.lr, nonzero),
                 Some(dh) => {
                     kernels::backward_sgd_relu(k, dh, w, &dz, &input, (self.lr, relu_scale));
                 }
@@ -134,5 +134,5 @@ pub(crate) struct LayerGradients<'a, 'b> {
     /// The dropout scale of the previous layer's kept units, `1 / (1 - p)`.
     pub relu_scale: f32,
     /// The first layer's nonzero input columns ([`kernels::nonzero_columns`]).
-    pub support: &'a [u32],
+    pub nonzero: &'a [u32],
 }

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// The generator used for every stream.
-pub type Rng = Xoshiro256PlusPlus;
+pub type StreamRng = Xoshiro256PlusPlus;
 
 /// What a random stream is used for. The discriminant is part of the derived seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +47,8 @@ pub fn derive(seed: u64, stream: Stream, parts: &[u64]) -> u64 {
 
 /// A generator for one stream at one set of coordinates.
 #[inline]
-pub fn stream(seed: u64, stream: Stream, parts: &[u64]) -> Rng {
-    Rng::seed_from_u64(derive(seed, stream, parts))
+pub fn stream(seed: u64, stream: Stream, parts: &[u64]) -> StreamRng {
+    StreamRng::seed_from_u64(derive(seed, stream, parts))
 }
 
 #[cfg(test)]

@@ -12,10 +12,10 @@ use ndarray::{Array1, Array2, s};
 
 use crate::data::{Batcher, Dataset, Holdout, Split};
 use crate::error::{Error, Result};
-use crate::ffi;
 use crate::init::Init;
 use crate::kernels::Kernels;
 use crate::model::{self, EVAL_ROWS, Evaluation, Mlp, StepDropout, Workspace};
+use crate::openblas;
 use crate::optim::Sgd;
 use crate::resources::{MemoryEstimate, bytes};
 
@@ -619,7 +619,7 @@ impl Trainer {
         // With OpenBLAS's products, parallelism comes from rayon splitting each into
         // single-threaded sgemm calls: OpenBLAS's own threads would only compete with it for
         // the cores. relumax's own kernels leave OpenBLAS alone.
-        let _single = (c.kernels.resolve()? == Kernels::Blas).then(ffi::SingleThreaded::enter);
+        let _single = (c.kernels.resolve()? == Kernels::Blas).then(openblas::SingleThreaded::enter);
         let result = pool.install(|| {
             let done = self.run_epochs(&mut state, data, &holdout, &mut on_event)?;
             if !done {

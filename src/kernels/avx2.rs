@@ -8,7 +8,7 @@
 
 #![allow(unsafe_code)]
 
-use super::operands::{Selected, Shape};
+use super::operands::{Nonzero, Shape};
 use super::portable::{self, Hardware, Rows, Step};
 
 /// [`portable::forward`] with AVX2 + FMA.
@@ -45,8 +45,8 @@ pub(crate) unsafe fn backward(
     x: (*const f32, usize),
     dz: (*const f32, usize),
     step: Step,
-    update: Option<Selected<'_>>,
+    nonzero_rows: Option<Nonzero<'_>>,
 ) {
     // SAFETY: this module's contract.
-    unsafe { portable::backward::<Hardware>(s, dh, w, x, dz, step, update) }
+    unsafe { portable::backward::<Hardware>(s, dh, w, x, dz, step, nonzero_rows) }
 }

@@ -12,7 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use super::operands::{Selected, Shape};
+use super::operands::{Nonzero, Shape};
 
 /// `W` rows per dot-product tile.
 const DR: usize = 6;
@@ -58,17 +58,17 @@ impl Rows for All {
     }
 }
 
-/// The rows `indices[t] - offset` of a [`Selected`], which the caller checked.
+/// The rows `indices[t] - offset` of a [`Nonzero`], which the caller checked, as raw parts.
 #[derive(Clone, Copy)]
-struct Listed {
+struct RawNonzero {
     indices: *const u32,
     len: usize,
     offset: usize,
 }
 
-impl Listed {
-    fn new(rows: Selected<'_>) -> Listed {
-        Listed {
+impl RawNonzero {
+    fn new(rows: Nonzero<'_>) -> RawNonzero {
+        RawNonzero {
             indices: rows.indices.as_ptr(),
             len: rows.indices.len(),
             offset: rows.offset,
@@ -76,7 +76,7 @@ impl Listed {
     }
 }
 
-impl Rows for Listed {
+impl Rows for RawNonzero {
     fn len(self) -> usize {
         self.len
     }
@@ -505,7 +505,7 @@ pub(super) unsafe fn backward(
     x: (*const f32, usize),
     dz: (*const f32, usize),
     lr: f32,
-    update: Option<Selected<'_>>,
+    nonzero_rows: Option<Nonzero<'_>>,
 ) {
     // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
     // is available and every pointer + leading dimension addresses its operand in bounds.
@@ -515,7 +515,7 @@ pub(super) unsafe fn backward(
         }
         // A hidden layer's input (ReLU, then dropout) is about three quarters zeros, so a
         // tile of 4 rows finds about a third of the batch rows all zero; the first layer's
-        // pixels (no `dh`) are zero in whole columns, which a listed `update` skips. The
+        // pixels (no `dh`) are zero in whole columns, which listed `nonzero_rows` skip. The
         // masks are words of 64 batch rows, so only a batch of at most 64 skips: then the
         // ReLU pass below runs once, over all of it, and leaves `nonzero` for the update.
         let skip = dh.is_some() && s.m <= 64;
@@ -539,13 +539,13 @@ pub(super) unsafe fn backward(
             } else if skip {
                 masks(xr, (0, s.m), len, &mut positive, &mut nonzero);
             }
-            if update.is_none() {
+            if nonzero_rows.is_none() {
                 let mnb = (s.m, s.n, skip.then_some(&nonzero[..len]));
                 self::update(wr, xr, dz, mnb, lr, All(len));
             }
         }
-        if let Some(list) = update {
-            self::update(w, x, dz, (s.m, s.n, None), lr, Listed::new(list));
+        if let Some(list) = nonzero_rows {
+            self::update(w, x, dz, (s.m, s.n, None), lr, RawNonzero::new(list));
         }
     }
 }
@@ -693,7 +693,7 @@ unsafe fn f_panel<const V: usize, K: Rows>(
     }
 }
 
-/// `z = x w` over every row of `w`, or over the rows in `support` (checked by the caller
+/// `z = x w` over every row of `w`, or over the rows in `nonzero` (checked by the caller
 /// to be below `s.rows`).
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn forward(
@@ -701,15 +701,15 @@ pub(super) unsafe fn forward(
     z: (*mut f32, usize),
     x: (*const f32, usize),
     w: (*const f32, usize),
-    support: Option<&[u32]>,
+    nonzero: Option<&[u32]>,
 ) {
     // SAFETY: the caller holds this function's contract (module `avx512` docs).
     unsafe {
-        match support {
+        match nonzero {
             None => panels(s, z, x, w, All(s.rows)),
             Some(indices) => {
-                let rows = Selected { indices, offset: 0 };
-                panels(s, z, x, w, Listed::new(rows))
+                let rows = Nonzero { indices, offset: 0 };
+                panels(s, z, x, w, RawNonzero::new(rows))
             }
         }
     }

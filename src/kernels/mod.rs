@@ -9,9 +9,9 @@
 //! seed gives the same bits on every CPU. OpenBLAS ([`Kernels::Blas`]) is the exception: faster
 //! on some machines, it rounds as its CPU kernel does.
 //!
-//! - [`forward`] and [`forward_sparse`]: `z = x W` (the latter skipping the input columns that
+//! - [`matmul`] and [`matmul_nonzero`]: `z = x W` (the latter skipping the input columns that
 //!   are zero throughout the batch, listed by [`nonzero_columns`]);
-//! - [`backward_sgd`], [`backward_sgd_relu`], [`update_sparse`], [`backward_momentum`]: a
+//! - [`backward_sgd`], [`backward_sgd_relu`], [`update_nonzero`], [`backward_momentum`]: a
 //!   layer's input gradient `dh = dz W^T` (through the previous layer's ReLU + dropout
 //!   backward) and its update from `x^T dz`, fused per block of `W`'s rows so that each block
 //!   is read once for both while it sits in cache;
@@ -49,7 +49,7 @@ pub use elementwise::{
 pub use math::{exp, ln};
 pub(crate) use math::{ln_f64, sin_cos_f64};
 pub(crate) use operands::prefetch;
-use operands::{Block, Isa, Selected};
+use operands::{Block, Isa, Nonzero};
 pub use portable::BATCH_BLOCK;
 pub use work::{LayerWork, layer_work};
 
@@ -241,67 +241,67 @@ fn check(what: &str, expected: (usize, usize), found: (usize, usize)) {
 /// If shapes disagree (`x: (m, k)`, `w: (k, n)`, `z: (m, n)`), or this CPU cannot run
 /// `kernels` ([`Kernels::resolve`] says so as an error first).
 #[track_caller]
-pub fn forward(
+pub fn matmul(
     kernels: Kernels,
     z: &mut ArrayViewMut2<'_, f32>,
     x: &ArrayView2<'_, f32>,
     w: &ArrayView2<'_, f32>,
 ) {
-    forward_over(kernels, z, x, w, None);
+    matmul_over(kernels, z, x, w, None);
 }
 
-/// The columns of `x` that hold a nonzero value, ascending, into `support` (reusing its
+/// The columns of `x` that hold a nonzero value, ascending, into `columns` (reusing its
 /// allocation). `+0.0` and `-0.0` count as zero, NaN as nonzero.
-pub fn nonzero_columns(x: &ArrayView2<'_, f32>, support: &mut Vec<u32>) {
+pub fn nonzero_columns(x: &ArrayView2<'_, f32>, columns: &mut Vec<u32>) {
     let cols = x.ncols();
-    support.clear();
-    support.resize(cols, 0);
+    columns.clear();
+    columns.resize(cols, 0);
     let x = x.as_standard_layout();
     let values = x.as_slice().expect("standard layout");
     for row in values.chunks_exact(cols.max(1)) {
-        for (bits, v) in support.iter_mut().zip(row) {
+        for (bits, v) in columns.iter_mut().zip(row) {
             *bits |= v.to_bits() << 1;
         }
     }
     // In place, without a branch: column `j` is read before position `kept <= j` is written.
     let mut kept = 0;
     for j in 0..cols {
-        let nonzero = support[j] != 0;
-        support[kept] = j as u32;
+        let nonzero = columns[j] != 0;
+        columns[kept] = j as u32;
         kept += usize::from(nonzero);
     }
-    support.truncate(kept);
+    columns.truncate(kept);
 }
 
-/// [`forward`] for an input `x` whose columns outside `support` are zero, as
+/// [`matmul`] for an input `x` whose columns outside `nonzero` are zero, as
 /// [`nonzero_columns`] lists them: the rows of `w` that only zeros would multiply are skipped,
-/// which gives the same bits as [`forward`] (OpenBLAS computes the whole product).
+/// which gives the same bits as [`matmul`] (OpenBLAS computes the whole product).
 ///
 /// # Panics
-/// As [`forward`]; also if `support` is not strictly increasing below `x.ncols()`.
+/// As [`matmul`]; also if `nonzero` is not strictly increasing below `x.ncols()`.
 #[track_caller]
-pub fn forward_sparse(
+pub fn matmul_nonzero(
     kernels: Kernels,
     z: &mut ArrayViewMut2<'_, f32>,
     x: &ArrayView2<'_, f32>,
     w: &ArrayView2<'_, f32>,
-    support: &[u32],
+    nonzero: &[u32],
 ) {
-    forward_over(kernels, z, x, w, Some(support));
+    matmul_over(kernels, z, x, w, Some(nonzero));
 }
 
 #[track_caller]
-fn forward_over(
+fn matmul_over(
     kernels: Kernels,
     z: &mut ArrayViewMut2<'_, f32>,
     x: &ArrayView2<'_, f32>,
     w: &ArrayView2<'_, f32>,
-    support: Option<&[u32]>,
+    nonzero: Option<&[u32]>,
 ) {
     check("forward w", (x.ncols(), z.ncols()), w.dim());
     check("forward z", (x.nrows(), w.ncols()), z.dim());
-    if let Some(indices) = support {
-        Selected { indices, offset: 0 }.check(x.ncols(), "forward_sparse");
+    if let Some(indices) = nonzero {
+        Nonzero { indices, offset: 0 }.check(x.ncols(), "matmul_nonzero");
     }
     let Some(isa) = kernels.run() else {
         return par_gemm(z, 0.0, x, w, 1.0);
@@ -311,7 +311,7 @@ fn forward_over(
     // Row by row, one block per thread (each block lists every row's nonzeros again);
     // otherwise column blocks enough to balance up to 8 threads, a multiple of the 32-column
     // panels. Any blocking gives the same bits.
-    let by_rows = forward_by_rows(support.is_some(), n, &x.view());
+    let by_rows = matmul_by_rows(nonzero.is_some(), n, &x.view());
     let size = if by_rows {
         n.div_ceil(rayon::current_num_threads())
             .next_multiple_of(64)
@@ -325,7 +325,7 @@ fn forward_over(
             .zip(w.axis_chunks_iter(Axis(1), size).into_par_iter())
             .with_min_len(min_len)
             .for_each(|(zb, wb)| {
-                operands::forward(isa, zb, &x.view(), &wb, (support, by_rows));
+                operands::forward(isa, zb, &x.view(), &wb, (nonzero, by_rows));
             });
     };
     if operands::rows_contiguous(z) {
@@ -406,7 +406,7 @@ pub fn backward_momentum(
 /// Whether the forward product of `x` into `n` columns goes row by row over each row's
 /// nonzeros ([`portable::forward_rows`]): a hidden layer's input, three quarters zeros, and a
 /// wide first layer's images (`first`), when at most half of `x` is nonzero.
-fn forward_by_rows(first: bool, n: usize, x: &ArrayView2<'_, f32>) -> bool {
+fn matmul_by_rows(first: bool, n: usize, x: &ArrayView2<'_, f32>) -> bool {
     let min_cols = if first {
         FIRST_BY_ROWS_MIN_COLS
     } else {
@@ -419,9 +419,9 @@ fn forward_by_rows(first: bool, n: usize, x: &ArrayView2<'_, f32>) -> bool {
 /// listing each row's nonzeros would cost more than the multiply-adds it saves.
 const BY_ROWS_MIN_COLS: usize = 32;
 
-/// The first layer (a batch of images, whose all-zero pixel columns the support lists) goes row
-/// by row from this many columns: each image has about a fifth of its pixels nonzero, but
-/// listing them costs as much as the multiply-adds of a few hundred columns
+/// The first layer (a batch of images, whose all-zero pixel columns its nonzero list leaves
+/// out) goes row by row from this many columns: each image has about a fifth of its pixels
+/// nonzero, but listing them costs as much as the multiply-adds of a few hundred columns
 /// (`docs/performance.md`).
 const FIRST_BY_ROWS_MIN_COLS: usize = 512;
 
@@ -473,7 +473,7 @@ fn backward(
                 w,
                 x,
                 dh,
-                update: None,
+                nonzero_rows: None,
                 relu_scale: relu,
                 velocity: v.map(|v| (v, mu)),
             };
@@ -482,86 +482,86 @@ fn backward(
 }
 
 /// The SGD update of a first layer (no input gradient), `W <- W - lr * x^T dz`, for an input
-/// `x` whose columns outside `support` are zero, as [`nonzero_columns`] lists them.
+/// `x` whose columns outside `nonzero` are zero, as [`nonzero_columns`] lists them.
 ///
-/// Only the rows of `W` in `support` are updated: the others' updates are exactly zero. The
+/// Only the rows of `W` in `nonzero` are updated: the others' updates are exactly zero. The
 /// same bits as [`backward_sgd`] without `dh`. ([`Kernels::Blas`] computes every row.)
 ///
 /// # Panics
-/// As [`backward_sgd`]; also if `support` is not strictly increasing below `W.nrows()`.
+/// As [`backward_sgd`]; also if `nonzero` is not strictly increasing below `W.nrows()`.
 #[track_caller]
-pub fn update_sparse(
+pub fn update_nonzero(
     kernels: Kernels,
     w: &mut ArrayViewMut2<'_, f32>,
     dz: &ArrayView2<'_, f32>,
     x: &ArrayView2<'_, f32>,
     lr: f32,
-    support: &[u32],
+    nonzero: &[u32],
 ) {
     let (inputs, outputs) = w.dim();
     check("update dz", (x.nrows(), outputs), dz.dim());
     check("update x", (dz.nrows(), inputs), x.dim());
-    let selected = Selected {
-        indices: support,
+    let selected = Nonzero {
+        indices: nonzero,
         offset: 0,
     };
-    selected.check(inputs, "update_sparse");
+    selected.check(inputs, "update_nonzero");
     let Some(isa) = kernels.run() else {
         return blas::backward(None, w, None, dz, x, (lr, None));
     };
     // Pieces of equal numbers of rows balance the threads; a multiple of 4 rows fills the
     // kernels' update tiles.
-    let size = support.len().div_ceil(8).next_multiple_of(4).max(4);
-    let parallel = 2 * x.nrows() * support.len() * outputs >= PAR_MIN_FLOPS;
-    let sparse = SparseUpdate {
+    let size = nonzero.len().div_ceil(8).next_multiple_of(4).max(4);
+    let parallel = 2 * x.nrows() * nonzero.len() * outputs >= PAR_MIN_FLOPS;
+    let sparse = NonzeroUpdate {
         isa,
         dz,
         lr,
         size,
         parallel,
     };
-    sparse.run(w.view_mut(), x.view(), support, 0);
+    sparse.run(w.view_mut(), x.view(), nonzero, 0);
 }
 
-/// [`update_sparse`] over pieces of the support, split recursively with `rayon::join`.
-struct SparseUpdate<'a, 'b> {
+/// [`update_nonzero`] over pieces of the nonzero list, split recursively with `rayon::join`.
+struct NonzeroUpdate<'a, 'b> {
     isa: Isa,
     dz: &'a ArrayView2<'b, f32>,
     lr: f32,
-    /// Support rows per piece.
+    /// Rows of the nonzero list per piece.
     size: usize,
     parallel: bool,
 }
 
-impl SparseUpdate<'_, '_> {
-    /// Updates the `support` rows of `w`, whose first row is row `offset` of the layer.
+impl NonzeroUpdate<'_, '_> {
+    /// Updates the `nonzero` rows of `w`, whose first row is row `offset` of the layer.
     fn run(
         &self,
         w: ArrayViewMut2<'_, f32>,
         x: ArrayView2<'_, f32>,
-        support: &[u32],
+        nonzero: &[u32],
         offset: usize,
     ) {
-        if support.len() <= self.size {
-            let update = Some(Selected {
-                indices: support,
+        if nonzero.len() <= self.size {
+            let nonzero_rows = Some(Nonzero {
+                indices: nonzero,
                 offset,
             });
             let block = Block {
                 w,
                 x,
                 dh: None,
-                update,
+                nonzero_rows,
                 relu_scale: None,
                 velocity: None,
             };
             return operands::backward_rows(self.isa, block, self.dz, self.lr);
         }
-        let mid = (support.len() / self.size / 2).max(1) * self.size;
-        let cut = support[mid] as usize - offset;
+        let mid = (nonzero.len() / self.size / 2).max(1) * self.size;
+        let cut = nonzero[mid] as usize - offset;
         let (w0, w1) = w.split_at(Axis(0), cut);
         let (x0, x1) = x.split_at(Axis(1), cut);
-        let (s0, s1) = support.split_at(mid);
+        let (s0, s1) = nonzero.split_at(mid);
         let left = || self.run(w0, x0, s0, offset);
         let right = || self.run(w1, x1, s1, offset + cut);
         if self.parallel {

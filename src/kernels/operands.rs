@@ -100,7 +100,7 @@ pub(crate) struct Block<'a, 'b> {
     pub dh: Option<ArrayViewMut2<'b, f32>>,
     /// The rows to update, if not all: `indices[t] - offset` (the input gradient still covers
     /// every row).
-    pub update: Option<Selected<'a>>,
+    pub nonzero_rows: Option<Nonzero<'a>>,
     /// With `Some(scale)`, the input gradient goes through the backward of ReLU + dropout
     /// (`x` is that layer's output): `dh[i, r] = (dz W^T)[i, r] * scale` where `x[i, r] > 0`,
     /// else `+0.0`, and only those dot products are computed.
@@ -111,14 +111,14 @@ pub(crate) struct Block<'a, 'b> {
 
 /// Some of a matrix's rows: `indices[t] - offset`, strictly increasing.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Selected<'a> {
+pub(crate) struct Nonzero<'a> {
     /// Row indices, strictly increasing, all in `offset..offset + rows`.
     pub indices: &'a [u32],
     /// Subtracted from each index.
     pub offset: usize,
 }
 
-impl Selected<'_> {
+impl Nonzero<'_> {
     /// Panics, naming `what`, unless every index lies in `offset..offset + rows`, strictly
     /// increasing.
     #[track_caller]
@@ -135,7 +135,7 @@ impl Selected<'_> {
         let (start, end) = (self.offset, self.offset + rows);
         assert!(
             ok,
-            "{what}: the support must be strictly increasing indices in {start}..{end}"
+            "{what}: the nonzero list must be strictly increasing indices in {start}..{end}"
         );
     }
 }
@@ -166,18 +166,18 @@ fn checked(block: &Block<'_, '_>, dz: &ArrayView2<'_, f32>) -> Shape {
         assert_eq!(v.dim(), (rows, n), "backward: velocity block");
         require_rows(v, "backward: velocity");
         assert!(
-            block.update.is_none(),
+            block.nonzero_rows.is_none(),
             "backward: momentum updates every row"
         );
     }
-    if let Some(update) = &block.update {
+    if let Some(update) = &block.nonzero_rows {
         update.check(rows, "backward");
     }
     Shape { m, rows, n }
 }
 
 /// For one block of `W`'s rows: `dh = dz W^T` (from the old `W`, when `dh` is given), then the
-/// step of `W` (on the rows `block.update` selects, or all) with learning rate `lr`, with
+/// step of `W` (on the rows `block.nonzero_rows` lists, or all) with learning rate `lr`, with
 /// `isa`'s kernels (or AVX2's where AVX-512 has none: see `Isa::for_update`).
 ///
 /// # Panics
@@ -214,29 +214,29 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::backward(s, dh, w, x, dzp, lr, block.update),
+            Isa::Avx512 => avx512::backward(s, dh, w, x, dzp, lr, block.nonzero_rows),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2::backward(s, dh, w, x, dzp, step, block.update),
-            _ => portable::backward::<Native>(s, dh, w, x, dzp, step, block.update),
+            Isa::Avx2 => avx2::backward(s, dh, w, x, dzp, step, block.nonzero_rows),
+            _ => portable::backward::<Native>(s, dh, w, x, dzp, step, block.nonzero_rows),
         }
     }
 }
 
-/// `z = x w` with `isa`'s kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`; with a `support`,
+/// `z = x w` with `isa`'s kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`; with a `nonzero`,
 /// only over those `k` (the columns of `x` that can be nonzero); with `by_rows`, each row of
-/// `x` over its own nonzeros ([`portable::forward_rows`], which needs no support; AVX-512 has
+/// `x` over its own nonzeros ([`portable::forward_rows`], which needs no list; AVX-512 has
 /// no such kernel and ignores it).
 ///
 /// # Panics
 /// If `isa` is not supported here, or shapes or layouts disagree (rows must be contiguous), or
-/// the support is not strictly increasing below `k`.
+/// the nonzero list is not strictly increasing below `k`.
 #[track_caller]
 pub(crate) fn forward(
     isa: Isa,
     mut z: ArrayViewMut2<'_, f32>,
     x: &ArrayView2<'_, f32>,
     w: &ArrayView2<'_, f32>,
-    (support, by_rows): (Option<&[u32]>, bool),
+    (nonzero, by_rows): (Option<&[u32]>, bool),
 ) {
     isa.require();
     let ((m, k), n) = (x.dim(), w.ncols());
@@ -245,13 +245,13 @@ pub(crate) fn forward(
     require_rows(&z, "forward: z");
     require_rows(x, "forward: x");
     require_rows(w, "forward: w");
-    if let Some(indices) = support {
-        Selected { indices, offset: 0 }.check(k, "forward");
+    if let Some(indices) = nonzero {
+        Nonzero { indices, offset: 0 }.check(k, "forward");
     }
     if m == 0 || n == 0 {
         return;
     }
-    if support.map_or(k, <[u32]>::len) == 0 {
+    if nonzero.map_or(k, <[u32]>::len) == 0 {
         z.fill(0.0);
         return;
     }
@@ -259,11 +259,11 @@ pub(crate) fn forward(
     let zp = (z.as_mut_ptr(), z.strides()[0] as usize);
     let xp = (x.as_ptr(), x.strides()[0] as usize);
     let wp = (w.as_ptr(), w.strides()[0] as usize);
-    let rows = match support {
+    let rows = match nonzero {
         None => Rows::All(k),
-        Some(indices) => Rows::Listed(Selected { indices, offset: 0 }),
+        Some(indices) => Rows::Nonzero(Nonzero { indices, offset: 0 }),
     };
-    // SAFETY: `isa` is supported (checked above); the shapes, contiguous rows and the support
+    // SAFETY: `isa` is supported (checked above); the shapes, contiguous rows and the nonzero list
     // (below `k`) were checked, so every access `p + i * ld + j` stays inside its view (`z` has
     // `m` rows of `n`, `x` `m` rows of `k`, `w` `k` rows of `n`; prefetches use wrapping
     // addresses and never dereference). `z` is an exclusive borrow, so it aliases neither `x`
@@ -272,7 +272,7 @@ pub(crate) fn forward(
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::forward(shape, zp, xp, wp, support),
+            Isa::Avx512 => avx512::forward(shape, zp, xp, wp, nonzero),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 if by_rows => avx2::forward_rows(shape, zp, xp, wp),
             _ if by_rows => portable::forward_rows::<Native>(shape, zp, xp, wp),

@@ -34,7 +34,7 @@
 
 #![allow(unsafe_code)]
 
-use super::operands::{Selected, Shape};
+use super::operands::{Nonzero, Shape};
 
 /// Lanes of the input gradient's partial sums (one AVX-512 register of `f32`).
 pub(crate) const LANES: usize = 16;
@@ -95,7 +95,7 @@ pub(crate) enum Rows<'a> {
     /// `0..n`.
     All(usize),
     /// `indices[t] - offset`.
-    Listed(Selected<'a>),
+    Nonzero(Nonzero<'a>),
 }
 
 impl Rows<'_> {
@@ -103,7 +103,7 @@ impl Rows<'_> {
     fn len(self) -> usize {
         match self {
             Rows::All(n) => n,
-            Rows::Listed(s) => s.indices.len(),
+            Rows::Nonzero(s) => s.indices.len(),
         }
     }
 
@@ -111,7 +111,7 @@ impl Rows<'_> {
     fn at(self, t: usize) -> usize {
         match self {
             Rows::All(_) => t,
-            Rows::Listed(s) => s.indices[t] as usize - s.offset,
+            Rows::Nonzero(s) => s.indices[t] as usize - s.offset,
         }
     }
 }
@@ -273,7 +273,7 @@ unsafe fn f_panel<F: Fma, const P: usize>(
     }
 }
 
-/// `z = x w`, `(m, k) x (k, n)`, over the `rows` of `w` (all `k`, or the support of `x`).
+/// `z = x w`, `(m, k) x (k, n)`, over the `rows` of `w` (all `k`, or the nonzero columns of `x`).
 #[inline(always)]
 pub(crate) unsafe fn forward<F: Fma>(
     s: Shape,
@@ -855,7 +855,7 @@ pub(crate) unsafe fn backward<F: Fma>(
     x: (*const f32, usize),
     dz: (*const f32, usize),
     step: Step,
-    update: Option<Selected<'_>>,
+    nonzero_rows: Option<Nonzero<'_>>,
 ) {
     // SAFETY: the module's contract; `xt` holds `len` rows of `s.m <= BATCH_BLOCK` inputs.
     unsafe {
@@ -864,9 +864,9 @@ pub(crate) unsafe fn backward<F: Fma>(
             si: x.1,
             sr: 1,
         };
-        match update {
+        match nonzero_rows {
             Some(list) => {
-                self::update::<F, UR_PIXELS>(w, strided, dz, (s.m, s.n), Rows::Listed(list), step)
+                self::update::<F, UR_PIXELS>(w, strided, dz, (s.m, s.n), Rows::Nonzero(list), step)
             }
             // The block's columns of `x`, a few rows of `W` at a time, copied so that each
             // row of `W` finds its inputs contiguous: read in place, a column of `x` is one

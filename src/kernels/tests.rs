@@ -5,7 +5,7 @@
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, array};
 use rand::RngCore;
 
-use super::operands::{self, Block, Isa, Selected, rows_contiguous};
+use super::operands::{self, Block, Isa, Nonzero, rows_contiguous};
 use super::*;
 use crate::rng::{self, Stream};
 use crate::testing::{fingerprint, noise, pool};
@@ -160,7 +160,7 @@ fn whole_block(
         w: w.view_mut(),
         x: x.view(),
         dh: Some(dh.view_mut()),
-        update: None,
+        nonzero_rows: None,
         relu_scale: relu,
         velocity: None,
     };
@@ -242,7 +242,7 @@ fn momentum_matches_the_definition() {
                 w: w.view_mut(),
                 x: x.view(),
                 dh: Some(dh.view_mut()),
-                update: None,
+                nonzero_rows: None,
                 relu_scale: Some(2.0),
                 velocity: Some((v.view_mut(), mu)),
             };
@@ -255,20 +255,20 @@ fn momentum_matches_the_definition() {
     }
 }
 
-/// `x` with its columns outside `support` set to zero.
-fn zeroed_outside(x: &Array2<f32>, support: &[u32]) -> Array2<f32> {
+/// `x` with its columns outside `nonzero` set to zero.
+fn zeroed_outside(x: &Array2<f32>, nonzero: &[u32]) -> Array2<f32> {
     let mut zeroed = Array2::zeros(x.raw_dim());
-    for &c in support {
+    for &c in nonzero {
         zeroed.column_mut(c as usize).assign(&x.column(c as usize));
     }
     zeroed
 }
 
 #[test]
-fn skipping_the_rows_outside_the_support_gives_the_dense_bits() {
-    // Supports of every length modulo the 4-row update tiles, across 512-row passes, empty and
+fn skipping_the_rows_outside_the_nonzero_list_gives_the_dense_bits() {
+    // Nonzero lists of every length modulo the 4-row update tiles, across 512-row passes, empty and
     // full; `x` is nonzero everywhere, so a kernel that did not skip the rows outside the
-    // support would differ from the dense product of the zeroed `x`.
+    // nonzero list would differ from the dense product of the zeroed `x`.
     for (m, k, n, every) in [
         (32, 784, 128, 3),
         (32, 1100, 48, 2),
@@ -280,12 +280,12 @@ fn skipping_the_rows_outside_the_support_gives_the_dense_bits() {
         (100, 40, 24, 3),
     ] {
         // Drop every `every`-th column (none when 0), plus a run at the start.
-        let support: Vec<u32> = (0..k as u32)
+        let nonzero: Vec<u32> = (0..k as u32)
             .filter(|&c| c >= 4 && (every == 0 || c % every != 1))
             .collect();
         let (x, w0, dz) = (noise(m, k, 20), noise(k, n, 21), noise(m, n, 22));
-        let zeroed = zeroed_outside(&x, &support);
-        let shape = format!("{m}x{k}x{n}, {} of {k} rows", support.len());
+        let zeroed = zeroed_outside(&x, &nonzero);
+        let shape = format!("{m}x{k}x{n}, {} of {k} rows", nonzero.len());
         let mut expected = Array2::zeros((m, n));
         reference::forward(expected.view_mut(), zeroed.view(), w0.view());
         let mut w_ref = w0.clone();
@@ -297,25 +297,25 @@ fn skipping_the_rows_outside_the_support_gives_the_dense_bits() {
                 z.view_mut(),
                 &x.view(),
                 &w0.view(),
-                (Some(&support), false),
+                (Some(&nonzero), false),
             );
             assert_eq!(bits(&z), bits(&expected), "{isa:?} forward, {shape}");
             operands::forward(isa, z.view_mut(), &zeroed.view(), &w0.view(), (None, true));
             assert_eq!(bits(&z), bits(&expected), "{isa:?} dense forward, {shape}");
-            // The update in two blocks cut at row `k / 3`, each with its part of the support.
+            // The update in two blocks cut at row `k / 3`, each with its part of the nonzero list.
             let mut w = w0.clone();
             let cut = k / 3;
-            let split = support.partition_point(|&c| (c as usize) < cut);
+            let split = nonzero.partition_point(|&c| (c as usize) < cut);
             let (w_a, w_b) = w.view_mut().split_at(Axis(0), cut);
             let (x_a, x_b) = x.view().split_at(Axis(1), cut);
-            let (s_a, s_b) = support.split_at(split);
+            let (s_a, s_b) = nonzero.split_at(split);
             for (w, x, indices, offset) in [(w_a, x_a, s_a, 0), (w_b, x_b, s_b, cut)] {
-                let update = Some(Selected { indices, offset });
+                let nonzero_rows = Some(Nonzero { indices, offset });
                 let block = Block {
                     w,
                     x,
                     dh: None,
-                    update,
+                    nonzero_rows,
                     relu_scale: None,
                     velocity: None,
                 };
@@ -355,7 +355,7 @@ fn a_nan_input_is_never_skipped_as_zero() {
 #[test]
 fn row_selections_out_of_order_or_outside_the_block_are_refused() {
     let accepted = |indices: &[u32], offset: usize| {
-        std::panic::catch_unwind(|| Selected { indices, offset }.check(8, "test")).is_ok()
+        std::panic::catch_unwind(|| Nonzero { indices, offset }.check(8, "test")).is_ok()
     };
     assert!(accepted(&[], 0));
     assert!(accepted(&[0, 3, 7], 0));
@@ -405,19 +405,19 @@ fn forward_matches_the_definition_on_every_implementation() {
             assert_eq!(bits(&z), bits(&expected), "{isa:?}, shape {m}x{k}x{n}");
         }
         // Four fifths zeros, as an MNIST image (with a zero column and a zero row), row by
-        // row with and without the support, and in dense tiles over the support.
+        // row with and without the nonzero list, and in dense tiles over the nonzero list.
         let mut sparse = x.mapv(|v| if v > 0.3 { v } else { 0.0 });
         sparse.column_mut(k / 2).fill(0.0);
         sparse.row_mut(m / 2).fill(0.0);
         let mut expected = Array2::zeros((m, n));
         reference::forward(expected.view_mut(), sparse.view(), w.view());
-        let mut support = Vec::new();
-        nonzero_columns(&sparse.view(), &mut support);
+        let mut nonzero = Vec::new();
+        nonzero_columns(&sparse.view(), &mut nonzero);
         for isa in isas() {
             for how in [
                 (None, true),
-                (Some(&support[..]), true),
-                (Some(&support[..]), false),
+                (Some(&nonzero[..]), true),
+                (Some(&nonzero[..]), false),
             ] {
                 let mut z = noise(m, n, 9);
                 operands::forward(isa, z.view_mut(), &sparse.view(), &w.view(), how);
@@ -460,7 +460,7 @@ fn blocks_of_any_size_give_the_same_bits() {
                     w: wb,
                     x: xb,
                     dh: Some(dhb),
-                    update: None,
+                    nonzero_rows: None,
                     relu_scale: None,
                     velocity: None,
                 };
@@ -483,17 +483,17 @@ fn nonzero_columns_lists_the_columns_with_any_nonzero_value() {
         [0.0, 0.0, f32::NAN, tiny, -2.0, -0.0, 0.0],
         [0.0, -0.0, 0.0, 0.0, 0.0, 0.0, 3.0],
     ];
-    let mut support = vec![9; 20];
-    nonzero_columns(&x.view(), &mut support);
-    assert_eq!(support, [2, 3, 4, 6]);
+    let mut nonzero = vec![9; 20];
+    nonzero_columns(&x.view(), &mut nonzero);
+    assert_eq!(nonzero, [2, 3, 4, 6]);
     // Any layout, and the buffer's old contents do not matter.
     let xt = x.t().to_owned();
-    nonzero_columns(&xt.t(), &mut support);
-    assert_eq!(support, [2, 3, 4, 6]);
-    nonzero_columns(&Array2::<f32>::zeros((4, 5)).view(), &mut support);
-    assert!(support.is_empty());
-    nonzero_columns(&Array2::<f32>::ones((2, 3)).view(), &mut support);
-    assert_eq!(support, [0, 1, 2]);
+    nonzero_columns(&xt.t(), &mut nonzero);
+    assert_eq!(nonzero, [2, 3, 4, 6]);
+    nonzero_columns(&Array2::<f32>::zeros((4, 5)).view(), &mut nonzero);
+    assert!(nonzero.is_empty());
+    nonzero_columns(&Array2::<f32>::ones((2, 3)).view(), &mut nonzero);
+    assert_eq!(nonzero, [0, 1, 2]);
 }
 
 #[test]
@@ -507,20 +507,20 @@ fn public_products_give_the_same_bits_on_every_implementation_and_thread_count()
         let h = noise(m, n, 5).mapv(|v| (v - 0.25).max(0.0));
         let (w0, dz, w1) = (noise(k, n, 2), noise(m, n, 3), noise(n, 10, 6));
         let dz1 = noise(m, 10, 7);
-        let mut support = Vec::new();
-        nonzero_columns(&x.view(), &mut support);
-        let run = |kernels: Kernels, threads: usize, support: &[u32]| {
+        let mut nonzero = Vec::new();
+        nonzero_columns(&x.view(), &mut nonzero);
+        let run = |kernels: Kernels, threads: usize, nonzero: &[u32]| {
             pool(threads).install(|| {
                 let mut z = Array2::zeros((m, n));
-                forward_sparse(kernels, &mut z.view_mut(), &x.view(), &w0.view(), support);
+                matmul_nonzero(kernels, &mut z.view_mut(), &x.view(), &w0.view(), nonzero);
                 let mut w = w0.clone();
-                update_sparse(
+                update_nonzero(
                     kernels,
                     &mut w.view_mut(),
                     &dz.view(),
                     &x.view(),
                     lr,
-                    support,
+                    nonzero,
                 );
                 let (mut w_out, mut dh) = (w1.clone(), Array2::zeros((m, n)));
                 let (dh_view, w_view) = (&mut dh.view_mut(), &mut w_out.view_mut());
@@ -529,7 +529,7 @@ fn public_products_give_the_same_bits_on_every_implementation_and_thread_count()
                 (bits(&z), bits(&w), bits(&w_out), bits(&dh))
             })
         };
-        let expected = run(Kernels::Portable, 1, &support);
+        let expected = run(Kernels::Portable, 1, &nonzero);
         let everything: Vec<u32> = (0..k as u32).collect();
         for kernels in Kernels::runnable()
             .into_iter()
@@ -537,13 +537,13 @@ fn public_products_give_the_same_bits_on_every_implementation_and_thread_count()
         {
             for threads in [1, 2] {
                 let what = format!("{kernels}, {threads} threads, {m}x{n}");
-                assert_eq!(run(kernels, threads, &support), expected, "{what}");
+                assert_eq!(run(kernels, threads, &nonzero), expected, "{what}");
                 assert_eq!(run(kernels, threads, &everything), expected, "{what}");
             }
         }
         // The dense forward product equals the sparse one.
         let mut dense = Array2::zeros((m, n));
-        forward(Kernels::Auto, &mut dense.view_mut(), &x.view(), &w0.view());
+        matmul(Kernels::Auto, &mut dense.view_mut(), &x.view(), &w0.view());
         assert_eq!(bits(&dense), expected.0);
         // The fused ReLU backward equals the plain backward, then the ReLU + dropout backward.
         let (mut w_plain, mut dh_plain) = (w1.clone(), Array2::zeros((m, n)));
@@ -562,14 +562,14 @@ fn public_products_give_the_same_bits_on_every_implementation_and_thread_count()
 }
 
 #[test]
-#[should_panic(expected = "update_sparse: the support must be strictly increasing")]
-fn an_unordered_support_is_refused() {
+#[should_panic(expected = "update_nonzero: the nonzero list must be strictly increasing")]
+fn an_unordered_nonzero_list_is_refused() {
     let (mut w, dz, x) = (
         Array2::zeros((6, 4)),
         Array2::zeros((2, 4)),
         Array2::zeros((2, 6)),
     );
-    update_sparse(
+    update_nonzero(
         Kernels::Auto,
         &mut w.view_mut(),
         &dz.view(),
@@ -700,7 +700,7 @@ fn every_product_agrees_with_openblas_within_the_rounding_of_its_length() {
         let (w, dz) = (noise(k, n, 2), noise(m, n, 3));
         let z = [Kernels::Auto, Kernels::Blas].map(|kernels| {
             let mut z = Array2::zeros((m, n));
-            forward(kernels, &mut z.view_mut(), &x.view(), &w.view());
+            matmul(kernels, &mut z.view_mut(), &x.view(), &w.view());
             z
         });
         assert_within_rounding(&z[0], &z[1], &abs(&x).dot(&abs(&w)), k);
@@ -747,15 +747,15 @@ fn nan_propagates_through_relu_dropout_and_products_alike_on_every_implementatio
         "{kept} kept, {dropped} dropped"
     );
     // A NaN input makes its row of every product NaN, the same on every implementation and
-    // whichever way the product runs (dense, over the support, row by row).
+    // whichever way the product runs (dense, over the nonzero columns, row by row).
     let (m, k, n) = (12, 300, 96);
     let mut x = noise(m, k, 1).mapv(|v| if v > 0.2 { v } else { 0.0 });
     x[[5, 17]] = f32::NAN;
     let w = noise(k, n, 2);
-    let mut support = Vec::new();
-    nonzero_columns(&x.view(), &mut support);
+    let mut nonzero = Vec::new();
+    nonzero_columns(&x.view(), &mut nonzero);
     for isa in isas() {
-        for how in [(None, false), (None, true), (Some(&support[..]), false)] {
+        for how in [(None, false), (None, true), (Some(&nonzero[..]), false)] {
             let mut z = Array2::zeros((m, n));
             operands::forward(isa, z.view_mut(), &x.view(), &w.view(), how);
             for ((i, _), v) in z.indexed_iter() {
@@ -774,9 +774,9 @@ fn layer_work_counts_what_the_kernels_skip() {
         [0.5, -2.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
         [0.0, 0.0, 0.0, -0.5, 4.0, 1.0, 0.0, 0.0],
     ];
-    let mut support = Vec::new();
-    nonzero_columns(&x.view(), &mut support);
-    assert_eq!(support, [0, 1, 2, 3, 4, 5]);
+    let mut columns = Vec::new();
+    nonzero_columns(&x.view(), &mut columns);
+    assert_eq!(columns, [0, 1, 2, 3, 4, 5]);
     let (nonzero, positive) = (10.0, 7.0);
     for kernels in [Kernels::Portable, Kernels::Blas] {
         let portable = kernels == Kernels::Portable;
@@ -797,10 +797,10 @@ fn layer_work_counts_what_the_kernels_skip() {
             w.executed_flops,
             if portable { executed } else { w.dense_flops }
         );
-        // A first layer of 16 units: the forward over the 6 support columns; the update in
-        // tiles of 4 support columns, each over the rows where one of its columns is nonzero
+        // A first layer of 16 units: the forward over the 6 nonzero columns; the update in
+        // tiles of 4 nonzero columns, each over the rows where one of its columns is nonzero
         // (columns 0-3: all 4 rows; columns 4-5: rows 0, 2 and 3).
-        let w = layer_work(kernels, &x.view(), 16, Some(&support));
+        let w = layer_work(kernels, &x.view(), 16, Some(&columns));
         assert_eq!(w.dense_flops, 2.0 * 2.0 * 32.0 * 16.0);
         let executed = 2.0 * 4.0 * 6.0 * 16.0 + 2.0 * (4.0 * 4.0 + 3.0 * 2.0) * 16.0;
         assert_eq!(

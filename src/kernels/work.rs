@@ -1,14 +1,14 @@
 //! What the products of a training step execute, layer by layer: how much of each layer's
 //! input is zero, and the FLOPs the kernels run against the dense count (`relumax bench
 //! --sparsity`). The counts follow the kernels' skip rules through the functions that choose
-//! the code paths ([`super::forward_by_rows`], `Isa::for_update`), so the two cannot drift
+//! the code paths ([`super::matmul_by_rows`], `Isa::for_update`), so the two cannot drift
 //! apart.
 
 use ndarray::ArrayView2;
 
 use super::operands::Isa;
 use super::portable::UR_PIXELS;
-use super::{Kernels, forward_by_rows};
+use super::{Kernels, matmul_by_rows};
 
 /// The work of one layer in one training step.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -40,7 +40,7 @@ impl LayerWork {
 }
 
 /// The work of a layer with `outputs` units on the batch `x` with `kernels`: the first layer
-/// when `support` lists the columns of `x` that hold a nonzero (as
+/// when `columns` lists the columns of `x` that hold a nonzero (as
 /// [`super::nonzero_columns`]), else a hidden or output layer whose input is a hidden layer's
 /// output after ReLU + dropout. [`Kernels::Blas`] executes the dense count.
 ///
@@ -50,14 +50,14 @@ pub fn layer_work(
     kernels: Kernels,
     x: &ArrayView2<'_, f32>,
     outputs: usize,
-    support: Option<&[u32]>,
+    columns: Option<&[u32]>,
 ) -> LayerWork {
     let (m, k) = x.dim();
     let n = outputs as f64;
     let nonzero = x.iter().filter(|&&v| v != 0.0).count() as f64;
     let positive = x.iter().filter(|&&v| v > 0.0).count() as f64;
     let dense_one = 2.0 * (m * k) as f64 * n;
-    let dense_flops = dense_one * if support.is_some() { 2.0 } else { 3.0 };
+    let dense_flops = dense_one * if columns.is_some() { 2.0 } else { 3.0 };
     let mut work = LayerWork {
         inputs: (m * k) as f64,
         zeros: (m * k) as f64 - nonzero,
@@ -67,23 +67,23 @@ pub fn layer_work(
     let Some(isa) = kernels.run() else {
         return work;
     };
-    let by_rows = isa != Isa::Avx512 && forward_by_rows(support.is_some(), outputs, x);
-    let forward = match support {
+    let by_rows = isa != Isa::Avx512 && matmul_by_rows(columns.is_some(), outputs, x);
+    let forward = match columns {
         _ if by_rows => 2.0 * nonzero * n,
-        Some(support) => 2.0 * (m * support.len()) as f64 * n,
+        Some(columns) => 2.0 * (m * columns.len()) as f64 * n,
         None => dense_one,
     };
     // The input gradient through ReLU + dropout: only where the input is positive.
-    let gradient = if support.is_some() {
+    let gradient = if columns.is_some() {
         0.0
     } else {
         2.0 * positive * n
     };
     // The update visits, per tile of rows of `W`, the batch rows where one of its inputs is
-    // nonzero: tiles of `UR_PIXELS` support rows in the first layer, of one row elsewhere
+    // nonzero: tiles of `UR_PIXELS` nonzero rows in the first layer, of one row elsewhere
     // (of four on AVX-512, for batches it updates itself).
-    let update = match support {
-        Some(support) => tiled_update(x, support.iter().map(|&c| c as usize), UR_PIXELS),
+    let update = match columns {
+        Some(columns) => tiled_update(x, columns.iter().map(|&c| c as usize), UR_PIXELS),
         None if isa.for_update(m, false) == Isa::Avx512 => tiled_update(x, 0..k, 4),
         None => 2.0 * nonzero,
     } * n;

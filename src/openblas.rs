@@ -62,10 +62,10 @@ impl Drop for SingleThreaded {
 }
 
 #[cfg(feature = "openblas")]
-pub use openblas::*;
+pub use linked::*;
 
 #[cfg(feature = "openblas")]
-mod openblas {
+mod linked {
     use std::ffi::{CStr, c_char, c_int};
 
     unsafe extern "C" {
