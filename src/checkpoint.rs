@@ -3,12 +3,11 @@
 //!
 //! `state.safetensors` holds the weights, with the position, metrics and configuration (and
 //! the configuration's SHA-256) in its metadata; `velocity-<epoch>-<step>.safetensors` holds
-//! the momentum buffers when there are any. Both carry a stamp (`epoch:step`) that must agree.
-//! Each file is written atomically: the new velocity under its own name first, then the state,
-//! and only then are older velocity files removed. A crash at any point leaves a state whose
-//! velocity file is still there: the previous checkpoint or the new one. (With one velocity
-//! file overwritten in place, a crash between the two writes paired the old state with the new
-//! velocity, and resuming failed.)
+//! the momentum buffers when there are any (both carry a stamp, `epoch:step`, that must
+//! agree), and `best-<epoch>.safetensors` the best model so far with `keep_best`. Each file is
+//! written atomically: the side files under their own names first, then the state, and only
+//! then are older side files removed. So a crash at any point leaves a state whose side files
+//! are still there: the previous checkpoint or the new one.
 
 use std::path::Path;
 

@@ -42,7 +42,7 @@ const MAX_DECOMPRESSED: u64 = 1 << 32;
 
 /// Batches of at least this many rows are gathered in two halves on two threads: the scattered
 /// rows' cache misses then overlap, and the second thread already holds half of the batch
-/// when the forward product starts. 1x128 and 2x128 epochs took 15% less time for it.
+/// when the forward product starts (`docs/performance.md`, "Split gather").
 const GATHER_SPLIT_MIN_ROWS: usize = 16;
 
 /// How a file's checksum was checked.

@@ -6,7 +6,7 @@
 //! `(pointer, leading dimension)` pair addresses a matrix whose rows the function reads or
 //! writes (`p + i * ld + j` for the rows and columns its shape arguments name) entirely inside
 //! one live allocation, with written operands aliasing nothing else. The safe entry points in
-//! [`super::dispatch`] establish it; each `// SAFETY:` below refers to this contract.
+//! [`super::operands`] establish it; each `// SAFETY:` below refers to this contract.
 
 #![allow(unsafe_code)]
 
@@ -93,8 +93,7 @@ impl Rows for RawNonzero {
 /// The fixed reduction tree of `reference::reduce`.
 #[inline(always)]
 unsafe fn reduce(v: __m512) -> f32 {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // SAFETY: the module's contract.
     unsafe {
         let lo = _mm512_castps512_ps256(v);
         let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
@@ -132,9 +131,8 @@ unsafe fn d_tile<const R: usize, const I: usize>(
     w: (*const f32, usize),
     (c0, c1, n): (usize, usize, usize),
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds;
-    // `acc` points to a live, exclusively borrowed buffer of `I * R` registers.
+    // SAFETY: the module's contract; `acc` points to a live, exclusively borrowed buffer of
+    // `I * R` registers.
     unsafe {
         let mut sums = [[_mm512_setzero_ps(); R]; I];
         if c0 > 0 {
@@ -202,9 +200,8 @@ unsafe fn d_rows<const R: usize>(
     m: usize,
     n: usize,
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
-    // Tile `t` of a group parks its sums in `parked[t]`, inside the buffer.
+    // SAFETY: the module's contract; tile `t` of a group parks its sums in `parked[t]`,
+    // inside the buffer.
     unsafe {
         let mut parked = [[[_mm512_setzero_ps(); R]; DI]; DG / DI];
         // Every slot is addressed from this one pointer.
@@ -252,9 +249,9 @@ unsafe fn masks(
     positive: &mut [u64; MR],
     nonzero: &mut [u64; MR],
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and `x` addresses rows `i0..i1`, columns `0..len`; masked-off lanes are
-    // neither read nor written, and the stores stay in the arrays (`g + 16 <= MR`).
+    // SAFETY: the module's contract (`x` addresses rows `i0..i1`, columns `0..len`);
+    // masked-off lanes are neither read nor written, and the stores stay in the arrays
+    // (`g + 16 <= MR`).
     unsafe {
         let zero = _mm512_setzero_ps();
         for g in (0..len).step_by(16) {
@@ -289,8 +286,7 @@ unsafe fn u_step<const R: usize, const V: usize>(
     mask: __mmask16,
     rows: [usize; R],
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // SAFETY: the module's contract.
     unsafe {
         let mut zv = [_mm512_setzero_ps(); V];
         for (v, z) in zv.iter_mut().enumerate() {
@@ -316,9 +312,7 @@ unsafe fn u_tile<const R: usize, const V: usize>(
     (m, neg_lr, mask): (usize, f32, __mmask16),
     (rows, active): ([usize; R], Option<u64>),
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds;
-    // `active` only names rows below `m`.
+    // SAFETY: the module's contract; `active` only names rows below `m`.
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         match active {
@@ -355,8 +349,7 @@ unsafe fn u_rows<const R: usize>(
     (m, n, neg_lr): (usize, usize, f32),
     (rows, active): ([usize; R], Option<u64>),
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // SAFETY: the module's contract.
     unsafe {
         let all = !0;
         let at = |c: usize| ((w.0.add(c), w.1), (dz.0.add(c), dz.1));
@@ -391,9 +384,7 @@ unsafe fn update<K: Rows>(
     lr: f32,
     rows: K,
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds;
-    // every position passed to `rows.at` is below `rows.len()`.
+    // SAFETY: the module's contract; every position passed to `rows.at` is below `rows.len()`.
     unsafe {
         let args = (m, n, -lr);
         let tile = |r: &[usize]| nonzero.map(|bits| r.iter().fold(0, |a, &r| a | bits[r]));
@@ -434,9 +425,7 @@ unsafe fn d_relu_row(
     (positive, n): (u64, usize),
     scale: f32,
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds,
-    // for every batch row in `positive`.
+    // SAFETY: the module's contract, for every batch row in `positive`.
     unsafe {
         let (mut bits, mut rows, mut len) = (positive, [0usize; DI], 0);
         while bits != 0 {
@@ -467,8 +456,7 @@ unsafe fn d_relu_dots<const G: usize>(
     scale: f32,
     rows: [usize; G],
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // SAFETY: the module's contract.
     unsafe {
         let mut sums = [_mm512_setzero_ps(); G];
         let mut c = 0;
@@ -507,8 +495,7 @@ pub(super) unsafe fn backward(
     lr: f32,
     nonzero_rows: Option<Nonzero<'_>>,
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // SAFETY: the module's contract.
     unsafe {
         if let Some((dh, None)) = dh {
             dense_dh(s, dh, w, dz);
@@ -553,8 +540,7 @@ pub(super) unsafe fn backward(
 /// `dh = dz w^T` for all rows of the block, [`DR`] rows of `w` at a time.
 #[inline(always)]
 unsafe fn dense_dh(s: Shape, dh: (*mut f32, usize), w: (*mut f32, usize), dz: (*const f32, usize)) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // SAFETY: the module's contract.
     unsafe {
         let row = |r: usize| (w.0.add(r * w.1).cast_const(), w.1);
         let mut r = 0;
@@ -577,9 +563,8 @@ unsafe fn dense_dh(s: Shape, dh: (*mut f32, usize), w: (*mut f32, usize), dz: (*
 /// Sets `rows x cols` (at most [`MR`] columns) of `dh` to `+0.0`.
 #[inline(always)]
 unsafe fn zero(dh: (*mut f32, usize), rows: usize, cols: usize) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and `dh` addresses `rows` rows of `cols` columns; masked-off lanes are
-    // not written.
+    // SAFETY: the module's contract (`dh` addresses `rows` rows of `cols` columns);
+    // masked-off lanes are not written.
     unsafe {
         for i in 0..rows {
             for c in (0..cols).step_by(16) {
@@ -612,8 +597,7 @@ unsafe fn f_tile<const R: usize, const V: usize, K: Rows>(
     prefetch: bool,
     mask: __mmask16,
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // SAFETY: the module's contract.
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         if !first {
@@ -660,8 +644,7 @@ unsafe fn f_panel<const V: usize, K: Rows>(
     w: (*const f32, usize),
     (rows, mask): (K, __mmask16),
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // SAFETY: the module's contract.
     unsafe {
         let k = rows.len();
         for k0 in (0..k).step_by(FK) {
@@ -703,7 +686,7 @@ pub(super) unsafe fn forward(
     w: (*const f32, usize),
     nonzero: Option<&[u32]>,
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs).
+    // SAFETY: the module's contract.
     unsafe {
         match nonzero {
             None => panels(s, z, x, w, All(s.rows)),
@@ -724,8 +707,7 @@ unsafe fn panels<K: Rows>(
     w: (*const f32, usize),
     rows: K,
 ) {
-    // SAFETY: the caller holds this function's contract (module `avx512` docs): AVX-512F
-    // is available and every pointer + leading dimension addresses its operand in bounds.
+    // SAFETY: the module's contract.
     unsafe {
         let mut c = 0;
         while c < s.n {

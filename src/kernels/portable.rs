@@ -319,7 +319,7 @@ pub(crate) unsafe fn forward<F: Fma>(
 
 /// Inputs per pass of [`forward_rows`]: the nonzero lists of a pass live on the stack, and a
 /// column tile of that many rows of `w` stays in L2 even when its rows are a power of two of
-/// bytes apart (2048 columns: 1.5-1.7x faster than passes of 1024).
+/// bytes apart (measurements in `docs/performance.md`).
 const RK: usize = 128;
 /// Columns per register tile of [`forward_rows`] (8 AVX2 registers).
 const RP: usize = 64;
