@@ -18,6 +18,11 @@ use crate::model::{self, Mlp};
 
 const FORMAT: &str = "relumax-mlp";
 const VERSION: &str = "1";
+/// How the tensors compute, for readers in other frameworks (the file's `layout` metadata).
+const LAYOUT: &str = "layers.{l}.weight is (inputs, outputs) and layers.{l}.bias \
+(outputs), f32: h = relu(h @ weight + bias) for every layer but the last, logits = h @ weight + \
+bias for the last, softmax over the logits; in torch.nn.Linear(inputs, outputs), weight.T is \
+the Linear's weight";
 
 /// Largest model file read (1 GiB holds a 16k x 16k network).
 const MAX_MODEL_BYTES: u64 = 1 << 30;
@@ -36,6 +41,7 @@ pub fn to_bytes(model: &Mlp, metadata: &[(&str, String)]) -> Vec<u8> {
         .collect();
     meta.insert("format".into(), FORMAT.into());
     meta.insert("version".into(), VERSION.into());
+    meta.insert("layout".into(), LAYOUT.into());
     let sizes: Vec<String> = model.sizes().iter().map(usize::to_string).collect();
     meta.insert("sizes".into(), sizes.join(",").into());
     let mut header = serde_json::Map::new();

@@ -11,6 +11,7 @@ mod accuracy;
 mod api;
 mod data;
 mod gradients;
+mod interop;
 mod robustness;
 mod training;
 
