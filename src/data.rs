@@ -113,7 +113,7 @@ enum Pixels {
     Array(Array2<f32>),
 }
 
-/// One split of a dataset (training or test): samples with their labels.
+/// One split of a dataset (training, test or validation): samples with their labels.
 #[derive(Debug)]
 pub struct Split {
     pixels: Pixels,
@@ -122,6 +122,33 @@ pub struct Split {
 }
 
 impl Split {
+    /// A split of in-memory features and labels, checked: as many labels as rows, each below
+    /// `classes`, every feature finite. `what` names the split in errors.
+    fn from_array(x: Array2<f32>, y: Vec<u32>, classes: usize, what: &str) -> Result<Split> {
+        if x.nrows() != y.len() {
+            return Err(Error::Shape {
+                what: format!("{what} labels vs {what} rows"),
+                expected: x.nrows(),
+                found: y.len(),
+            });
+        }
+        check_labels(&y, classes, &format!("{what}_y"))?;
+        if let Some(((row, column), &value)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: format!("{what} features"),
+                row,
+                column,
+                value,
+            });
+        }
+        let features = x.ncols();
+        Ok(Split {
+            pixels: Pixels::Array(x.as_standard_layout().into_owned()),
+            labels: y,
+            features,
+        })
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -219,6 +246,9 @@ pub struct Dataset {
     pub train: Split,
     /// The test split (`t10k-*` files).
     pub test: Split,
+    /// A validation split of the user's ([`Dataset::with_validation`]), which training uses
+    /// instead of holding out part of `train`.
+    validation: Option<Split>,
     classes: usize,
     image_shape: Option<(usize, usize)>,
     files: Vec<FileReport>,
@@ -335,6 +365,7 @@ impl Dataset {
             image_shape: Some(train.1),
             train: train.0,
             test: test.0,
+            validation: None,
             classes,
             files,
             notes,
@@ -354,32 +385,8 @@ impl Dataset {
         test_y: Vec<u32>,
         classes: usize,
     ) -> Result<Dataset> {
-        let split = |x: Array2<f32>, y: Vec<u32>, what: &str| -> Result<Split> {
-            if x.nrows() != y.len() {
-                return Err(Error::Shape {
-                    what: format!("{what} labels vs {what} rows"),
-                    expected: x.nrows(),
-                    found: y.len(),
-                });
-            }
-            check_labels(&y, classes, &format!("{what}_y"))?;
-            if let Some(((row, column), &value)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-                return Err(Error::NonFinite {
-                    what: format!("{what} features"),
-                    row,
-                    column,
-                    value,
-                });
-            }
-            let features = x.ncols();
-            Ok(Split {
-                pixels: Pixels::Array(x.as_standard_layout().into_owned()),
-                labels: y,
-                features,
-            })
-        };
-        let train = split(train_x, train_y, "train")?;
-        let test = split(test_x, test_y, "test")?;
+        let train = Split::from_array(train_x, train_y, classes, "train")?;
+        let test = Split::from_array(test_x, test_y, classes, "test")?;
         if train.features != test.features {
             return Err(Error::Shape {
                 what: "test features vs training features".into(),
@@ -390,11 +397,37 @@ impl Dataset {
         Ok(Dataset {
             train,
             test,
+            validation: None,
             classes,
             image_shape: None,
             files: Vec::new(),
             notes: Vec::new(),
         })
+    }
+
+    /// This dataset with a validation split of your own (`(samples, features)` and labels):
+    /// training then uses the whole training split and evaluates this one after every epoch,
+    /// instead of holding out `val_fraction` of the training split.
+    ///
+    /// # Errors
+    /// As [`Dataset::from_arrays`]: the shapes must agree with the training split's features,
+    /// labels lie below the class count, features be finite.
+    pub fn with_validation(mut self, x: Array2<f32>, y: Vec<u32>) -> Result<Dataset> {
+        let validation = Split::from_array(x, y, self.classes, "validation")?;
+        if validation.features != self.train.features {
+            return Err(Error::Shape {
+                what: "validation features vs training features".into(),
+                expected: self.train.features,
+                found: validation.features,
+            });
+        }
+        self.validation = Some(validation);
+        Ok(self)
+    }
+
+    /// The validation split given with [`Dataset::with_validation`], if any.
+    pub fn validation(&self) -> Option<&Split> {
+        self.validation.as_ref()
     }
 
     /// Number of classes.

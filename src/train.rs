@@ -37,7 +37,8 @@ pub struct TrainConfig {
     /// Dropout probability of every hidden unit during training. Default 0.5.
     pub dropout: f32,
     /// Fraction of the training split held out for validation, in `[0, 1)`; 0 holds out
-    /// nothing (no validation, the same run as `full_train`). Default 0.2.
+    /// nothing (no validation, the same run as `full_train`). Not used when the dataset has a
+    /// validation split of its own ([`Dataset::with_validation`]). Default 0.2.
     pub val_fraction: f64,
     /// Train on the whole training split with no validation (the paper's "1875 iterations"
     /// reading). Default `false`.
@@ -141,12 +142,10 @@ impl TrainConfig {
                 format!("must be in [0, 1), got {}", self.val_fraction),
             );
         }
-        if self.keep_best && (self.full_train || self.val_fraction == 0.0) {
+        if self.keep_best && self.full_train {
             return bad(
                 "keep_best",
-                "needs a validation split to pick the best epoch by (a val_fraction above 0, \
-                 not full_train)"
-                    .into(),
+                "needs a validation split to pick the best epoch by (full_train has none)".into(),
             );
         }
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
@@ -552,7 +551,8 @@ impl Trainer {
             });
         }
         self.check_memory(data)?;
-        let holdout = if c.full_train {
+        // A validation split of the user's replaces the holdout: every training sample trains.
+        let holdout = if c.full_train || data.validation().is_some() {
             Holdout {
                 train: (0..data.train.len()).collect(),
                 val: Vec::new(),
@@ -560,7 +560,16 @@ impl Trainer {
         } else {
             Holdout::new(data.train.len(), c.val_fraction, c.seed)
         };
-        if c.val_fraction > 0.0 && !c.full_train && holdout.val.is_empty() {
+        let validates = !c.full_train && (data.validation().is_some() || !holdout.val.is_empty());
+        if c.keep_best && !validates {
+            return Err(Error::Config {
+                field: "keep_best",
+                reason: "needs a validation split to pick the best epoch by (a val_fraction \
+                         above 0, or Dataset::with_validation)"
+                    .into(),
+            });
+        }
+        if c.val_fraction > 0.0 && !c.full_train && data.validation().is_none() && !validates {
             return Err(Error::Config {
                 field: "val_fraction",
                 reason: format!(
@@ -732,8 +741,12 @@ impl Trainer {
             }
             let train_seconds = p.seconds + secs(start);
             p.total_seconds += train_seconds;
-            let val = (!holdout.val.is_empty())
-                .then(|| eval_buf.evaluate(&state.model, &data.train, Some(&holdout.val)));
+            let val = match data.validation() {
+                _ if c.full_train => None,
+                Some(split) => Some(eval_buf.evaluate(&state.model, split, None)),
+                None => (!holdout.val.is_empty())
+                    .then(|| eval_buf.evaluate(&state.model, &data.train, Some(&holdout.val))),
+            };
             let metrics = EpochMetrics {
                 epoch: epoch + 1,
                 train_loss: p.loss_sum / steps as f64,

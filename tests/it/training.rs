@@ -697,20 +697,78 @@ fn keep_best_returns_the_model_of_the_lowest_validation_loss_and_resumes_with_it
     };
     assert!(resumed.model == best.model);
     assert_eq!(resumed.best_epoch, Some(best_epoch));
-    // Without a validation split there is no best epoch to keep.
-    for c in [
-        TrainConfig {
-            full_train: true,
-            ..config.clone()
-        },
-        TrainConfig {
-            val_fraction: 0.0,
-            ..config.clone()
-        },
-    ] {
-        match Trainer::new(c) {
-            Err(Error::Config { field, .. }) => assert_eq!(field, "keep_best"),
-            other => panic!("{other:?}"),
+    // Without a validation split there is no best epoch to keep: full_train is refused at
+    // once, a val_fraction of 0 when the data has no validation split of its own.
+    let full = TrainConfig {
+        full_train: true,
+        ..config.clone()
+    };
+    match Trainer::new(full) {
+        Err(Error::Config { field, .. }) => assert_eq!(field, "keep_best"),
+        other => panic!("{other:?}"),
+    }
+    let none = TrainConfig {
+        val_fraction: 0.0,
+        ..config.clone()
+    };
+    match Trainer::new(none)
+        .unwrap()
+        .fit(&data, |_| ControlFlow::Continue(()))
+    {
+        Err(Error::Config { field, .. }) => assert_eq!(field, "keep_best"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_validation_split_of_your_own_replaces_the_holdout() {
+    let mnist = Dataset::bundled().unwrap();
+    let rows =
+        |split: &relumax::Split, r: std::ops::Range<usize>| split.rows(&r.collect::<Vec<_>>());
+    let (x, y) = rows(&mnist.train, 0..4000);
+    let (vx, vy) = rows(&mnist.train, 4000..5000);
+    let (tx, ty) = rows(&mnist.test, 0..1000);
+    let data = Dataset::from_arrays(x, y, tx, ty, 10)
+        .unwrap()
+        .with_validation(vx.clone(), vy.clone())
+        .unwrap();
+    assert_eq!(data.validation().map(relumax::Split::len), Some(1000));
+    let mut steps = 0;
+    let config = TrainConfig {
+        hidden: vec![32],
+        epochs: 2,
+        keep_best: true,
+        val_fraction: 0.0,
+        ..TrainConfig::default()
+    };
+    let result = Trainer::new(config)
+        .unwrap()
+        .fit(&data, |e| {
+            if let Event::Step { steps: s, .. } = e {
+                steps = *s;
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    // Every training sample trains (no holdout), and each epoch is validated on the given
+    // split: the kept model's validation metrics are its own on those arrays.
+    assert_eq!(steps, 4000usize.div_ceil(32));
+    let best = result.best_epoch.unwrap();
+    let val = result.model.evaluate(vx.view(), &vy).unwrap();
+    assert_eq!(result.epochs[best - 1].val_loss, Some(val.loss));
+    assert_eq!(result.epochs[best - 1].val_accuracy, Some(val.accuracy));
+    // A validation split must fit the training split.
+    let small = || Dataset::from_arrays(vx.clone(), vy.clone(), vx.clone(), vy.clone(), 10);
+    let narrow = ndarray::Array2::<f32>::zeros((3, 783));
+    match small().unwrap().with_validation(narrow, vec![0, 1, 2]) {
+        Err(Error::Shape { what, .. }) => assert!(what.contains("validation"), "{what}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let wide = ndarray::Array2::<f32>::zeros((2, 784));
+    match small().unwrap().with_validation(wide, vec![3, 10]) {
+        Err(e @ Error::LabelOutOfRange { .. }) => {
+            assert!(e.to_string().contains("validation_y"), "{e}")
         }
+        other => panic!("{:?}", other.map(|_| ())),
     }
 }
