@@ -5,9 +5,9 @@
 //! rows at a time (and all three reach `cblas_sgemm` without copies on the OpenBLAS backend).
 
 use ndarray::{Array1, Array2};
-use rand::RngCore;
 
 use crate::init::{self, Init};
+use crate::rng::{self, Stream};
 
 /// One fully connected layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,10 +19,27 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// A layer with initialised weights and zero biases.
-    pub fn new(inputs: usize, outputs: usize, init: Init, rng: &mut impl RngCore) -> Dense {
+    /// A layer with weights initialised by `init` from `seed`'s stream, and zero biases.
+    pub fn new(inputs: usize, outputs: usize, init: Init, seed: u64) -> Dense {
+        Dense::from_stream(inputs, outputs, init, &[], seed)
+    }
+
+    /// [`Dense::new`] drawing from the initialisation stream of `seed` at coordinates `at`
+    /// (`Mlp::new`'s layer `l` draws at `[l]`).
+    pub(crate) fn from_stream(
+        inputs: usize,
+        outputs: usize,
+        init: Init,
+        at: &[u64],
+        seed: u64,
+    ) -> Dense {
         Dense {
-            weight: init::weights(inputs, outputs, init, rng),
+            weight: init::weights(
+                inputs,
+                outputs,
+                init,
+                &mut rng::stream(seed, Stream::Init, at),
+            ),
             bias: Array1::zeros(outputs),
         }
     }

@@ -79,7 +79,7 @@ mod train;
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use data::{
     Batcher, ChecksumStatus, Dataset, FILE_NAMES, FileReport, FileSource, Holdout, LoadOptions,
-    MNIST_ENV, SUMS_FILE, Split, shuffle,
+    MNIST_ENV, SUMS_FILE, Split,
 };
 pub use error::{Error, Result};
 pub use idx::{
@@ -104,7 +104,6 @@ pub use openblas::{blas_config, blas_threads, set_blas_threads};
 pub use optim::Sgd;
 pub use preprocess::{BOX, FRAME, mnist_digit};
 pub use resources::MemoryEstimate;
-pub use rng::{Stream, StreamRng, derive as derive_seed, stream as rng_stream};
 pub use train::{
     Best, CURVE_EVERY, CurvePoint, EpochMetrics, EpochProgress, Event, MAX_LR, Outcome,
     TrainConfig, TrainResult, TrainState, Trainer, check_fits, evaluate,

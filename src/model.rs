@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::kernels::{self, BatchStats, Dropout, Kernels};
 use crate::layer::Dense;
-use crate::rng::{self, Stream};
 
 /// Rows per inference chunk: evaluation (validation, test, [`Mlp::evaluate`]) and
 /// [`Mlp::predict_proba`] run in batches of this many rows.
@@ -171,14 +170,7 @@ impl Mlp {
         let layers = sizes
             .windows(2)
             .enumerate()
-            .map(|(l, w)| {
-                Dense::new(
-                    w[0],
-                    w[1],
-                    init,
-                    &mut rng::stream(seed, Stream::Init, &[l as u64]),
-                )
-            })
+            .map(|(l, w)| Dense::from_stream(w[0], w[1], init, &[l as u64], seed))
             .collect();
         Ok(Mlp { layers })
     }
