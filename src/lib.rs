@@ -90,8 +90,7 @@ pub use init::Init;
 pub use inspect::{Preimage, class_images};
 pub use layer::Dense;
 pub use model::{
-    EVAL_ROWS, Evaluation, MAX_LAYERS, MAX_WIDTH, Mlp, StepDropout, Workspace,
-    train_flops_per_sample, validate_sizes,
+    Evaluation, MAX_LAYERS, MAX_WIDTH, Mlp, StepDropout, Workspace, train_flops_per_sample,
 };
 pub use model_file::{
     LoadedModel, load as load_model, model_from_bytes, save as save_model,
@@ -105,8 +104,8 @@ pub use optim::Sgd;
 pub use preprocess::{BOX, FRAME, mnist_digit};
 pub use resources::MemoryEstimate;
 pub use train::{
-    Best, CURVE_EVERY, CurvePoint, EpochMetrics, EpochProgress, Event, MAX_LR, Outcome,
-    TrainConfig, TrainResult, TrainState, Trainer, check_fits, evaluate,
+    Best, CurvePoint, EpochMetrics, EpochProgress, Event, MAX_LR, Outcome, TrainConfig,
+    TrainResult, TrainState, Trainer, check_fits, evaluate,
 };
 
 /// Facts about this build, recorded by `build.rs`: git revision and target CPU features.

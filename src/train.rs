@@ -310,7 +310,7 @@ pub struct TrainResult {
     pub model: Mlp,
     /// One entry per finished epoch.
     pub epochs: Vec<EpochMetrics>,
-    /// The running training loss, averaged over windows of [`CURVE_EVERY`] steps.
+    /// The running training loss, averaged over windows of 50 steps.
     pub curve: Vec<CurvePoint>,
     /// Evaluation on the test split.
     pub test: Evaluation,

@@ -37,7 +37,8 @@ fn check_gemm(dst: &ArrayViewMut2<'_, f32>, a: &ArrayView2<'_, f32>, b: &ArrayVi
 ///
 /// `a`, `b` and `dst` must each be standard layout or the transpose of a standard-layout view
 /// (unit inner stride); ndarray would otherwise silently use its pure-Rust multiplier. The
-/// result is bit-identical for any OpenBLAS thread count (see [`GEMM_K_ALIGN`]).
+/// result is bit-identical for any OpenBLAS thread count (the inner dimension is split into
+/// a multiple of 64 and a remainder, which OpenBLAS's drivers block alike).
 ///
 /// # Panics
 /// If shapes disagree (`a: (m, k)`, `b: (k, n)`, `dst: (m, n)`).
@@ -86,8 +87,8 @@ pub fn block_size(n: usize) -> usize {
 }
 
 /// [`gemm`] run in parallel on the current rayon pool: `dst` and `b` are cut into column
-/// blocks of [`block_size`], one single-threaded `sgemm` each, so the result is identical for any
-/// number of threads.
+/// blocks (a quarter of the columns, at least 64: a function of the size alone), one
+/// single-threaded `sgemm` each, so the result is identical for any number of threads.
 ///
 /// OpenBLAS should be single-threaded meanwhile ([`crate::set_blas_threads`]`(1)`;
 /// [`crate::Trainer`] does this), or both kinds of threads compete for the cores.

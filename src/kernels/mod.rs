@@ -41,10 +41,10 @@ mod work;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
-pub use blas::{GEMM_K_ALIGN, MIN_BLOCK, block_size, gemm, par_gemm};
+pub use blas::{gemm, par_gemm};
 pub use elementwise::{
-    BatchStats, CHUNK_ROWS, Dropout, argmax, argmax_rows, bias_relu_dropout, bias_sgd,
-    relu_dropout_backward, softmax, softmax_cross_entropy,
+    BatchStats, Dropout, argmax, argmax_rows, bias_relu_dropout, bias_sgd, relu_dropout_backward,
+    softmax, softmax_cross_entropy,
 };
 pub use math::{exp, ln};
 pub(crate) use math::{ln_f64, sin_cos_f64};

@@ -584,7 +584,10 @@ fn an_unordered_nonzero_list_is_refused() {
 /// 32-bit draw is at least `p * 2^32`.
 fn dropout_reference(z: &Array2<f32>, bias: &Array1<f32>, d: Dropout) -> Array2<f32> {
     let mut out = z.clone();
-    for (chunk, mut rows) in out.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS).enumerate() {
+    for (chunk, mut rows) in out
+        .axis_chunks_iter_mut(Axis(0), elementwise::CHUNK_ROWS)
+        .enumerate()
+    {
         let mut rng = rng::stream(d.key, Stream::Dropout, &[chunk as u64]);
         for mut row in rows.rows_mut() {
             let mut draws = Vec::new();
