@@ -9,17 +9,19 @@ use crate::common::relumax_cmd;
 
 const CONFIG: [&str; 6] = ["--hidden", "512", "--epochs", "3", "--momentum", "0.5"];
 
+/// Sends `signal` (`"-INT"`, `"-KILL"`...) to process `pid` with `kill`.
+fn send(pid: impl std::fmt::Display, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status();
+    assert!(status.unwrap().success(), "kill {signal} {pid}");
+}
+
 /// Trains `CONFIG` into `out`, sending `signal` once `after` epoch lines have been printed;
 /// returns the exit code.
 fn train_and_signal(out: &Path, after: usize, signal: &str) -> Option<i32> {
     train_and(out, after, |pid| {
-        assert!(
-            Command::new("kill")
-                .args([signal, &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
+        send(pid, signal);
     })
     .status
     .code()
@@ -113,10 +115,7 @@ fn ctrl_c_checkpoints_and_resume_is_bit_identical() {
     // the checkpoint holds a step the handler saved, not the end-of-epoch one.
     let o = train_and(&out, 1, |pid| {
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let status = Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status();
-        assert!(status.unwrap().success());
+        send(pid, "-INT");
     });
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "{err}");
@@ -313,14 +312,7 @@ fn a_second_ctrl_c_stops_at_once_and_leaves_nothing() {
         .spawn()
         .unwrap();
     let interrupt = || {
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-INT", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        send(child.id(), "-INT");
     };
     std::thread::sleep(std::time::Duration::from_millis(1500));
     interrupt();
@@ -358,14 +350,7 @@ fn a_kill_while_a_checkpoint_is_written_keeps_the_previous_one() {
     while child.try_wait().unwrap().is_none() {
         if ck.join("state.safetensors").is_file() && !entries_starting(&ck, ".relumax-").is_empty()
         {
-            let pid = child.id().to_string();
-            assert!(
-                Command::new("kill")
-                    .args(["-KILL", &pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+            send(child.id(), "-KILL");
             caught = true;
             break;
         }
@@ -393,13 +378,7 @@ fn checkpoints_every_n_epochs_or_only_when_stopped() {
         let o = train_and_with(&out, 2, &["--checkpoint-every", every], |pid| {
             std::thread::sleep(std::time::Duration::from_millis(300));
             let pid = pid.to_string();
-            assert!(
-                Command::new("kill")
-                    .args(["-KILL", &pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+            send(pid, "-KILL");
         });
         assert_eq!(o.status.code(), None);
         match kept_epoch {
@@ -447,14 +426,7 @@ fn ctrl_c_during_paper_keeps_the_finished_configurations() {
     for line in stdout.lines() {
         if line.unwrap().contains("1x128 seed 0: test loss") {
             std::thread::sleep(std::time::Duration::from_millis(500));
-            let pid = child.id().to_string();
-            assert!(
-                Command::new("kill")
-                    .args(["-INT", &pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+            send(child.id(), "-INT");
         }
     }
     let o = child.wait_with_output().unwrap();

@@ -269,24 +269,31 @@ fn callback_sees_every_step_and_can_stop_early() {
     assert_eq!(r.epochs.len(), 2);
 }
 
+/// Trains `config` on `data`; returns the result and the steps of an epoch.
+fn fit_counting_steps(config: TrainConfig, data: &Dataset) -> (relumax::TrainResult, usize) {
+    let mut steps = 0;
+    let result = Trainer::new(config)
+        .unwrap()
+        .fit(data, |e| {
+            if let Event::Step { steps: s, .. } = e {
+                steps = *s;
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    (result, steps)
+}
+
 #[test]
 fn full_train_uses_every_training_sample_and_skips_validation() {
     let (_tmp, dir) = crate::common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
-    let mut steps = 0;
-    let r = Trainer::new(TrainConfig {
+    let config = TrainConfig {
         epochs: 1,
         full_train: true,
         ..Default::default()
-    })
-    .unwrap()
-    .fit(&data, |e| {
-        if let Event::Step { steps: s, .. } = e {
-            steps = *s;
-        }
-        ControlFlow::Continue(())
-    })
-    .unwrap();
+    };
+    let (r, steps) = fit_counting_steps(config, &data);
     assert_eq!(steps, 1000usize.div_ceil(32));
     assert_eq!(r.epochs[0].val_loss, None);
 }
@@ -733,7 +740,6 @@ fn a_validation_split_of_your_own_replaces_the_holdout() {
         .with_validation(vx.clone(), vy.clone())
         .unwrap();
     assert_eq!(data.validation().map(relumax::Split::len), Some(1000));
-    let mut steps = 0;
     let config = TrainConfig {
         hidden: vec![32],
         epochs: 2,
@@ -741,15 +747,7 @@ fn a_validation_split_of_your_own_replaces_the_holdout() {
         val_fraction: 0.0,
         ..TrainConfig::default()
     };
-    let result = Trainer::new(config)
-        .unwrap()
-        .fit(&data, |e| {
-            if let Event::Step { steps: s, .. } = e {
-                steps = *s;
-            }
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+    let (result, steps) = fit_counting_steps(config, &data);
     // Every training sample trains (no holdout), and each epoch is validated on the given
     // split: the kept model's validation metrics are its own on those arrays.
     assert_eq!(steps, 4000usize.div_ceil(32));
