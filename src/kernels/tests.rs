@@ -327,7 +327,7 @@ fn skipping_the_rows_outside_the_nonzero_list_gives_the_dense_bits() {
 }
 
 #[test]
-fn a_nan_input_is_never_skipped_as_zero() {
+fn a_nan_input_is_never_taken_for_zero() {
     // Batch row 5 is zero but for a NaN at `x[5, 3]`: the update's skip must count it as
     // nonzero (so all of row 3 of `w` becomes NaN), while the ReLU backward must count it as
     // not positive (so `dh[5, 3]` is `+0.0`), as the definition has it.
