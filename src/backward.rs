@@ -1,9 +1,8 @@
 //! The training step ([`Mlp::train_step`]) and its backward walk: from the loss gradient of the
 //! logits (left in the workspace by [`Mlp::forward_train`]) back through every layer, last to
-//! first. Each layer's
-//! input gradient is formed while the optimizer updates the layer ([`Sgd::update`], fused per
-//! block of its weights), so no weight gradient is ever stored: the input gradients alternate
-//! between the workspace's two flat buffers.
+//! first. Each layer's input gradient is formed while the optimizer updates the layer
+//! ([`Sgd::update`], fused per block of its weights), so no weight gradient is ever stored: the
+//! input gradients alternate between the workspace's two flat buffers.
 
 use ndarray::{ArrayView2, ArrayViewMut2, s};
 

@@ -376,6 +376,24 @@ pub struct Best {
 }
 
 impl TrainState {
+    /// The model a run returns: the best one with `keep_best`, else the current one.
+    fn kept_model(&self) -> &Mlp {
+        self.best.as_ref().map_or(&self.model, |b| &b.model)
+    }
+
+    /// The result of a run that ended in this state, with its test evaluation.
+    fn into_result(self, test: Evaluation, train_seconds: f64, stopped_early: bool) -> TrainResult {
+        TrainResult {
+            best_epoch: self.best.as_ref().map(|b| b.epoch),
+            model: self.best.map_or(self.model, |b| b.model),
+            epochs: self.epochs,
+            curve: self.curve,
+            test,
+            train_seconds,
+            stopped_early,
+        }
+    }
+
     /// The state of a run that has not started, for `model`.
     pub fn new(model: Mlp) -> TrainState {
         TrainState {
@@ -499,18 +517,9 @@ impl Trainer {
         match self.run(TrainState::new(model), data, on_event)? {
             Outcome::Finished(result) => Ok(result),
             Outcome::Interrupted(state) => {
-                let best_epoch = state.best.as_ref().map(|b| b.epoch);
-                let model = state.best.map_or(state.model, |b| b.model);
-                let test = evaluate(&model, &data.test, None);
-                Ok(TrainResult {
-                    train_seconds: state.progress.total_seconds + state.progress.seconds,
-                    model,
-                    epochs: state.epochs,
-                    curve: state.curve,
-                    test,
-                    stopped_early: true,
-                    best_epoch,
-                })
+                let test = evaluate(state.kept_model(), &data.test, None);
+                let seconds = state.progress.total_seconds + state.progress.seconds;
+                Ok(state.into_result(test, seconds, true))
             }
         }
     }
@@ -569,7 +578,7 @@ impl Trainer {
                     .into(),
             });
         }
-        if c.val_fraction > 0.0 && !c.full_train && data.validation().is_none() && !validates {
+        if c.val_fraction > 0.0 && !c.full_train && !validates {
             return Err(Error::Config {
                 field: "val_fraction",
                 reason: format!(
@@ -634,21 +643,21 @@ impl Trainer {
             if !done {
                 return Ok(None);
             }
-            let model = state.best.as_ref().map_or(&state.model, |b| &b.model);
+            let model = state.kept_model();
             let mut eval = EvalBuffers::new(model, data.features(), self.config.kernels);
             Ok(Some(eval.evaluate(model, &data.test, None)))
         });
         match result? {
             None => Ok(Outcome::Interrupted(state)),
-            Some(test) => Ok(Outcome::Finished(TrainResult {
-                train_seconds: state.progress.total_seconds,
-                stopped_early: state.epoch < c.epochs,
-                best_epoch: state.best.as_ref().map(|b| b.epoch),
-                model: state.best.map_or(state.model, |b| b.model),
-                epochs: state.epochs,
-                curve: state.curve,
-                test,
-            })),
+            Some(test) => {
+                let (seconds, stopped_early) =
+                    (state.progress.total_seconds, state.epoch < c.epochs);
+                Ok(Outcome::Finished(state.into_result(
+                    test,
+                    seconds,
+                    stopped_early,
+                )))
+            }
         }
     }
 
