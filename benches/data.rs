@@ -3,7 +3,7 @@
 //! Run with: `cargo bench --bench data`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use relumax::{Batcher, Dataset, Holdout, LoadOptions};
+use relumax::{Dataset, LoadOptions, data::Batcher, data::Holdout};
 
 fn open(c: &mut Criterion) {
     // The first open decompresses and caches; the benchmark measures the steady state.

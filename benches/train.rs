@@ -13,8 +13,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ndarray::Array2;
 use relumax::kernels::Kernels;
 use relumax::{
-    Dataset, Init, Mlp, Sgd, StepDropout, TrainConfig, Trainer, Workspace, kernels,
-    train_flops_per_sample,
+    Dataset, Init, Mlp, Sgd, TrainConfig, Trainer, kernels, model::StepDropout, model::Workspace,
+    model::train_flops_per_sample,
 };
 
 const WIDTHS: [usize; 5] = [128, 256, 512, 1024, 2048];
@@ -62,7 +62,7 @@ fn dropout(step: usize) -> StepDropout {
 
 fn step(c: &mut Criterion) {
     // As in training: parallelism comes from rayon splitting the products.
-    relumax::set_blas_threads(1);
+    relumax::openblas::set_blas_threads(1);
     let mut group = c.benchmark_group("step");
     let (x, y) = mnist_batch();
     for layers in [1usize, 2] {
@@ -108,8 +108,15 @@ fn step(c: &mut Criterion) {
 fn hidden_input(width: usize, images: &Array2<f32>) -> Array2<f32> {
     let m = mnist();
     let (x, y) = m.train.rows(&(0..6000).collect::<Vec<_>>());
-    let (tx, ty) = m.test.rows(&(0..1000).collect::<Vec<_>>());
-    let data = Dataset::from_arrays(x, y, tx, ty, 10).expect("MNIST arrays");
+    let (tx, ty) = m
+        .test
+        .as_ref()
+        .unwrap()
+        .rows(&(0..1000).collect::<Vec<_>>());
+    let data = Dataset::from_arrays(x, y, 10)
+        .expect("MNIST arrays")
+        .with_test(tx, ty)
+        .expect("MNIST arrays");
     let config = TrainConfig {
         hidden: vec![width, width],
         epochs: 1,
@@ -119,8 +126,8 @@ fn hidden_input(width: usize, images: &Array2<f32>) -> Array2<f32> {
         .and_then(|t| t.fit(&data, |_| ControlFlow::Continue(())))
         .expect("one epoch trains");
     let first = &trained.model.layers()[0];
-    let mut h = images.dot(&first.weight);
-    kernels::bias_relu_dropout(h.view_mut(), first.bias.view(), dropout(1).layer(0));
+    let mut h = images.dot(first.weight());
+    kernels::bias_relu_dropout(h.view_mut(), first.bias().view(), dropout(1).layer(0));
     h
 }
 
@@ -198,7 +205,7 @@ impl Layer {
 /// The backward pass of one layer alone, as training runs it ([`Layer`]). Throughput counts
 /// the dense products.
 fn backward(c: &mut Criterion) {
-    relumax::set_blas_threads(1);
+    relumax::openblas::set_blas_threads(1);
     let mut group = c.benchmark_group("backward");
     let (images, _) = mnist_batch();
     for width in WIDTHS {
@@ -251,7 +258,7 @@ fn fused(c: &mut Criterion) {
 }
 
 fn gemm(c: &mut Criterion) {
-    relumax::set_blas_threads(1);
+    relumax::openblas::set_blas_threads(1);
     let mut group = c.benchmark_group("gemm");
     for width in WIDTHS {
         for (name, m, k, n, ta) in [
@@ -285,7 +292,7 @@ fn gemm(c: &mut Criterion) {
 /// (`portable`, `avx2`, `avx512`) and on OpenBLAS (`blas`), side by side.
 /// Throughput counts the dense products.
 fn backends(c: &mut Criterion) {
-    relumax::set_blas_threads(1);
+    relumax::openblas::set_blas_threads(1);
     let mut group = c.benchmark_group("backends");
     let (images, _) = mnist_batch();
     for width in WIDTHS {
@@ -321,8 +328,7 @@ fn epoch(c: &mut Criterion) {
             trainer
                 .fit(data, |_| ControlFlow::Continue(()))
                 .unwrap()
-                .test
-                .accuracy
+                .train_seconds
         })
     });
     group.finish();

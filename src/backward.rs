@@ -47,7 +47,7 @@ fn backward(model: &mut Mlp, ws: &mut Workspace, x: ArrayView2<'_, f32>, p: f32,
     } = ws;
     let [g0, g1] = grads;
     for l in (0..n).rev() {
-        let layer = &mut model.layers_mut()[l];
+        let layer = &mut model.layers[l];
         let (inputs, outputs) = (layer.inputs(), layer.outputs());
         // dz of the last layer is in the logits buffer; below it, the gradients alternate
         // between the two flat buffers: layer l's dh goes to grads[(n - 1 - l) % 2].

@@ -14,9 +14,10 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fs::write_atomic;
 use crate::layer::Dense;
 use crate::model::Mlp;
-use crate::model_file::{load, to_bytes, write_atomic};
+use crate::model_file::{load, to_bytes};
 use crate::train::{Best, EpochProgress, TrainConfig, TrainState};
 
 const STATE_FILE: &str = "state.safetensors";

@@ -239,13 +239,15 @@ impl Split {
     }
 }
 
-/// A dataset: a training split (from which the holdout is drawn) and a test split.
+/// A dataset: a training split (from which the holdout is drawn), an optional test split and
+/// an optional validation split of the user's.
 #[derive(Debug)]
 pub struct Dataset {
     /// The training split (`train-*` files).
     pub train: Split,
-    /// The test split (`t10k-*` files).
-    pub test: Split,
+    /// The test split (`t10k-*` files; for in-memory data, the one given with
+    /// [`Dataset::with_test`], if any). Without it, [`crate::TrainResult::test`] is `None`.
+    pub test: Option<Split>,
     /// A validation split of the user's ([`Dataset::with_validation`]), which training uses
     /// instead of holding out part of `train`.
     validation: Option<Split>,
@@ -299,7 +301,7 @@ impl Dataset {
     /// # Errors
     /// [`Error::Read`] or [`Error::MissingFile`] for a missing folder or file; [`Error::Gzip`]
     /// or [`Error::Checksum`] for corrupt data (no cache is written then); any IDX error from
-    /// [`crate::parse_images`]; [`Error::CountMismatch`], [`Error::Shape`] (train and test feature
+    /// [`crate::idx::parse_images`]; [`Error::CountMismatch`], [`Error::Shape`] (train and test feature
     /// counts differ) or [`Error::LabelOutOfRange`].
     pub fn open_with(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Dataset> {
         let dir = dir.as_ref();
@@ -364,7 +366,7 @@ impl Dataset {
         Ok(Dataset {
             image_shape: Some(train.1),
             train: train.0,
-            test: test.0,
+            test: Some(test.0),
             validation: None,
             classes,
             files,
@@ -372,37 +374,35 @@ impl Dataset {
         })
     }
 
-    /// Builds a dataset from in-memory features (`(samples, features)`) and labels.
+    /// Builds a dataset from in-memory training features (`(samples, features)`, finite) and
+    /// labels (below `classes`); add a test split with [`Dataset::with_test`] and a validation
+    /// split with [`Dataset::with_validation`].
     ///
     /// # Errors
-    /// [`Error::Shape`] when a label vector's length differs from its matrix's rows or the two
-    /// matrices have different feature counts; [`Error::LabelOutOfRange`] for a label
-    /// `>= classes`.
-    pub fn from_arrays(
-        train_x: Array2<f32>,
-        train_y: Vec<u32>,
-        test_x: Array2<f32>,
-        test_y: Vec<u32>,
-        classes: usize,
-    ) -> Result<Dataset> {
-        let train = Split::from_array(train_x, train_y, classes, "train")?;
-        let test = Split::from_array(test_x, test_y, classes, "test")?;
-        if train.features != test.features {
-            return Err(Error::Shape {
-                what: "test features vs training features".into(),
-                expected: train.features,
-                found: test.features,
-            });
-        }
+    /// [`Error::Shape`] when the label vector's length differs from the matrix's rows;
+    /// [`Error::LabelOutOfRange`] for a label `>= classes`; [`Error::NonFinite`] for a NaN or
+    /// infinite feature, naming its row and column.
+    pub fn from_arrays(x: Array2<f32>, y: Vec<u32>, classes: usize) -> Result<Dataset> {
         Ok(Dataset {
-            train,
-            test,
+            train: Split::from_array(x, y, classes, "train")?,
+            test: None,
             validation: None,
             classes,
             image_shape: None,
             files: Vec::new(),
             notes: Vec::new(),
         })
+    }
+
+    /// This dataset with a test split of your own (`(samples, features)` and labels), on which
+    /// training evaluates the final model; it replaces any test split there was.
+    ///
+    /// # Errors
+    /// As [`Dataset::from_arrays`], and [`Error::Shape`] when the feature count differs from
+    /// the training split's.
+    pub fn with_test(mut self, x: Array2<f32>, y: Vec<u32>) -> Result<Dataset> {
+        self.test = Some(self.matching_split(x, y, "test")?);
+        Ok(self)
     }
 
     /// This dataset with a validation split of your own (`(samples, features)` and labels):
@@ -413,16 +413,21 @@ impl Dataset {
     /// As [`Dataset::from_arrays`]: the shapes must agree with the training split's features,
     /// labels lie below the class count, features be finite.
     pub fn with_validation(mut self, x: Array2<f32>, y: Vec<u32>) -> Result<Dataset> {
-        let validation = Split::from_array(x, y, self.classes, "validation")?;
-        if validation.features != self.train.features {
+        self.validation = Some(self.matching_split(x, y, "validation")?);
+        Ok(self)
+    }
+
+    /// A split named `name` from arrays whose features match the training split's.
+    fn matching_split(&self, x: Array2<f32>, y: Vec<u32>, name: &str) -> Result<Split> {
+        let split = Split::from_array(x, y, self.classes, name)?;
+        if split.features != self.train.features {
             return Err(Error::Shape {
-                what: "validation features vs training features".into(),
+                what: format!("{name} features vs training features"),
                 expected: self.train.features,
-                found: validation.features,
+                found: split.features,
             });
         }
-        self.validation = Some(validation);
-        Ok(self)
+        Ok(split)
     }
 
     /// The validation split given with [`Dataset::with_validation`], if any.
@@ -642,8 +647,8 @@ impl Cache {
         if raw.is_file() {
             std::fs::remove_file(raw).ok()?;
         }
-        crate::model_file::write_atomic(&self.record, identity.as_bytes()).ok()?;
-        let mut tmp = crate::model_file::temp_file_in(dir, ".relumax-cache-").ok()?;
+        crate::fs::write_atomic(&self.record, identity.as_bytes()).ok()?;
+        let mut tmp = crate::fs::temp_file_in(dir, ".relumax-cache-").ok()?;
         tmp.write_all(data).ok()?;
         tmp.as_file().sync_all().ok()?;
         let file = tmp.persist(raw).ok()?;
@@ -753,7 +758,7 @@ fn below(rng: &mut impl RngCore, bound: u64) -> u64 {
 }
 
 /// Fisher-Yates shuffle with a pinned algorithm, so results do not move with `rand` versions.
-pub fn shuffle<T>(v: &mut [T], rng: &mut impl RngCore) {
+pub(crate) fn shuffle<T>(v: &mut [T], rng: &mut impl RngCore) {
     for i in (1..v.len()).rev() {
         let j = below(rng, i as u64 + 1) as usize;
         v.swap(i, j);

@@ -77,7 +77,7 @@ pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<LabelsHeader> {
 }
 
 /// True when `bytes` start like a gzip stream.
-pub fn is_gzip(bytes: &[u8]) -> bool {
+pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&GZIP_MAGIC)
 }
 

@@ -6,16 +6,22 @@
 
 use ndarray::{Array1, Array2};
 
+use crate::error::{Error, Result};
 use crate::init::{self, Init};
+use crate::model::MAX_WIDTH;
 use crate::rng::{self, Stream};
 
 /// One fully connected layer.
+///
+/// Its shapes are fixed once built: the weights and biases can be read, and changed in place
+/// through views in a network ([`crate::Mlp::layers_mut`]), but not replaced by
+/// arrays of another shape or layout.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
     /// Weights, `(inputs, outputs)`, standard layout.
-    pub weight: Array2<f32>,
+    pub(crate) weight: Array2<f32>,
     /// Biases, `(outputs,)`.
-    pub bias: Array1<f32>,
+    pub(crate) bias: Array1<f32>,
 }
 
 impl Dense {
@@ -42,6 +48,45 @@ impl Dense {
             ),
             bias: Array1::zeros(outputs),
         }
+    }
+
+    /// A layer from its weights (`(inputs, outputs)`, any layout) and biases (`(outputs,)`).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the bias length differs from the weights' columns;
+    /// [`Error::Config`] when a dimension is 0 or above [`MAX_WIDTH`].
+    pub fn from_parts(weight: Array2<f32>, bias: Array1<f32>) -> Result<Dense> {
+        if bias.len() != weight.ncols() {
+            return Err(Error::Shape {
+                what: "bias length vs weight columns (outputs)".into(),
+                expected: weight.ncols(),
+                found: bias.len(),
+            });
+        }
+        for (what, n) in [("inputs", weight.nrows()), ("outputs", weight.ncols())] {
+            if n == 0 || n > MAX_WIDTH {
+                return Err(Error::Config {
+                    field: "layers",
+                    reason: format!("a layer's {what} must be 1..={MAX_WIDTH}, got {n}"),
+                });
+            }
+        }
+        let weight = if weight.is_standard_layout() {
+            weight
+        } else {
+            weight.as_standard_layout().into_owned()
+        };
+        Ok(Dense { weight, bias })
+    }
+
+    /// The weights, `(inputs, outputs)`, standard layout.
+    pub fn weight(&self) -> &Array2<f32> {
+        &self.weight
+    }
+
+    /// The biases, `(outputs,)`.
+    pub fn bias(&self) -> &Array1<f32> {
+        &self.bias
     }
 
     /// Number of inputs.

@@ -5,16 +5,16 @@
 //! `s = softmax(h W + b)` with cross-entropy loss. Activations live in a [`Workspace`] sized once
 //! for a number of rows, so a training step allocates nothing.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 
 use crate::error::{Error, Result};
-use crate::init::Init;
+pub use crate::init::Init;
 use crate::kernels::{self, BatchStats, Dropout, Kernels};
-use crate::layer::Dense;
+pub use crate::layer::Dense;
 
 /// Rows per inference chunk: evaluation (validation, test, [`Mlp::evaluate`]) and
 /// [`Mlp::predict_proba`] run in batches of this many rows.
-pub const EVAL_ROWS: usize = 1000;
+pub(crate) const EVAL_ROWS: usize = 1000;
 
 /// Loss, accuracy and confusion matrix on a set of samples.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -55,7 +55,7 @@ pub const MAX_WIDTH: usize = 1 << 16;
 /// A ReLU + softmax multilayer perceptron.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
-    layers: Vec<Dense>,
+    pub(crate) layers: Vec<Dense>,
 }
 
 /// Dropout for one training step: probability `p`, and the coordinates from which each layer's
@@ -175,11 +175,12 @@ impl Mlp {
         Ok(Mlp { layers })
     }
 
-    /// A network from existing layers.
+    /// A network from existing layers (each built by [`Dense::new`] or [`Dense::from_parts`],
+    /// which check its own shapes).
     ///
     /// # Errors
-    /// [`Error::Shape`] when consecutive layers do not chain or a bias length differs from its
-    /// layer's outputs; [`Error::Config`] for an empty list.
+    /// [`Error::Shape`] when consecutive layers do not chain; [`Error::Config`] for an empty
+    /// list or more than [`MAX_LAYERS`] hidden layers.
     pub fn from_layers(layers: Vec<Dense>) -> Result<Mlp> {
         if layers.is_empty() {
             return Err(Error::Config {
@@ -187,31 +188,18 @@ impl Mlp {
                 reason: "a network needs at least one layer".into(),
             });
         }
-        for (l, layer) in layers.iter().enumerate() {
-            if layer.bias.len() != layer.outputs() {
-                return Err(Error::Shape {
-                    what: format!("layer {l} bias length"),
-                    expected: layer.outputs(),
-                    found: layer.bias.len(),
-                });
-            }
-            if let Some(next) = layers.get(l + 1)
-                && next.inputs() != layer.outputs()
-            {
+        for (l, pair) in layers.windows(2).enumerate() {
+            if pair[1].inputs() != pair[0].outputs() {
                 return Err(Error::Shape {
                     what: format!("layer {} inputs", l + 1),
-                    expected: layer.outputs(),
-                    found: next.inputs(),
+                    expected: pair[0].outputs(),
+                    found: pair[1].inputs(),
                 });
             }
         }
-        let mut layers = layers;
-        for layer in &mut layers {
-            if !layer.weight.is_standard_layout() {
-                layer.weight = layer.weight.as_standard_layout().into_owned();
-            }
-        }
-        Ok(Mlp { layers })
+        let model = Mlp { layers };
+        validate_sizes(&model.sizes())?;
+        Ok(model)
     }
 
     /// `[inputs, hidden..., classes]`.
@@ -244,9 +232,32 @@ impl Mlp {
         &self.layers
     }
 
-    /// Mutable access to the layers (shapes must be kept).
-    pub fn layers_mut(&mut self) -> &mut [Dense] {
-        &mut self.layers
+    /// Each layer's weights and biases as mutable views, input first: values can change,
+    /// shapes cannot (a network stays one that [`Mlp::from_layers`] would accept).
+    ///
+    /// ```
+    /// # use relumax::{Init, Mlp};
+    /// let mut model = Mlp::new(&[4, 8, 3], Init::He, 0)?;
+    /// for (mut weight, _bias) in model.layers_mut() {
+    ///     weight.mapv_inplace(|w| w * 0.5);
+    /// }
+    /// # Ok::<(), relumax::Error>(())
+    /// ```
+    ///
+    /// Replacing a layer by one of another shape does not compile:
+    ///
+    /// ```compile_fail
+    /// # use relumax::{Dense, Init, Mlp};
+    /// let mut model = Mlp::new(&[4, 8, 3], Init::He, 0)?;
+    /// model.layers_mut()[0] = Dense::new(5, 8, Init::He, 0);
+    /// # Ok::<(), relumax::Error>(())
+    /// ```
+    pub fn layers_mut(
+        &mut self,
+    ) -> impl ExactSizeIterator<Item = (ArrayViewMut2<'_, f32>, ArrayViewMut1<'_, f32>)> {
+        self.layers
+            .iter_mut()
+            .map(|l| (l.weight.view_mut(), l.bias.view_mut()))
     }
 
     /// Total number of parameters.
@@ -423,7 +434,7 @@ impl Mlp {
     }
 
     /// Mean cross-entropy, accuracy and confusion matrix of the model on the rows of `x` (any
-    /// memory layout) with labels `y`, without dropout: what [`crate::evaluate`] gives for a
+    /// memory layout) with labels `y`, without dropout: what [`crate::train::evaluate`] gives for a
     /// [`crate::Split`] holding the same samples.
     ///
     /// # Errors
@@ -489,7 +500,7 @@ pub fn train_flops_per_sample(sizes: &[usize]) -> f64 {
 ///
 /// # Errors
 /// [`Error::Config`] naming the offending size.
-pub fn validate_sizes(sizes: &[usize]) -> Result<()> {
+pub(crate) fn validate_sizes(sizes: &[usize]) -> Result<()> {
     if sizes.len() < 2 {
         return Err(Error::Config {
             field: "sizes",

@@ -6,13 +6,14 @@
 //! `config` as JSON. Files are written atomically: temp file, sync, rename.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
+use crate::fs::write_atomic;
 use crate::layer::Dense;
 use crate::model::{self, Mlp};
 
@@ -34,7 +35,7 @@ const MAX_MODEL_BYTES: u64 = 1 << 30;
 /// are sorted, so the same model and metadata always give the same bytes. The layout is the
 /// safetensors format: a little-endian u64 header length, the JSON header padded with spaces to
 /// a multiple of 8 bytes, then the tensors' little-endian data in header order.
-pub fn to_bytes(model: &Mlp, metadata: &[(&str, String)]) -> Vec<u8> {
+pub(crate) fn to_bytes(model: &Mlp, metadata: &[(&str, String)]) -> Vec<u8> {
     let mut meta: serde_json::Map<String, serde_json::Value> = metadata
         .iter()
         .map(|(k, v)| ((*k).to_string(), v.clone().into()))
@@ -83,7 +84,7 @@ pub fn to_bytes(model: &Mlp, metadata: &[(&str, String)]) -> Vec<u8> {
 /// [`Error::Model`] when a parameter is NaN or infinite (nothing is written: such a file could
 /// not be loaded); [`Error::Write`] when the folder cannot be written or the disk fills; no
 /// partial file is left behind.
-pub fn save(model: &Mlp, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
+pub(crate) fn save(model: &Mlp, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
     // A model with NaN or infinite parameters could not be loaded again.
     for (l, layer) in model.layers().iter().enumerate() {
         let weights = layer.weight.iter().chain(&layer.bias);
@@ -99,74 +100,85 @@ pub fn save(model: &Mlp, path: &Path, metadata: &[(&str, String)]) -> Result<()>
     write_atomic(path, &to_bytes(model, metadata))
 }
 
-/// Writes `bytes` to `path` through a synced temporary file in the same folder and a rename,
-/// so readers see the old file or the whole new one, never part of it.
-///
-/// # Errors
-/// [`Error::Write`] naming `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |source| Error::Write {
-        path: path.into(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = temp_file_in(dir, ".relumax-").map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
-}
-
-/// A temporary file in `dir` for an atomic write, readable by all (`0644`) on Unix, where a
-/// temporary file would otherwise keep mode `0600` after the rename.
-pub(crate) fn temp_file_in(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(prefix);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    builder.tempfile_in(dir)
-}
-
+/// Saving and loading: the one API for model files.
 impl Mlp {
-    /// Saves the network to `path` as safetensors (atomically); see [`save`] to add metadata.
+    /// Saves the network to `path` as safetensors, atomically (a reader sees the old file or
+    /// the whole new one). The file's `layout` metadata says how to load it into
+    /// `torch.nn.Linear` or numpy.
     ///
     /// # Errors
-    /// As [`save`].
+    /// [`Error::Model`] when a parameter is NaN or infinite (nothing is written: such a file
+    /// could not be loaded); [`Error::Write`] when the folder cannot be written or the disk
+    /// fills; no partial file is left behind.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         save(self, path.as_ref(), &[])
     }
 
-    /// Loads a network saved by [`Mlp::save`] or [`save`]; see [`load`] for its metadata.
+    /// [`Mlp::save`] with extra header metadata, such as the training configuration as JSON
+    /// (the keys `format`, `version`, `layout` and `sizes` are the file's own).
     ///
     /// # Errors
-    /// As [`load`].
+    /// As [`Mlp::save`].
+    pub fn save_with_metadata(
+        &self,
+        path: impl AsRef<Path>,
+        metadata: &[(&str, String)],
+    ) -> Result<()> {
+        save(self, path.as_ref(), metadata)
+    }
+
+    /// Loads a network saved by [`Mlp::save`].
+    ///
+    /// # Errors
+    /// [`Error::Read`] when the file cannot be read; [`Error::Model`] when it is not
+    /// safetensors, is truncated, lies about sizes, has a dtype other than f32, lacks a
+    /// tensor, its shapes do not chain, or a parameter is NaN or infinite.
     pub fn load(path: impl AsRef<Path>) -> Result<Mlp> {
         Ok(load(path.as_ref())?.model)
     }
+
+    /// [`Mlp::load`], with the file's header metadata.
+    ///
+    /// # Errors
+    /// As [`Mlp::load`].
+    pub fn load_with_metadata(path: impl AsRef<Path>) -> Result<(Mlp, HashMap<String, String>)> {
+        let loaded = load(path.as_ref())?;
+        Ok((loaded.model, loaded.metadata))
+    }
+
+    /// The bytes [`Mlp::save_with_metadata`] writes: the same model and metadata always give
+    /// the same bytes.
+    pub fn to_safetensors(&self, metadata: &[(&str, String)]) -> Vec<u8> {
+        to_bytes(self, metadata)
+    }
+
+    /// Parses a model file held in memory, with its metadata.
+    ///
+    /// # Errors
+    /// [`Error::Model`] (with the path `(memory)`) for anything [`Mlp::load`] rejects.
+    pub fn from_safetensors(bytes: &[u8]) -> Result<(Mlp, HashMap<String, String>)> {
+        let loaded = from_bytes(bytes).map_err(|reason| Error::Model {
+            path: "(memory)".into(),
+            reason,
+        })?;
+        Ok((loaded.model, loaded.metadata))
+    }
 }
 
-/// A loaded model and its metadata.
+/// A loaded model and its header metadata.
 #[derive(Debug)]
-pub struct LoadedModel {
-    /// The network.
-    pub model: Mlp,
-    /// The header metadata (`format`, `version`, `sizes`, `config`, ...).
-    pub metadata: HashMap<String, String>,
+pub(crate) struct LoadedModel {
+    pub(crate) model: Mlp,
+    pub(crate) metadata: HashMap<String, String>,
 }
 
-/// Reads a model written by [`save`].
+/// Reads a model written by [`save`] (errors as [`Mlp::load`]).
 ///
 /// # Errors
 /// [`Error::Read`] when the file cannot be read; [`Error::Model`] when it is not safetensors,
 /// is truncated, lies about sizes, has a dtype other than f32, lacks a tensor, its shapes do
 /// not chain, or a parameter is NaN or infinite.
-pub fn load(path: &Path) -> Result<LoadedModel> {
+pub(crate) fn load(path: &Path) -> Result<LoadedModel> {
     let read_err = |source| Error::Read {
         path: path.into(),
         source,
@@ -185,17 +197,6 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
         return Err(bad(format!("larger than the {MAX_MODEL_BYTES}-byte limit")));
     }
     from_bytes(&bytes).map_err(bad)
-}
-
-/// Parses a model from bytes in memory (as [`load`] does for a file).
-///
-/// # Errors
-/// [`Error::Model`] (with the path `(memory)`) for anything [`load`] rejects.
-pub fn model_from_bytes(bytes: &[u8]) -> Result<LoadedModel> {
-    from_bytes(bytes).map_err(|reason| Error::Model {
-        path: "(memory)".into(),
-        reason,
-    })
 }
 
 /// Parses model bytes; the error is a reason to attach to a file name.

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use ndarray::{Array1, Array2, s};
 
+pub use crate::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::data::{Batcher, Dataset, Holdout, Split};
 use crate::error::{Error, Result};
 use crate::init::Init;
@@ -17,10 +18,11 @@ use crate::kernels::Kernels;
 use crate::model::{self, EVAL_ROWS, Evaluation, Mlp, StepDropout, Workspace};
 use crate::openblas;
 use crate::optim::Sgd;
-use crate::resources::{MemoryEstimate, bytes};
+pub use crate::resources::MemoryEstimate;
+use crate::resources::bytes;
 
 /// Steps averaged into each point of the running training-loss curve.
-pub const CURVE_EVERY: usize = 50;
+pub(crate) const CURVE_EVERY: usize = 50;
 
 /// Hyper-parameters of a training run. `Default` is the paper's configuration.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -312,8 +314,9 @@ pub struct TrainResult {
     pub epochs: Vec<EpochMetrics>,
     /// The running training loss, averaged over windows of 50 steps.
     pub curve: Vec<CurvePoint>,
-    /// Evaluation on the test split.
-    pub test: Evaluation,
+    /// Evaluation of the final (or kept best) model on the test split; `None` when the
+    /// dataset has none.
+    pub test: Option<Evaluation>,
     /// Seconds spent in training steps over all epochs.
     pub train_seconds: f64,
     /// True when the callback stopped training before the last epoch.
@@ -382,7 +385,12 @@ impl TrainState {
     }
 
     /// The result of a run that ended in this state, with its test evaluation.
-    fn into_result(self, test: Evaluation, train_seconds: f64, stopped_early: bool) -> TrainResult {
+    fn into_result(
+        self,
+        test: Option<Evaluation>,
+        train_seconds: f64,
+        stopped_early: bool,
+    ) -> TrainResult {
         TrainResult {
             best_epoch: self.best.as_ref().map(|b| b.epoch),
             model: self.best.map_or(self.model, |b| b.model),
@@ -517,7 +525,10 @@ impl Trainer {
         match self.run(TrainState::new(model), data, on_event)? {
             Outcome::Finished(result) => Ok(result),
             Outcome::Interrupted(state) => {
-                let test = evaluate(state.kept_model(), &data.test, None);
+                let test = data
+                    .test
+                    .as_ref()
+                    .map(|split| evaluate(state.kept_model(), split, None));
                 let seconds = state.progress.total_seconds + state.progress.seconds;
                 Ok(state.into_result(test, seconds, true))
             }
@@ -645,7 +656,11 @@ impl Trainer {
             }
             let model = state.kept_model();
             let mut eval = EvalBuffers::new(model, data.features(), self.config.kernels);
-            Ok(Some(eval.evaluate(model, &data.test, None)))
+            Ok(Some(
+                data.test
+                    .as_ref()
+                    .map(|split| eval.evaluate(model, split, None)),
+            ))
         });
         match result? {
             None => Ok(Outcome::Interrupted(state)),

@@ -11,8 +11,8 @@ use ndarray::Array2;
 use std::ops::ControlFlow;
 
 use relumax::{
-    Batcher, Dataset, Event, Holdout, Init, Mlp, Sgd, StepDropout, TrainConfig, Trainer, Workspace,
-    set_blas_threads,
+    Dataset, Event, Init, Mlp, Sgd, TrainConfig, Trainer, data::Batcher, data::Holdout,
+    model::StepDropout, model::Workspace, openblas::set_blas_threads,
 };
 
 struct Counting;
@@ -61,7 +61,10 @@ fn allocations_in(f: impl FnOnce()) -> usize {
 fn synthetic(n: usize) -> Dataset {
     let x = Array2::from_shape_fn((n, 784), |(i, j)| ((i * 7 + j) % 255) as f32 / 255.0);
     let y: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
-    Dataset::from_arrays(x.clone(), y.clone(), x, y, 10).unwrap()
+    Dataset::from_arrays(x.clone(), y.clone(), 10)
+        .unwrap()
+        .with_test(x, y)
+        .unwrap()
 }
 
 #[test]

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::{Array2, s};
 use relumax::kernels::Kernels;
-use relumax::{Init, Mlp, Sgd, StepDropout, Workspace, kernels, set_blas_threads};
+use relumax::{
+    Init, Mlp, Sgd, kernels, model::StepDropout, model::Workspace, openblas::set_blas_threads,
+};
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
@@ -183,7 +185,7 @@ fn concurrent_fits_leave_openblas_threads_as_they_found_them() {
     use std::ops::ControlFlow;
     use std::sync::atomic::AtomicBool;
 
-    use relumax::{Dataset, Event, TrainConfig, Trainer, blas_threads};
+    use relumax::{Dataset, Event, TrainConfig, Trainer, openblas::blas_threads};
 
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_tmp, dir) = common::small_dataset(false);

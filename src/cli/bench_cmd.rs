@@ -7,8 +7,8 @@ use clap::Args;
 use ndarray::Array2;
 use relumax::kernels::{self, Kernels, LayerWork};
 use relumax::{
-    Batcher, Dataset, Event, Mlp, StepDropout, TrainConfig, Trainer, Workspace, set_blas_threads,
-    train_flops_per_sample,
+    Dataset, Event, Mlp, TrainConfig, Trainer, data::Batcher, model::StepDropout, model::Workspace,
+    model::train_flops_per_sample, openblas::set_blas_threads,
 };
 use serde_json::json;
 
@@ -161,7 +161,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     // The ceiling's three square matrices.
     let side = args.ceiling_size as f64;
-    let ceiling = relumax::MemoryEstimate {
+    let ceiling = relumax::train::MemoryEstimate {
         weights: 0.0,
         workspace: 3.0 * side * side * 4.0,
         records: 0.0,
@@ -179,7 +179,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         outln!(
             "{} training samples, {threads} threads, {}, kernels this CPU runs: {}",
             configs[0].train_samples(data.train.len()),
-            relumax::blas_config(),
+            relumax::openblas::blas_config(),
             runnable()
         );
         if let Some(c) = first {
@@ -280,7 +280,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "{}",
             json_line(&json!({
                 "threads": threads, "ceiling_gflops": first, "ceiling_size": args.ceiling_size,
-                "ceiling_samples": samples_taken, "blas": relumax::blas_config(),
+                "ceiling_samples": samples_taken, "blas": relumax::openblas::blas_config(),
                 "runnable_kernels": runnable(), "configs": rows,
             }))
         );

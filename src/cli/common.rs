@@ -5,13 +5,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use relumax::kernels::Kernels;
-use relumax::{Dataset, FRAME, MAX_LAYERS, Mlp, load_model};
+use relumax::{Dataset, Evaluation, Mlp, Split, TrainResult, model::MAX_LAYERS, preprocess::FRAME};
 
 use super::DataOpt;
 
 /// The data folder a command uses.
 pub fn data_dir(opt: &DataOpt) -> PathBuf {
     opt.data.clone().unwrap_or_else(Dataset::bundled_dir)
+}
+
+/// The test split of an IDX dataset (every IDX folder has one; in-memory data may not).
+pub fn test_split(data: &Dataset) -> anyhow::Result<&Split> {
+    data.test.as_ref().context("the dataset has no test split")
+}
+
+/// The test evaluation of a run on an IDX dataset.
+pub fn test_evaluation(result: &TrainResult) -> anyhow::Result<&Evaluation> {
+    result
+        .test
+        .as_ref()
+        .context("the dataset has no test split")
 }
 
 /// Opens the dataset and prints its loading notes to stderr.
@@ -48,7 +61,7 @@ pub fn model_path(path: &Path) -> PathBuf {
 /// Loads a model (a file or a run folder) and checks that it takes 28 x 28 images.
 pub fn load_image_model(path: &Path) -> anyhow::Result<Mlp> {
     let path = model_path(path);
-    let model = load_model(&path)?.model;
+    let model = Mlp::load(&path)?;
     if model.inputs() != FRAME * FRAME {
         anyhow::bail!(
             "{}: the model takes {} inputs, not the {} pixels of a {FRAME} x {FRAME} image",

@@ -23,7 +23,7 @@ pub fn run(opt: &DataOpt, as_json: bool) -> anyhow::Result<()> {
             "features": data.features(),
             "classes": data.classes(),
             "train": split(&data.train),
-            "test": split(&data.test),
+            "test": data.test.as_ref().map(split),
             "files": data.files(),
         });
         outln!("{}", json_line(&v));
@@ -35,7 +35,8 @@ pub fn run(opt: &DataOpt, as_json: bool) -> anyhow::Result<()> {
         None => outln!("features  {}", data.features()),
     }
     outln!("classes   {}", data.classes());
-    for (name, split) in [("train", &data.train), ("test", &data.test)] {
+    let splits = [("train", Some(&data.train)), ("test", data.test.as_ref())];
+    for (name, split) in splits.into_iter().filter_map(|(n, s)| Some((n, s?))) {
         let h = histogram(split, &data);
         let cells: Vec<String> = h
             .iter()

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use relumax::{check_fits, evaluate, load_model};
+use relumax::Mlp;
+use relumax::train::{check_fits, evaluate};
 use serde_json::json;
 
 use super::DataOpt;
-use super::common::{model_path, open_data};
+use super::common::{model_path, open_data, test_split};
 use super::output::{json_line, print_evaluation};
 
 #[derive(Debug, Args)]
@@ -25,11 +26,11 @@ pub struct EvalArgs {
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let path = model_path(&args.model);
-    let loaded = load_model(&path)?;
+    let model = Mlp::load(&path)?;
     let data = open_data(&args.data)?;
-    check_fits(&loaded.model, &data)
+    check_fits(&model, &data)
         .with_context(|| format!("{} does not fit this dataset", path.display()))?;
-    let ev = evaluate(&loaded.model, &data.test, None);
+    let ev = evaluate(&model, test_split(&data)?, None);
     if args.json {
         outln!(
             "{}",

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use relumax::Preimage;
+use relumax::inspect::Preimage;
 
 use super::common::load_image_model;
 use super::images::write_class_images;

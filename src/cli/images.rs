@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use ndarray::{Array2, ArrayView1};
-use relumax::{FRAME, Mlp, Preimage, class_images, mnist_digit};
+use relumax::{
+    Mlp, inspect::Preimage, inspect::class_images, preprocess::FRAME, preprocess::mnist_digit,
+};
 
 /// Largest accepted image side, in pixels.
 pub const MAX_SIDE: u32 = 8192;

@@ -212,7 +212,7 @@ pub fn check(cli: &Cli) -> anyhow::Result<()> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // relumax parallelises products itself (rayon over single-threaded calls); OpenBLAS's own
     // threads would only compete for the cores. `bench` raises it for its sgemm ceiling.
-    relumax::set_blas_threads(1);
+    relumax::openblas::set_blas_threads(1);
     check(&cli)?;
     match cli.command {
         Command::Data(a) => data_cmd::run(&a.data, a.json),

@@ -14,10 +14,10 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use relumax::kernels::Kernels;
-use relumax::{Event, TrainConfig, Trainer, train_flops_per_sample};
+use relumax::{Event, TrainConfig, Trainer, model::train_flops_per_sample};
 
 use super::DataOpt;
-use super::common::{data_dir, hidden_layers, kernels, open_data};
+use super::common::{data_dir, hidden_layers, kernels, open_data, test_evaluation};
 use super::report;
 use super::run::{RunEnd, RunOptions, RunRecord, default_run_dir, read_run, train_to_dir};
 
@@ -360,9 +360,10 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
         let elapsed = start.elapsed().as_secs_f64();
         let left = elapsed * (total - done) / done.max(1.0);
         let per_epoch = result.train_seconds / result.epochs.len().max(1) as f64;
+        let test = test_evaluation(&result)?;
         say(format!(
             "{label}: test loss {:.4} accuracy {:.4}, {per_epoch:.2} s/epoch; about {left:.0} s left",
-            result.test.loss, result.test.accuracy
+            test.loss, test.accuracy
         ));
     }
     if let Some(b) = bar {

@@ -7,7 +7,7 @@ use std::sync::Once;
 use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use relumax::{CurvePoint, EpochMetrics};
+use relumax::{EpochMetrics, train::CurvePoint};
 
 /// Registers the embedded DejaVu Sans as plotters' "sans-serif" (once per process).
 pub fn register_font() {
@@ -200,7 +200,7 @@ pub fn write_panels(
         )
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot draw {}", svg.display()))?;
-        relumax::write_atomic(svg, text.as_bytes())?;
+        relumax::fs::write_atomic(svg, text.as_bytes())?;
     }
     if let Some(png) = png {
         let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
@@ -222,6 +222,6 @@ pub fn write_png(path: &Path, size: (u32, u32), rgb: &[u8]) -> anyhow::Result<()
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, image::ImageFormat::Png)
         .with_context(|| format!("cannot encode {}", path.display()))?;
-    relumax::write_atomic(path, bytes.get_ref())?;
+    relumax::fs::write_atomic(path, bytes.get_ref())?;
     Ok(())
 }

@@ -14,11 +14,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use relumax::kernels::Kernels;
 use relumax::{
-    CurvePoint, Dataset, EpochMetrics, Event, Outcome, TrainConfig, TrainResult, TrainState,
-    Trainer, build_info, load_checkpoint, save_checkpoint,
+    Dataset, EpochMetrics, Event, Outcome, Split, TrainConfig, TrainResult, Trainer, build_info,
+    train::CurvePoint, train::TrainState, train::load_checkpoint, train::save_checkpoint,
 };
 use serde::{Deserialize, Serialize};
 
+use super::common::test_evaluation;
 use super::output::json_line;
 use super::plot;
 use super::run_dir::RunDir;
@@ -61,12 +62,12 @@ impl RunInfo {
                 features: data.features(),
                 classes: data.classes(),
                 train_samples: data.train.len(),
-                test_samples: data.test.len(),
+                test_samples: data.test.as_ref().map_or(0, Split::len),
             },
             relumax_version: env!("CARGO_PKG_VERSION").into(),
             git_revision: build_info::GIT_REVISION.into(),
             target_features: build_info::TARGET_FEATURES.into(),
-            blas: relumax::blas_config(),
+            blas: relumax::openblas::blas_config(),
         }
     }
 }
@@ -108,25 +109,26 @@ pub struct FinalMetrics {
 
 impl FinalMetrics {
     /// The final metrics of `result`, written to the folder `out`.
-    pub fn new(result: &TrainResult, out: &Path) -> FinalMetrics {
+    pub fn new(result: &TrainResult, out: &Path) -> anyhow::Result<FinalMetrics> {
+        let test = test_evaluation(result)?;
         let samples: f64 = result
             .epochs
             .iter()
             .map(|e| e.samples_per_second * e.train_seconds)
             .sum();
-        FinalMetrics {
+        Ok(FinalMetrics {
             out: out.to_path_buf(),
             epochs: result.epochs.len(),
-            test_loss: result.test.loss,
-            test_accuracy: result.test.accuracy,
-            test_samples: result.test.samples,
-            confusion: result.test.confusion.clone(),
+            test_loss: test.loss,
+            test_accuracy: test.accuracy,
+            test_samples: test.samples,
+            confusion: test.confusion.clone(),
             train_seconds: result.train_seconds,
             samples_per_second: samples / result.train_seconds.max(1e-12),
             stopped_early: result.stopped_early,
             best_epoch: result.best_epoch,
             kernels: None,
-        }
+        })
     }
 }
 
@@ -289,12 +291,12 @@ pub fn train_to_dir(
                 epoch: result.epochs.len(),
                 epochs: result.epochs.clone(),
                 curve: result.curve.clone(),
-                progress: relumax::EpochProgress {
+                progress: relumax::train::EpochProgress {
                     total_seconds: result.train_seconds,
                     ..Default::default()
                 },
                 // The kept model is the run's model; with --keep-best, also its best.
-                best: result.best_epoch.map(|epoch| relumax::Best {
+                best: result.best_epoch.map(|epoch| relumax::train::Best {
                     epoch,
                     val_loss: result.epochs[epoch - 1].val_loss.unwrap_or(f64::NAN),
                     model: result.model.clone(),
@@ -331,14 +333,16 @@ fn write_run(
     run.write("config.json", format!("{info}\n").as_bytes())?;
     let lines = (result.epochs.iter().cloned().map(MetricsLine::Epoch))
         .chain(result.curve.iter().copied().map(MetricsLine::Curve))
-        .chain([MetricsLine::Final(FinalMetrics::new(result, out))]);
+        .chain([MetricsLine::Final(FinalMetrics::new(result, out)?)]);
     let metrics: String = lines.map(|line| json_line(&line) + "\n").collect();
     run.write("metrics.jsonl", metrics.as_bytes())?;
     // Neither the thread count nor the implementation of relumax's arithmetic changes results,
     // so they stay out of the model file: the same training gives the same bytes however many
     // threads ran it, on any CPU.
     let meta = [("config", serde_json::to_string(&config.canonical())?)];
-    relumax::save_model(&result.model, &run.file("model.safetensors"), &meta)?;
+    result
+        .model
+        .save_with_metadata(run.file("model.safetensors"), &meta)?;
     let panels = plot::learning_curves(&config.arch_name(), &result.epochs, &result.curve, steps);
     plot::write_panels(
         &panels,

@@ -115,7 +115,7 @@ impl RunDir {
 
     /// Writes one file into the folder.
     pub fn write(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        relumax::write_atomic(&self.file(name), bytes)
+        relumax::fs::write_atomic(&self.file(name), bytes)
             .with_context(|| format!("while writing {}", self.target.display()))
     }
 

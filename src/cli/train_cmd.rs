@@ -8,7 +8,7 @@ use relumax::kernels::Kernels;
 use relumax::{Event, Init, TrainConfig};
 
 use super::DataOpt;
-use super::common::{data_dir, hidden_layers, kernels, open_data};
+use super::common::{data_dir, hidden_layers, kernels, open_data, test_evaluation};
 use super::output::{epoch_line, json_line, print_evaluation};
 use super::progress::Progress;
 use super::run::{
@@ -223,12 +223,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             return Ok(super::interrupted_exit_code());
         }
     };
-    let mut summary = FinalMetrics::new(&result, &out);
+    let mut summary = FinalMetrics::new(&result, &out)?;
     if args.json {
         summary.kernels = Some(config.kernels.resolve()?);
         outln!("{}", json_line(&MetricsLine::Final(summary)));
     } else {
-        print_evaluation("test", &result.test);
+        print_evaluation("test", test_evaluation(&result)?);
         outln!(
             "trained in {:.2} s ({:.0} samples/s); saved {}",
             result.train_seconds,

@@ -90,7 +90,7 @@ pub fn block_size(n: usize) -> usize {
 /// blocks (a quarter of the columns, at least 64: a function of the size alone), one
 /// single-threaded `sgemm` each, so the result is identical for any number of threads.
 ///
-/// OpenBLAS should be single-threaded meanwhile ([`crate::set_blas_threads`]`(1)`;
+/// OpenBLAS should be single-threaded meanwhile ([`crate::openblas::set_blas_threads`]`(1)`;
 /// [`crate::Trainer`] does this), or both kinds of threads compete for the cores.
 ///
 /// # Panics

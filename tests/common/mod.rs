@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 #[cfg(feature = "cli")]
 use std::process::{Command, Output};
 
-use relumax::{encode_images, encode_labels};
+use relumax::{idx::encode_images, idx::encode_labels};
 use sha2::{Digest, Sha256};
 
 /// A learnable synthetic dataset: class `c` lights a distinct band of pixels, plus noise.

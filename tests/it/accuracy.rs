@@ -6,7 +6,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use relumax::kernels::Kernels;
-use relumax::{Dataset, Init, Mlp, Sgd, StepDropout, Workspace};
+use relumax::{Dataset, Init, Mlp, Sgd, model::StepDropout, model::Workspace};
 
 /// The largest error allowed, relative to the step's largest element.
 const TOLERANCE: f64 = 1e-4;
@@ -21,8 +21,8 @@ fn reference_step(model: &Mlp, x: &Array2<f64>, y: &[u32], lr: f64) -> Vec<Array
     let [l0, l1] = model.layers() else {
         panic!("two layers")
     };
-    let (w0, w1) = (f64s(l0.weight.view()), f64s(l1.weight.view()));
-    let (b0, b1) = (l0.bias.mapv(f64::from), l1.bias.mapv(f64::from));
+    let (w0, w1) = (f64s(l0.weight().view()), f64s(l1.weight().view()));
+    let (b0, b1) = (l0.bias().mapv(f64::from), l1.bias().mapv(f64::from));
     let m = x.nrows() as f64;
     let h = (x.dot(&w0) + &b0).mapv(|v| v.max(0.0));
     let mut dz = h.dot(&w1) + &b1;
@@ -51,8 +51,8 @@ fn taken_step(before: &Mlp, after: &Mlp) -> Vec<Array2<f64>> {
         .iter()
         .zip(after.layers())
         .flat_map(|(b, a)| {
-            let w = f64s(a.weight.view()) - f64s(b.weight.view());
-            let bias = (a.bias.mapv(f64::from) - b.bias.mapv(f64::from)).insert_axis(Axis(0));
+            let w = f64s(a.weight().view()) - f64s(b.weight().view());
+            let bias = (a.bias().mapv(f64::from) - b.bias().mapv(f64::from)).insert_axis(Axis(0));
             [w, bias]
         })
         .collect()

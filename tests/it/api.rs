@@ -4,8 +4,8 @@ use std::ops::ControlFlow;
 
 use ndarray::{Array1, Array2};
 use relumax::{
-    Dataset, Dense, Error, Event, Holdout, Init, Mlp, TrainConfig, Trainer, evaluate, kernels,
-    load_model, save_model,
+    Dataset, Dense, Error, Event, Init, Mlp, TrainConfig, Trainer, data::Holdout, kernels,
+    train::evaluate,
 };
 
 #[test]
@@ -29,16 +29,19 @@ fn idx_folder_to_trained_model_to_file_and_back() {
         .unwrap();
     assert_eq!(epochs_seen, [1, 2]);
     assert_eq!(result.model.sizes(), [64, 24, 4]);
-    assert!(result.test.accuracy > 0.9);
-    let again = evaluate(&result.model, &data.test, None);
-    assert_eq!(again, result.test);
+    assert!(result.test.as_ref().unwrap().accuracy > 0.9);
+    let again = evaluate(&result.model, data.test.as_ref().unwrap(), None);
+    assert_eq!(again, result.test.unwrap());
 
     let path = _tmp.path().join("model.safetensors");
     let config_json = serde_json::to_string(&config).unwrap();
-    save_model(&result.model, &path, &[("config", config_json.clone())]).unwrap();
-    let loaded = load_model(&path).unwrap();
-    assert_eq!(loaded.model, result.model);
-    let back: TrainConfig = serde_json::from_str(&loaded.metadata["config"]).unwrap();
+    result
+        .model
+        .save_with_metadata(&path, &[("config", config_json.clone())])
+        .unwrap();
+    let loaded = Mlp::load_with_metadata(&path).unwrap();
+    assert_eq!(loaded.0, result.model);
+    let back: TrainConfig = serde_json::from_str(&loaded.1["config"]).unwrap();
     assert_eq!(back, config);
 }
 
@@ -59,7 +62,10 @@ fn in_memory_data_of_any_shape_with_early_stopping() {
     };
     let (tx, ty) = make(600, 0);
     let (vx, vy) = make(200, 7);
-    let data = Dataset::from_arrays(tx, ty, vx, vy, 3).unwrap();
+    let data = Dataset::from_arrays(tx, ty, 3)
+        .unwrap()
+        .with_test(vx, vy)
+        .unwrap();
     let holdout = Holdout::new(data.train.len(), 0.25, 1);
     assert_eq!(holdout.val.len(), 150);
     let trainer = Trainer::new(TrainConfig {
@@ -81,17 +87,33 @@ fn in_memory_data_of_any_shape_with_early_stopping() {
     assert!(r.epochs.len() < 50);
     let p = r
         .model
-        .predict_proba(data.test.rows(&[0, 1, 2]).0.view())
+        .predict_proba(data.test.as_ref().unwrap().rows(&[0, 1, 2]).0.view())
         .unwrap();
     assert_eq!(p.dim(), (3, 3));
 }
 
 #[test]
 fn models_from_hand_made_layers() {
-    let layer = |i, o| Dense {
-        weight: Array2::from_elem((i, o), 0.1),
-        bias: Array1::zeros(o),
-    };
+    let layer = |i, o| Dense::from_parts(Array2::from_elem((i, o), 0.1), Array1::zeros(o)).unwrap();
+    // A layer checks its own shapes, and keeps its weights in standard layout.
+    let err = Dense::from_parts(Array2::zeros((4, 3)), Array1::zeros(2)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                expected: 3,
+                found: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = Dense::from_parts(Array2::zeros((0, 3)), Array1::zeros(3)).unwrap_err();
+    assert!(err.to_string().contains("inputs must be 1..="), "{err}");
+    let transposed = Array2::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f32).reversed_axes();
+    let t = Dense::from_parts(transposed.clone(), Array1::zeros(3)).unwrap();
+    assert!(t.weight().is_standard_layout());
+    assert_eq!(t.weight(), &transposed);
     let m = Mlp::from_layers(vec![layer(4, 3), layer(3, 2)]).unwrap();
     assert_eq!((m.inputs(), m.classes(), m.hidden()), (4, 2, vec![3]));
     assert_eq!(m.parameters(), 4 * 3 + 3 + 3 * 2 + 2);
@@ -123,6 +145,23 @@ fn models_from_hand_made_layers() {
         back.predict(x.view()).unwrap(),
         net.predict(x.view()).unwrap()
     );
+    // The same bytes in memory, with their metadata.
+    let bytes = net.to_safetensors(&[("note", "hi".into())]);
+    let (parsed, metadata) = Mlp::from_safetensors(&bytes).unwrap();
+    assert_eq!((&parsed, metadata["note"].as_str()), (&net, "hi"));
+    assert_eq!(metadata["sizes"], "4,6,3");
+    // layers_mut changes values in place (shapes cannot change: it hands out views).
+    let mut edited = net.clone();
+    for (mut weight, mut bias) in edited.layers_mut() {
+        weight.fill(0.0);
+        bias.fill(1.0);
+    }
+    assert_eq!(edited.sizes(), net.sizes());
+    let uniform = edited.predict_proba(x.view()).unwrap();
+    assert!(
+        uniform.iter().all(|&p| (p - 1.0 / 3.0).abs() < 1e-6),
+        "{uniform}"
+    );
 }
 
 #[test]
@@ -135,10 +174,10 @@ fn inference_takes_any_layout_and_refuses_the_wrong_shape() {
         ..Default::default()
     };
     let model = crate::common::train(config, &data).model;
-    let all: Vec<usize> = (0..data.test.len()).collect();
-    let (x, y) = data.test.rows(&all);
+    let all: Vec<usize> = (0..data.test.as_ref().unwrap().len()).collect();
+    let (x, y) = data.test.as_ref().unwrap().rows(&all);
     // The companion of `evaluate` on plain arrays gives the same numbers, to the bit.
-    let on_split = relumax::evaluate(&model, &data.test, None);
+    let on_split = relumax::train::evaluate(&model, data.test.as_ref().unwrap(), None);
     assert_eq!(model.evaluate(x.view(), &y).unwrap(), on_split);
     // Any memory layout: a column-major copy and a strided view give the same probabilities.
     let p = model.predict_proba(x.view()).unwrap();
@@ -209,7 +248,38 @@ fn kernels_build_a_custom_layer() {
 fn two_classes(x: Option<Array2<f32>>) -> relumax::Result<relumax::Dataset> {
     let x = x.unwrap_or_else(|| Array2::from_shape_fn((64, 4), |(i, j)| ((i * 7 + j) % 5) as f32));
     let labels = (0..64).map(|i| (i % 2) as u32).collect();
-    relumax::Dataset::from_arrays(x, labels, Array2::zeros((8, 4)), vec![0; 8], 2)
+    relumax::Dataset::from_arrays(x, labels, 2)
+        .and_then(|d| d.with_test(Array2::zeros((8, 4)), vec![0; 8]))
+}
+
+#[test]
+fn the_test_split_is_optional() {
+    let x = Array2::from_shape_fn((64, 4), |(i, j)| ((i * 7 + j) % 5) as f32);
+    let labels: Vec<u32> = (0..64).map(|i| (i % 2) as u32).collect();
+    let data = relumax::Dataset::from_arrays(x.clone(), labels.clone(), 2).unwrap();
+    assert!(data.test.is_none());
+    let result = sixteen_wide()
+        .fit(&data, |_| ControlFlow::Continue(()))
+        .unwrap();
+    // No test split: no test metrics (not an accuracy of 0).
+    assert_eq!(result.test, None);
+    assert_eq!(result.epochs.len(), 1);
+    // With one, the same training reports it, and it equals evaluate on the same arrays.
+    let tested = data.with_test(x.clone(), labels.clone()).unwrap();
+    let result = sixteen_wide()
+        .fit(&tested, |_| ControlFlow::Continue(()))
+        .unwrap();
+    let evaluation = result.model.evaluate(x.view(), &labels).unwrap();
+    assert_eq!(result.test, Some(evaluation));
+    // A test split must match the training split's features.
+    let err = relumax::Dataset::from_arrays(x, labels, 2)
+        .unwrap()
+        .with_test(Array2::zeros((3, 5)), vec![0; 3])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Shape { what, expected: 4, found: 5 } if what.contains("test")),
+        "{err}"
+    );
 }
 
 /// A trainer of one hidden layer of 16 for one epoch.
@@ -229,11 +299,11 @@ fn a_model_whose_layers_disagree_with_the_configuration_is_refused() {
     // A state past the configuration's epochs, or past an epoch's steps, says which.
     let model = || relumax::Mlp::new(&[4, 16, 2], relumax::Init::He, 0).unwrap();
     let go = |state| trainer.run(state, &data, |_| ControlFlow::Continue(()));
-    let mut late = relumax::TrainState::new(model());
+    let mut late = relumax::train::TrainState::new(model());
     late.epoch = 5;
     let text = go(late).unwrap_err().to_string();
     assert!(text.contains("at epoch 6 of a run of 1 epochs"), "{text}");
-    let mut far = relumax::TrainState::new(model());
+    let mut far = relumax::train::TrainState::new(model());
     far.step = 1000;
     let text = go(far).unwrap_err().to_string();
     assert!(
@@ -276,7 +346,7 @@ fn non_finite_values_are_refused_at_the_door_and_never_saved() {
     // A NaN weight reaches the loss through ReLU (which keeps NaN) and stops training.
     let trainer = sixteen_wide();
     let mut model = trainer.init_model(&data).unwrap();
-    model.layers_mut()[0].weight[[1, 5]] = f32::NAN;
+    model.layers_mut().next().unwrap().0[[1, 5]] = f32::NAN;
     let err = trainer
         .fit_model(model.clone(), &data, |_| ControlFlow::Continue(()))
         .unwrap_err();
@@ -301,7 +371,7 @@ fn non_finite_values_are_refused_at_the_door_and_never_saved() {
 
 #[test]
 fn feed_backward_panel_k_is_class_k_and_pinv_differs_from_transpose() {
-    use relumax::{Preimage, class_images};
+    use relumax::{inspect::Preimage, inspect::class_images};
     let data = Dataset::bundled().unwrap();
     let config = TrainConfig {
         epochs: 1,

@@ -361,7 +361,7 @@ fn eval_rejects_bad_and_misfitting_models() {
     // A model for MNIST's 784 inputs on a dataset of 64 features.
     let mnist_model = tmp.path().join("mnist.safetensors");
     let model = relumax::Mlp::new(&[784, 16, 10], relumax::Init::He, 0).unwrap();
-    relumax::save_model(&model, &mnist_model, &[]).unwrap();
+    model.save(&mnist_model).unwrap();
     let o = relumax(&[
         "eval",
         "--model",
@@ -484,7 +484,7 @@ fn bench_reports_speed_per_configuration_and_the_kernels_used() {
         assert!((c["samples_per_second"].as_f64().unwrap() * s - 800.0).abs() < 1e-6);
         // GFLOP/s are the dense products' FLOPs of an epoch over its seconds.
         let width = c["hidden"].as_u64().unwrap() as usize;
-        let flops = relumax::train_flops_per_sample(&[64, width, 4]) * 800.0;
+        let flops = relumax::model::train_flops_per_sample(&[64, width, 4]) * 800.0;
         let gflops = c["gflops"].as_f64().unwrap();
         assert!((gflops * s * 1e9 - flops).abs() < 1e-6 * flops, "{c}");
         let ceiling = c["ceiling_gflops"].as_f64().unwrap();
@@ -660,7 +660,7 @@ fn ten_parallel_evals_share_the_mapped_data_and_agree() {
     let first: serde_json::Value = serde_json::from_str(outputs[0].trim()).unwrap();
     assert_eq!(
         first["test_accuracy"].as_f64().unwrap(),
-        trained.test.accuracy
+        trained.test.as_ref().unwrap().accuracy
     );
     assert!(outputs.iter().all(|o| o == &outputs[0]), "all ten agree");
 }

@@ -6,15 +6,15 @@ use std::path::Path;
 use crate::common::{files, gzip, listing, small_dataset, synthetic, write_dataset};
 use ndarray::Array2;
 use relumax::{
-    Batcher, ChecksumStatus, Dataset, Error, FileSource, Holdout, LoadOptions, encode_images,
-    encode_labels, parse_images, parse_labels,
+    Dataset, Error, LoadOptions, data::Batcher, data::ChecksumStatus, data::FileSource,
+    data::Holdout, idx::encode_images, idx::encode_labels, idx::parse_images, idx::parse_labels,
 };
 
 #[test]
 fn bundled_mnist_loads_with_known_counts_and_checksums() {
     let data = Dataset::bundled().unwrap();
     assert_eq!(data.train.len(), 60_000);
-    assert_eq!(data.test.len(), 10_000);
+    assert_eq!(data.test.as_ref().unwrap().len(), 10_000);
     assert_eq!(data.features(), 784);
     assert_eq!(data.image_shape(), Some((28, 28)));
     assert_eq!(data.classes(), 10);
@@ -23,7 +23,7 @@ fn bundled_mnist_loads_with_known_counts_and_checksums() {
         [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     );
     assert_eq!(
-        data.test.class_histogram(10),
+        data.test.as_ref().unwrap().class_histogram(10),
         [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     );
     assert_eq!(data.files().len(), 4);
@@ -130,7 +130,7 @@ fn trailing_bytes_are_rejected() {
 #[test]
 fn overflowing_or_zero_dimensions_are_rejected_without_allocating() {
     let header = |dims: [u32; 3]| {
-        let mut b = relumax::IMAGES_MAGIC.to_be_bytes().to_vec();
+        let mut b = relumax::idx::IMAGES_MAGIC.to_be_bytes().to_vec();
         for d in dims {
             b.extend_from_slice(&d.to_be_bytes());
         }
@@ -318,7 +318,10 @@ fn a_replaced_gzip_is_read_again_instead_of_its_stale_cache() {
         std::fs::write(dir.join(format!("{name}.gz")), gzip(&bytes)).unwrap();
     }
     let new = open_unverified(&dir).unwrap();
-    assert_eq!((new.train.len(), new.test.len()), (600, 200));
+    assert_eq!(
+        (new.train.len(), new.test.as_ref().unwrap().len()),
+        (600, 200)
+    );
     assert!(
         new.files()
             .iter()
@@ -430,7 +433,11 @@ fn raw_folder_without_sums_loads() {
     write_dataset(tmp.path(), &synthetic(50, 20, 3, 5, 7), false, false);
     let data = Dataset::open(tmp.path()).unwrap();
     assert_eq!(
-        (data.train.len(), data.test.len(), data.features()),
+        (
+            data.train.len(),
+            data.test.as_ref().unwrap().len(),
+            data.features()
+        ),
         (50, 20, 15)
     );
     assert_eq!(data.image_shape(), Some((3, 5)));
@@ -447,7 +454,7 @@ fn unwritable_cache_falls_back_to_memory_and_says_so_once() {
     let (_tmp, dir) = small_dataset(true);
     // A folder where the cache file would go makes the rename fail, as a read-only folder
     // would (permissions do not stop root, who runs CI).
-    for name in relumax::FILE_NAMES {
+    for name in relumax::data::FILE_NAMES {
         std::fs::create_dir(dir.join(name)).unwrap();
     }
     let data = Dataset::open(&dir).unwrap();
@@ -574,15 +581,21 @@ fn gathered_pixels_are_scaled_bytes() {
 fn in_memory_datasets_take_any_shape() {
     let x = Array2::from_shape_fn((30, 5), |(i, j)| (i * j) as f32);
     let y: Vec<u32> = (0..30).map(|i| i % 3).collect();
-    let data = Dataset::from_arrays(x.clone(), y.clone(), x.clone(), y.clone(), 3).unwrap();
+    let data = Dataset::from_arrays(x.clone(), y.clone(), 3)
+        .unwrap()
+        .with_test(x.clone(), y.clone())
+        .unwrap();
     assert_eq!(
         (data.features(), data.classes(), data.image_shape()),
         (5, 3, None)
     );
     assert_eq!(data.train.rows(&[7]).0.row(0), x.row(7));
-    let err = Dataset::from_arrays(x.clone(), y[..29].to_vec(), x.clone(), y.clone(), 3);
+    let err = Dataset::from_arrays(x.clone(), y[..29].to_vec(), 3)
+        .and_then(|d| d.with_test(x.clone(), y.clone()));
     assert!(matches!(err, Err(Error::Shape { .. })));
-    let err = Dataset::from_arrays(x.clone(), y.clone(), x, y, 2).unwrap_err();
+    let err = Dataset::from_arrays(x.clone(), y.clone(), 2)
+        .and_then(|d| d.with_test(x, y))
+        .unwrap_err();
     assert!(
         matches!(err, Error::LabelOutOfRange { classes: 2, .. }),
         "{err}"

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use crate::common::{listing, numbers, ok, relumax, relumax_limited, stderr, stdout};
 use ndarray::Array2;
-use relumax::{FRAME, mnist_digit};
+use relumax::{preprocess::FRAME, preprocess::mnist_digit};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -493,12 +493,10 @@ fn predict_reports_each_bad_image_and_goes_on() {
 fn predict_and_feed_backward_reject_models_that_are_not_28x28() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("m.safetensors");
-    relumax::save_model(
-        &relumax::Mlp::new(&[64, 8, 4], relumax::Init::He, 0).unwrap(),
-        &path,
-        &[],
-    )
-    .unwrap();
+    relumax::Mlp::new(&[64, 8, 4], relumax::Init::He, 0)
+        .unwrap()
+        .save(&path)
+        .unwrap();
     let o = relumax(&["predict", "--model", s(&path), s(&samples()[0])]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("takes 64 inputs"), "{}", stderr(&o));

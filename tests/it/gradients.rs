@@ -8,7 +8,7 @@
 
 use ndarray::{Array1, Array2, Axis};
 use relumax::kernels::bias_relu_dropout;
-use relumax::{Dataset, Init, Mlp, Sgd, StepDropout, Workspace};
+use relumax::{Dataset, Init, Mlp, Sgd, model::StepDropout, model::Workspace};
 
 /// The largest error allowed, relative to the tensor's largest gradient element.
 const TOLERANCE: f64 = 1e-4;
@@ -34,8 +34,8 @@ impl Reference {
             .enumerate()
             .map(|(l, layer)| {
                 // relumax's own dropout kernel on ones: its mask, scale included.
-                let mut ones = Array2::<f32>::ones((x.nrows(), layer.bias.len()));
-                let zero = Array1::<f32>::zeros(layer.bias.len());
+                let mut ones = Array2::<f32>::ones((x.nrows(), layer.bias().len()));
+                let zero = Array1::<f32>::zeros(layer.bias().len());
                 bias_relu_dropout(ones.view_mut(), zero.view(), dropout.layer(l));
                 ones.mapv(f64::from)
             })
@@ -44,7 +44,7 @@ impl Reference {
             layers: model
                 .layers()
                 .iter()
-                .map(|l| (l.weight.mapv(f64::from), l.bias.mapv(f64::from)))
+                .map(|l| (l.weight().mapv(f64::from), l.bias().mapv(f64::from)))
                 .collect(),
             masks,
             x: x.mapv(f64::from),
@@ -111,8 +111,8 @@ fn relumax_gradients(
         .iter()
         .zip(stepped.layers())
         .map(|(before, after)| {
-            let w = (&before.weight - &after.weight).mapv(f64::from);
-            let b = (&before.bias - &after.bias).mapv(f64::from);
+            let w = (before.weight() - after.weight()).mapv(f64::from);
+            let b = (before.bias() - after.bias()).mapv(f64::from);
             [w, b.insert_axis(Axis(0))]
         })
         .collect()

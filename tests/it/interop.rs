@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use ndarray::Array2;
-use relumax::{Init, Mlp, load_model, save_model};
+use relumax::{Init, Mlp};
 
 fn fixtures() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torch"))
@@ -21,26 +21,26 @@ fn model() -> Mlp {
 fn pytorch_reads_the_model_file_as_relumax_computes_it() {
     let path = fixtures().join("model.safetensors");
     if std::env::var_os("RELUMAX_FIXTURES_WRITE").is_some() {
-        save_model(&model(), &path, &[]).unwrap();
+        model().save(&path).unwrap();
     }
     // relumax still writes the committed file, byte for byte (else the format changed:
     // regenerate both files as check.py says).
     let tmp = tempfile::tempdir().unwrap();
-    save_model(&model(), &tmp.path().join("m.safetensors"), &[]).unwrap();
+    model().save(tmp.path().join("m.safetensors")).unwrap();
     assert!(
         std::fs::read(tmp.path().join("m.safetensors")).unwrap() == std::fs::read(&path).unwrap(),
         "the model file format changed: regenerate tests/fixtures/torch (see check.py)"
     );
-    let loaded = load_model(&path).unwrap();
+    let loaded = Mlp::load_with_metadata(&path).unwrap();
     let x = Array2::from_shape_fn((4, 6), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0);
-    let ours = loaded.model.predict_proba(x.view()).unwrap();
+    let ours = loaded.0.predict_proba(x.view()).unwrap();
     let theirs: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("probabilities.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(
         theirs["layout"].as_str(),
-        loaded.metadata.get("layout").map(String::as_str),
+        loaded.1.get("layout").map(String::as_str),
         "check.py read the layout this file states"
     );
     let rows = theirs["probabilities"].as_array().unwrap();

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use relumax::{encode_images, encode_labels, parse_images, parse_labels};
+use relumax::{idx::encode_images, idx::encode_labels, idx::parse_images, idx::parse_labels};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
@@ -17,7 +17,7 @@ proptest! {
 
     #[test]
     fn headers_with_any_dimensions_never_panic(dims in proptest::array::uniform3(any::<u32>()), tail in proptest::collection::vec(any::<u8>(), 0..32)) {
-        let mut bytes = relumax::IMAGES_MAGIC.to_be_bytes().to_vec();
+        let mut bytes = relumax::idx::IMAGES_MAGIC.to_be_bytes().to_vec();
         for d in dims {
             bytes.extend_from_slice(&d.to_be_bytes());
         }
@@ -34,7 +34,7 @@ proptest! {
     /// no dimension is zero, and then the header reads back as written.
     #[test]
     fn plausible_headers_parse_exactly_when_the_body_fits(dims in proptest::array::uniform3(0u32..6), delta in -1i64..=1) {
-        let mut bytes = relumax::IMAGES_MAGIC.to_be_bytes().to_vec();
+        let mut bytes = relumax::idx::IMAGES_MAGIC.to_be_bytes().to_vec();
         for d in dims {
             bytes.extend_from_slice(&d.to_be_bytes());
         }
@@ -49,7 +49,7 @@ proptest! {
             }
             Err(_) => prop_assert!(delta != 0 || dims.contains(&0)),
         }
-        let mut labels = relumax::LABELS_MAGIC.to_be_bytes().to_vec();
+        let mut labels = relumax::idx::LABELS_MAGIC.to_be_bytes().to_vec();
         labels.extend_from_slice(&dims[0].to_be_bytes());
         let n = i64::from(dims[0]) + delta;
         prop_assume!(n >= 0);
@@ -106,13 +106,12 @@ fn model_files_with_wrong_dtype_or_lying_offsets_are_rejected() {
     let bytes = safetensors::serialize(views, Some(meta)).unwrap();
     let path = tmp.path().join("f64.safetensors");
     std::fs::write(&path, &bytes).unwrap();
-    let err = relumax::load_model(&path).unwrap_err().to_string();
+    let err = relumax::Mlp::load(&path).unwrap_err().to_string();
     assert!(err.contains("dtype F64, expected F32"), "{err}");
     // A header whose offsets point past the end of the file.
-    let good = relumax::model_to_bytes(
-        &relumax::Mlp::new(&[2, 2], relumax::Init::He, 0).unwrap(),
-        &[],
-    );
+    let good = relumax::Mlp::new(&[2, 2], relumax::Init::He, 0)
+        .unwrap()
+        .to_safetensors(&[]);
     let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
     let header = String::from_utf8(good[8..8 + n].to_vec()).unwrap();
     let lying = header.replacen("[16,24]", "[16,99]", 1);
@@ -122,7 +121,7 @@ fn model_files_with_wrong_dtype_or_lying_offsets_are_rejected() {
     bad.extend_from_slice(&good[8 + n..]);
     let path = tmp.path().join("lying.safetensors");
     std::fs::write(&path, &bad).unwrap();
-    let err = relumax::load_model(&path).unwrap_err().to_string();
+    let err = relumax::Mlp::load(&path).unwrap_err().to_string();
     assert!(err.contains("not safetensors"), "{err}");
     assert!(err.contains("lying.safetensors"), "{err}");
 }
@@ -133,6 +132,6 @@ fn fuzz_regressions_are_rejected_cleanly() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
     // A model whose first weight matrix holds NaN and infinite values: loading must refuse it
     // (it used to load, and a NaN model predicts nothing).
-    let err = relumax::load_model(&dir.join("model-nan-weights.safetensors")).unwrap_err();
+    let err = relumax::Mlp::load(dir.join("model-nan-weights.safetensors")).unwrap_err();
     assert!(err.to_string().contains("non-finite value"), "{err}");
 }

@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 
 use ndarray::{Array1, Array2, array};
 use relumax::{
-    Dataset, Error, Event, Init, Mlp, Sgd, StepDropout, TrainConfig, Trainer, Workspace, kernels,
-    load_model, save_model,
+    Dataset, Error, Event, Init, Mlp, Sgd, TrainConfig, Trainer, kernels, model::StepDropout,
+    model::Workspace,
 };
 
 use crate::common::train;
@@ -73,9 +73,9 @@ fn params(m: &Mlp) -> Vec<f32> {
     m.layers()
         .iter()
         .flat_map(|l| {
-            l.weight
+            l.weight()
                 .iter()
-                .chain(l.bias.iter())
+                .chain(l.bias().iter())
                 .copied()
                 .collect::<Vec<_>>()
         })
@@ -146,7 +146,10 @@ fn paper_1x128_reaches_the_papers_accuracy() {
     );
     // The README's 1x128 row, to the last digit: relumax's arithmetic gives it on every CPU.
     assert_eq!(
-        (r.test.accuracy, format!("{:.5}", r.test.loss)),
+        (
+            r.test.as_ref().unwrap().accuracy,
+            format!("{:.5}", r.test.as_ref().unwrap().loss)
+        ),
         (0.9234, "0.28170".into()),
         "{:?}",
         r.test
@@ -165,12 +168,25 @@ fn one_epoch_of_1x128_learns_and_is_bit_identical() {
     // After one epoch (1,500 steps) the numpy peer reaches 0.8904 test accuracy at seed 0;
     // relumax's result is a golden, the same bits on every CPU.
     assert_eq!(
-        (a.test.accuracy, a.test.loss, a.epochs[0].val_accuracy),
+        (
+            a.test.as_ref().unwrap().accuracy,
+            a.test.as_ref().unwrap().loss,
+            a.epochs[0].val_accuracy
+        ),
         (0.8855, 0.4536529408931732, Some(0.8823333333333333)),
     );
     assert_eq!(a.epochs[0].train_loss, 0.9871574123849471);
-    assert_eq!(a.test.samples, 10_000);
-    assert_eq!(a.test.confusion.iter().flatten().sum::<usize>(), 10_000);
+    assert_eq!(a.test.as_ref().unwrap().samples, 10_000);
+    assert_eq!(
+        a.test
+            .as_ref()
+            .unwrap()
+            .confusion
+            .iter()
+            .flatten()
+            .sum::<usize>(),
+        10_000
+    );
     // Same seed: identical weights and metrics, bit for bit, across runs and thread counts.
     let b = train(one_epoch(0, 2), &data);
     let c = train(one_epoch(0, 1), &data);
@@ -188,7 +204,7 @@ fn one_epoch_of_1x128_learns_and_is_bit_identical() {
     // Another seed: other weights.
     let d = train(one_epoch(1, 2), &data);
     assert_ne!(a.model, d.model);
-    assert!(d.test.accuracy >= 0.87);
+    assert!(d.test.as_ref().unwrap().accuracy >= 0.87);
 }
 
 #[test]
@@ -226,9 +242,9 @@ fn reproducible_across_thread_counts(data: &Dataset, hidden: &[usize]) {
         );
     }
     assert!(
-        a.test.accuracy > 0.9,
+        a.test.as_ref().unwrap().accuracy > 0.9,
         "synthetic data is easy: {}",
-        a.test.accuracy
+        a.test.as_ref().unwrap().accuracy
     );
 }
 
@@ -312,15 +328,17 @@ fn save_load_round_trip_gives_identical_predictions() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("m.safetensors");
-    save_model(&r.model, &path, &[("note", "hello".into())]).unwrap();
-    let loaded = load_model(&path).unwrap();
-    assert_eq!(loaded.model, r.model);
-    assert_eq!(loaded.metadata["note"], "hello");
-    assert_eq!(loaded.metadata["sizes"], "64,32,16,4");
-    let all: Vec<usize> = (0..data.test.len()).collect();
-    let (x, _) = data.test.rows(&all);
+    r.model
+        .save_with_metadata(&path, &[("note", "hello".into())])
+        .unwrap();
+    let loaded = Mlp::load_with_metadata(&path).unwrap();
+    assert_eq!(loaded.0, r.model);
+    assert_eq!(loaded.1["note"], "hello");
+    assert_eq!(loaded.1["sizes"], "64,32,16,4");
+    let all: Vec<usize> = (0..data.test.as_ref().unwrap().len()).collect();
+    let (x, _) = data.test.as_ref().unwrap().rows(&all);
     assert_eq!(
-        loaded.model.predict_proba(x.view()).unwrap(),
+        loaded.0.predict_proba(x.view()).unwrap(),
         r.model.predict_proba(x.view()).unwrap()
     );
     let p = r.model.predict_proba(x.view()).unwrap();
@@ -331,18 +349,18 @@ fn save_load_round_trip_gives_identical_predictions() {
     let pred = r.model.predict(x.view()).unwrap();
     let acc = pred
         .iter()
-        .zip(data.test.labels())
+        .zip(data.test.as_ref().unwrap().labels())
         .filter(|(a, b)| a == b)
         .count() as f64
-        / data.test.len() as f64;
-    assert!((acc - r.test.accuracy).abs() < 1e-12);
+        / data.test.as_ref().unwrap().len() as f64;
+    assert!((acc - r.test.as_ref().unwrap().accuracy).abs() < 1e-12);
 }
 
 #[test]
 fn bad_model_files_are_rejected_with_reasons() {
     let tmp = tempfile::tempdir().unwrap();
     let model = Mlp::new(&[4, 3, 2], Init::He, 0).unwrap();
-    let good = relumax::model_to_bytes(&model, &[]);
+    let good = model.to_safetensors(&[]);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("text", b"hello, not a model".to_vec(), "not safetensors"),
         ("empty", Vec::new(), "not safetensors"),
@@ -364,12 +382,12 @@ fn bad_model_files_are_rejected_with_reasons() {
     for (name, bytes, want) in cases {
         let path = tmp.path().join(name);
         std::fs::write(&path, bytes).unwrap();
-        let err = load_model(&path).unwrap_err();
+        let err = Mlp::load(&path).unwrap_err();
         assert!(matches!(err, Error::Model { .. }), "{name}: {err}");
         assert!(err.to_string().contains(want), "{name}: {err}");
         assert!(err.to_string().contains(name), "{name}: {err}");
     }
-    let err = load_model(&tmp.path().join("missing")).unwrap_err();
+    let err = Mlp::load(tmp.path().join("missing")).unwrap_err();
     assert!(matches!(err, Error::Read { .. }), "{err}");
 }
 
@@ -378,7 +396,7 @@ fn model_that_does_not_fit_the_data_is_rejected() {
     let (_tmp, dir) = crate::common::small_dataset(false);
     let data = Dataset::open(&dir).unwrap();
     let model = Mlp::new(&[784, 8, 10], Init::He, 0).unwrap();
-    let err = relumax::check_fits(&model, &data).unwrap_err();
+    let err = relumax::train::check_fits(&model, &data).unwrap_err();
     assert!(
         err.to_string().contains("model inputs vs dataset features"),
         "{err}"
@@ -545,7 +563,10 @@ fn bad_config_values_are_rejected() {
 fn divergence_stops_with_a_clear_error() {
     let x = Array2::from_elem((64, 4), 1e30f32);
     let y: Vec<u32> = (0..64).map(|i| i % 2).collect();
-    let data = Dataset::from_arrays(x.clone(), y.clone(), x, y, 2).unwrap();
+    let data = Dataset::from_arrays(x.clone(), y.clone(), 2)
+        .unwrap()
+        .with_test(x, y)
+        .unwrap();
     let err = Trainer::new(TrainConfig {
         lr: 10.0,
         epochs: 1,
@@ -564,12 +585,12 @@ fn he_and_xavier_initialise_differently_and_biases_start_at_zero() {
     let xa = Mlp::new(&[784, 256, 10], Init::Xavier, 0).unwrap();
     let var =
         |w: &Array2<f32>| w.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / w.len() as f64;
-    let ratio = var(&he.layers()[0].weight) / var(&xa.layers()[0].weight);
+    let ratio = var(he.layers()[0].weight()) / var(xa.layers()[0].weight());
     assert!((ratio - 2.0).abs() < 1e-6, "{ratio}");
     assert!(
         he.layers()
             .iter()
-            .all(|l| l.bias == Array1::<f32>::zeros(l.outputs()))
+            .all(|l| l.bias() == Array1::<f32>::zeros(l.outputs()))
     );
 }
 
@@ -616,25 +637,31 @@ fn auto_and_blas_agree_after_an_epoch_within_their_rounding() {
         .zip(blas.model.layers())
         .enumerate()
     {
-        let largest = a.weight.fold(0.0f32, |m, &v| m.max(v.abs()));
-        let diff = (&a.weight - &b.weight).fold(0.0f32, |m, &v| m.max(v.abs()));
+        let largest = a.weight().fold(0.0f32, |m, &v| m.max(v.abs()));
+        let diff = (a.weight() - b.weight()).fold(0.0f32, |m, &v| m.max(v.abs()));
         assert!(diff <= 1e-5 * largest, "layer {l}: {diff:e} of {largest:e}");
-        let diff = (&a.bias - &b.bias).fold(0.0f32, |m, &v| m.max(v.abs()));
+        let diff = (a.bias() - b.bias()).fold(0.0f32, |m, &v| m.max(v.abs()));
         assert!(
             diff <= 1e-5 * largest,
             "layer {l} bias: {diff:e} of {largest:e}"
         );
     }
-    let loss = (auto.test.loss - blas.test.loss).abs();
+    let loss = (auto.test.as_ref().unwrap().loss - blas.test.as_ref().unwrap().loss).abs();
     assert!(
-        loss <= 1e-5 * auto.test.loss,
+        loss <= 1e-5 * auto.test.as_ref().unwrap().loss,
         "test losses {} and {}",
-        auto.test.loss,
-        blas.test.loss
+        auto.test.as_ref().unwrap().loss,
+        blas.test.as_ref().unwrap().loss
     );
     // A prediction flips only where two logits tie within that rounding: a few at most.
-    assert!((auto.test.accuracy - blas.test.accuracy).abs() <= 5e-4);
-    assert!(auto.test.accuracy > 0.88, "{}", auto.test.accuracy);
+    assert!(
+        (auto.test.as_ref().unwrap().accuracy - blas.test.as_ref().unwrap().accuracy).abs() <= 5e-4
+    );
+    assert!(
+        auto.test.as_ref().unwrap().accuracy > 0.88,
+        "{}",
+        auto.test.as_ref().unwrap().accuracy
+    );
 }
 
 #[test]
@@ -683,7 +710,10 @@ fn keep_best_returns_the_model_of_the_lowest_validation_loss_and_resumes_with_it
         best.model == shorter.model,
         "the kept model is not epoch {best_epoch}'s"
     );
-    assert_eq!(best.test.loss, shorter.test.loss);
+    assert_eq!(
+        best.test.as_ref().unwrap().loss,
+        shorter.test.as_ref().unwrap().loss
+    );
     assert_eq!(best.epochs.len(), config.epochs, "every epoch still ran");
     // A checkpoint after the best epoch carries the best model through save and load.
     let tmp = tempfile::tempdir().unwrap();
@@ -691,8 +721,8 @@ fn keep_best_returns_the_model_of_the_lowest_validation_loss_and_resumes_with_it
         .iter()
         .find(|s| s.epoch > best_epoch)
         .unwrap_or_else(|| panic!("{losses:?}"));
-    relumax::save_checkpoint(tmp.path(), &config, after).unwrap();
-    let (loaded_config, state) = relumax::load_checkpoint(tmp.path()).unwrap();
+    relumax::train::save_checkpoint(tmp.path(), &config, after).unwrap();
+    let (loaded_config, state) = relumax::train::load_checkpoint(tmp.path()).unwrap();
     assert_eq!(loaded_config, config);
     assert_eq!(&state, after, "bit for bit, metrics included");
     let resumed = Trainer::new(config.clone())
@@ -734,8 +764,10 @@ fn a_validation_split_of_your_own_replaces_the_holdout() {
         |split: &relumax::Split, r: std::ops::Range<usize>| split.rows(&r.collect::<Vec<_>>());
     let (x, y) = rows(&mnist.train, 0..4000);
     let (vx, vy) = rows(&mnist.train, 4000..5000);
-    let (tx, ty) = rows(&mnist.test, 0..1000);
-    let data = Dataset::from_arrays(x, y, tx, ty, 10)
+    let (tx, ty) = rows(mnist.test.as_ref().unwrap(), 0..1000);
+    let data = Dataset::from_arrays(x, y, 10)
+        .unwrap()
+        .with_test(tx, ty)
         .unwrap()
         .with_validation(vx.clone(), vy.clone())
         .unwrap();
@@ -756,7 +788,10 @@ fn a_validation_split_of_your_own_replaces_the_holdout() {
     assert_eq!(result.epochs[best - 1].val_loss, Some(val.loss));
     assert_eq!(result.epochs[best - 1].val_accuracy, Some(val.accuracy));
     // A validation split must fit the training split.
-    let small = || Dataset::from_arrays(vx.clone(), vy.clone(), vx.clone(), vy.clone(), 10);
+    let small = || {
+        Dataset::from_arrays(vx.clone(), vy.clone(), 10)
+            .and_then(|d| d.with_test(vx.clone(), vy.clone()))
+    };
     let narrow = ndarray::Array2::<f32>::zeros((3, 783));
     match small().unwrap().with_validation(narrow, vec![0, 1, 2]) {
         Err(Error::Shape { what, .. }) => assert!(what.contains("validation"), "{what}"),

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use relumax::{FRAME, Preimage, load_model};
+use relumax::{Mlp, inspect::Preimage, preprocess::FRAME};
 use serde_json::{Value, json};
 
 use super::results::Row;
@@ -64,7 +64,7 @@ pub fn feed_backward(row: &Row, out: &Path) -> anyhow::Result<bool> {
     if !path.is_file() {
         return Ok(false);
     }
-    let model = load_model(&path)?.model;
+    let model = Mlp::load(&path)?;
     if model.inputs() != FRAME * FRAME {
         return Ok(false);
     }

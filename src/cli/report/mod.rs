@@ -24,7 +24,7 @@ pub fn write(out: &Path, records: &[RunRecord], expected: usize) -> anyhow::Resu
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let rows = results::rows(records);
     let rel = |p: &Path| p.strip_prefix(out).unwrap_or(p).display().to_string();
-    relumax::write_atomic(&out.join("results.csv"), render::csv(records).as_bytes())?;
+    relumax::fs::write_atomic(&out.join("results.csv"), render::csv(records).as_bytes())?;
     let has_summary = render::summary_figure(&rows, out)?;
 
     // Experiment 3: feed backward on the paper's choice, the 1x128 model.
@@ -41,7 +41,7 @@ pub fn write(out: &Path, records: &[RunRecord], expected: usize) -> anyhow::Resu
 
     let json = render::json(&rows, records, samples_json, rel);
     let text = serde_json::to_string_pretty(&json)?;
-    relumax::write_atomic(&out.join("results.json"), format!("{text}\n").as_bytes())?;
+    relumax::fs::write_atomic(&out.join("results.json"), format!("{text}\n").as_bytes())?;
     let contents = render::Contents {
         rows: &rows,
         records,
@@ -51,6 +51,6 @@ pub fn write(out: &Path, records: &[RunRecord], expected: usize) -> anyhow::Resu
         feed_backward,
     };
     let path = out.join("report.md");
-    relumax::write_atomic(&path, render::markdown(&contents, rel).as_bytes())?;
+    relumax::fs::write_atomic(&path, render::markdown(&contents, rel).as_bytes())?;
     Ok(path)
 }

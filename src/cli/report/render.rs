@@ -259,7 +259,7 @@ pub fn json(
     json!({
         "configs": configs, "runs": runs, "samples": samples,
         "relumax_version": env!("CARGO_PKG_VERSION"), "git_revision": build_info::GIT_REVISION,
-        "blas": relumax::blas_config(),
+        "blas": relumax::openblas::blas_config(),
     })
 }
 
@@ -300,7 +300,7 @@ pub fn markdown(c: &Contents<'_>, rel: impl Fn(&Path) -> String) -> String {
         c.expected,
         env!("CARGO_PKG_VERSION"),
         build_info::GIT_REVISION,
-        relumax::blas_config()
+        relumax::openblas::blas_config()
     );
     let _ = writeln!(md, "## Experiment 1: Tables I and II\n");
     for (layers, name) in TABLES {
