@@ -62,6 +62,12 @@ pub fn model_path(path: &Path) -> PathBuf {
 pub fn load_image_model(path: &Path) -> anyhow::Result<Mlp> {
     let path = model_path(path);
     let model = Mlp::load(&path)?;
+    check_image_model(&model, &path)?;
+    Ok(model)
+}
+
+/// Checks that `model` (loaded from `path`) takes 28 x 28 images.
+pub fn check_image_model(model: &Mlp, path: &Path) -> anyhow::Result<()> {
     if model.inputs() != FRAME * FRAME {
         anyhow::bail!(
             "{}: the model takes {} inputs, not the {} pixels of a {FRAME} x {FRAME} image",
@@ -70,7 +76,7 @@ pub fn load_image_model(path: &Path) -> anyhow::Result<Mlp> {
             FRAME * FRAME
         );
     }
-    Ok(model)
+    Ok(())
 }
 
 /// `layers` hidden layers of `width` units, refusing more layers than a network may have

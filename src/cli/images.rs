@@ -4,38 +4,59 @@
 use std::path::Path;
 
 use anyhow::Context;
-use ndarray::{Array2, ArrayView1};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use relumax::{
     Mlp, inspect::Preimage, inspect::class_images, preprocess::FRAME, preprocess::mnist_digit,
 };
 
-/// Largest accepted image side, in pixels.
-pub const MAX_SIDE: u32 = 8192;
-/// Largest allocation the decoder may make (a decompression bomb is refused, not decoded).
-pub const MAX_ALLOC: u64 = 256 << 20;
+/// How large an image the decoder may take: a decompression bomb is refused, not decoded.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    /// Largest accepted image side, in pixels.
+    pub max_side: u32,
+    /// Largest allocation the decoder may make, in bytes.
+    pub max_alloc: u64,
+}
+
+/// The limits of `relumax predict`.
+pub const FILE_LIMITS: DecodeLimits = DecodeLimits {
+    max_side: 8192,
+    max_alloc: 256 << 20,
+};
 
 /// Decodes `path` and returns its luminance in `[0, 1]`, `(rows, cols)`, with transparent
 /// pixels composited onto white.
 pub fn read_gray(path: &Path) -> anyhow::Result<Array2<f32>> {
-    let mut reader = image::ImageReader::open(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .with_guessed_format()
+    let reader = image::ImageReader::open(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
+    decode_gray(reader, FILE_LIMITS).with_context(|| path.display().to_string())
+}
+
+/// [`read_gray`] for an image held in memory (an upload).
+pub fn decode_gray_bytes(bytes: &[u8], limits: DecodeLimits) -> anyhow::Result<Array2<f32>> {
+    decode_gray(image::ImageReader::new(std::io::Cursor::new(bytes)), limits)
+}
+
+fn decode_gray<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    limits: DecodeLimits,
+) -> anyhow::Result<Array2<f32>> {
+    let mut reader = reader.with_guessed_format()?;
     if reader.format().is_none() {
-        anyhow::bail!("{}: not a PNG or JPEG image", path.display());
+        anyhow::bail!("not a PNG or JPEG image");
     }
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_ALLOC);
-    reader.limits(limits);
+    let mut bounds = image::Limits::default();
+    bounds.max_image_width = Some(limits.max_side);
+    bounds.max_image_height = Some(limits.max_side);
+    bounds.max_alloc = Some(limits.max_alloc);
+    reader.limits(bounds);
     let img = reader
         .decode()
-        .map_err(|e| anyhow::anyhow!("{}: cannot decode image: {e}", path.display()))?
+        .map_err(|e| anyhow::anyhow!("cannot decode image: {e}"))?
         .into_rgba8();
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
-        anyhow::bail!("{}: the image has no pixels", path.display());
+        anyhow::bail!("the image has no pixels");
     }
     Ok(Array2::from_shape_fn((h as usize, w as usize), |(r, c)| {
         let [red, green, blue, alpha] = img.get_pixel(c as u32, r as u32).0.map(f32::from);
@@ -67,7 +88,13 @@ pub fn classify(model: &Mlp, path: &Path) -> anyhow::Result<Prediction> {
         );
     }
     let digit = mnist_digit(gray.view()).with_context(|| format!("{}", path.display()))?;
-    let x = Array2::from_shape_vec((1, FRAME * FRAME), digit.into_iter().collect())
+    Ok(classify_frame(model, digit.view())?)
+}
+
+/// Classifies a preprocessed `FRAME x FRAME` digit (MNIST's convention: 0 background, 1 ink).
+pub fn classify_frame(model: &Mlp, frame: ArrayView2<'_, f32>) -> relumax::Result<Prediction> {
+    let x = frame
+        .to_shape((1, FRAME * FRAME))
         .expect("a frame has FRAME * FRAME pixels");
     let probabilities = model.predict_proba(x.view())?.row(0).to_vec();
     let digit = relumax::kernels::argmax(&probabilities);
@@ -130,6 +157,31 @@ pub fn write_panel_grid(
     super::plot::write_png(path, size, &rgb)
 }
 
+/// One class image (`side * side` values) as a PNG of `zoom`-pixel squares, coloured as in
+/// the panel grid.
+pub fn panel_png(img: ArrayView1<'_, f32>, side: usize, zoom: usize) -> anyhow::Result<Vec<u8>> {
+    let width = side * zoom;
+    let mut rgb = vec![0u8; width * width * 3];
+    for (i, colour) in panel_colours(img).into_iter().enumerate() {
+        let (r, c) = (i / side, i % side);
+        for y in r * zoom..(r + 1) * zoom {
+            for x in c * zoom..(c + 1) * zoom {
+                rgb[(y * width + x) * 3..][..3].copy_from_slice(&colour);
+            }
+        }
+    }
+    super::plot::encode_png((width as u32, width as u32), &rgb)
+}
+
+/// Each value's diverging colour, scaled to the image's own largest magnitude.
+fn panel_colours(img: ArrayView1<'_, f32>) -> Vec<[u8; 3]> {
+    let scale = img
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
+    img.iter().map(|&v| diverging(v / scale)).collect()
+}
+
 fn draw_panel<DB: plotters::prelude::DrawingBackend>(
     root: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
     img: ArrayView1<'_, f32>,
@@ -138,13 +190,8 @@ fn draw_panel<DB: plotters::prelude::DrawingBackend>(
     (x0, y0): (usize, usize),
 ) -> Result<(), plotters::prelude::DrawingAreaErrorKind<DB::ErrorType>> {
     use plotters::prelude::*;
-    let scale = img
-        .iter()
-        .fold(0.0f32, |m, v| m.max(v.abs()))
-        .max(f32::MIN_POSITIVE);
-    for (i, &v) in img.iter().enumerate() {
+    for (i, [red, green, blue]) in panel_colours(img).into_iter().enumerate() {
         let (r, c) = (i / side, i % side);
-        let [red, green, blue] = diverging(v / scale);
         let (x, y) = ((x0 + c * zoom) as i32, (y0 + r * zoom) as i32);
         root.draw(&Rectangle::new(
             [(x, y), (x + zoom as i32, y + zoom as i32)],

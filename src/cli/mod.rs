@@ -23,6 +23,7 @@ mod progress;
 mod report;
 mod run;
 mod run_dir;
+mod serve;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -134,6 +135,8 @@ enum Command {
     Predict(predict_cmd::PredictArgs),
     /// Draw what each class looks like to a model, pushed back to the input space.
     FeedBackward(feed_backward_cmd::FeedBackwardArgs),
+    /// Open a local web page to draw digits and watch the model read them.
+    Serve(serve::ServeArgs),
 }
 
 /// Where the data comes from.
@@ -202,9 +205,11 @@ pub fn check(cli: &Cli) -> anyhow::Result<()> {
         Command::Train(a) => a.check(),
         Command::Paper(a) => a.check(),
         Command::Bench(a) => a.configs().map(drop),
-        Command::Data(_) | Command::Eval(_) | Command::Predict(_) | Command::FeedBackward(_) => {
-            Ok(())
-        }
+        Command::Data(_)
+        | Command::Eval(_)
+        | Command::Predict(_)
+        | Command::FeedBackward(_)
+        | Command::Serve(_) => Ok(()),
     }
 }
 
@@ -221,6 +226,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval_cmd::run(&a),
         Command::Paper(a) => return paper_cmd::run(&a),
         Command::FeedBackward(a) => feed_backward_cmd::run(&a),
+        Command::Serve(a) => serve::run(&a),
         Command::Predict(a) => {
             // Every image is tried; a failed one makes the exit status non-zero at the end.
             return Ok(if predict_cmd::run(&a)? {

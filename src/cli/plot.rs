@@ -217,11 +217,17 @@ pub fn write_panels(
 
 /// Encodes an RGB buffer as PNG and writes it atomically.
 pub fn write_png(path: &Path, size: (u32, u32), rgb: &[u8]) -> anyhow::Result<()> {
+    let bytes =
+        encode_png(size, rgb).with_context(|| format!("cannot encode {}", path.display()))?;
+    relumax::fs::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// An RGB buffer of `size` (width, height) as PNG bytes.
+pub fn encode_png(size: (u32, u32), rgb: &[u8]) -> anyhow::Result<Vec<u8>> {
     let img = image::RgbImage::from_raw(size.0, size.1, rgb.to_vec())
         .context("image buffer has the wrong size")?;
     let mut bytes = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut bytes, image::ImageFormat::Png)
-        .with_context(|| format!("cannot encode {}", path.display()))?;
-    relumax::fs::write_atomic(path, bytes.get_ref())?;
-    Ok(())
+    img.write_to(&mut bytes, image::ImageFormat::Png)?;
+    Ok(bytes.into_inner())
 }

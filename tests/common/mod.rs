@@ -167,6 +167,15 @@ pub fn relumax_limited(blocks: u32) -> Command {
     limited
 }
 
+/// Sends `signal` (`"-INT"`, `"-KILL"`...) to process `pid` with `kill`.
+#[cfg(feature = "cli")]
+pub fn send(pid: impl std::fmt::Display, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status();
+    assert!(status.unwrap().success(), "kill {signal} {pid}");
+}
+
 /// Runs the `relumax` binary with `args` and returns what it did.
 #[cfg(feature = "cli")]
 pub fn relumax(args: &[&str]) -> Output {

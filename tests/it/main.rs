@@ -23,3 +23,5 @@ mod experiments;
 mod portability;
 #[cfg(feature = "cli")]
 mod resume;
+#[cfg(feature = "cli")]
+mod serve;

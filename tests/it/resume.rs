@@ -5,17 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::relumax_cmd;
+use crate::common::{relumax_cmd, send};
 
 const CONFIG: [&str; 6] = ["--hidden", "512", "--epochs", "3", "--momentum", "0.5"];
-
-/// Sends `signal` (`"-INT"`, `"-KILL"`...) to process `pid` with `kill`.
-fn send(pid: impl std::fmt::Display, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status();
-    assert!(status.unwrap().success(), "kill {signal} {pid}");
-}
 
 /// Trains `CONFIG` into `out`, sending `signal` once `after` epoch lines have been printed;
 /// returns the exit code.
