@@ -16,6 +16,8 @@ mod robustness;
 mod training;
 
 #[cfg(feature = "cli")]
+mod browser;
+#[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "cli")]
 mod experiments;

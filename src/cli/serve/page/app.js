@@ -65,10 +65,17 @@ for (const type of ["pointerup", "pointercancel"]) {
 }
 document.getElementById("clear").addEventListener("click", resetPad);
 
-// At most one prediction in flight; the newest drawing goes next.
+// At most one prediction in flight; the newest drawing goes next. `busy` is set from the
+// stroke until the last prediction is shown (the browser test waits for it to clear).
+let encoding = 0;
 function schedule() {
   if (!inked) return;
-  pad.toBlob((blob) => send(blob), "image/png");
+  encoding += 1;
+  document.body.dataset.busy = "true";
+  pad.toBlob((blob) => {
+    encoding -= 1;
+    send(blob);
+  }, "image/png");
 }
 
 function send(blob) {
@@ -77,6 +84,7 @@ function send(blob) {
     return;
   }
   inFlight = true;
+  document.body.dataset.busy = "true";
   fetch("/api/predict", { method: "POST", headers: { "Content-Type": "image/png" }, body: blob })
     .then(async (response) => {
       const body = await response.json();
@@ -90,6 +98,8 @@ function send(blob) {
         const next = pending;
         pending = null;
         send(next);
+      } else if (encoding === 0) {
+        delete document.body.dataset.busy;
       }
     });
 }
@@ -181,8 +191,10 @@ function loadCard() {
       if (card.epochs != null) rows.push(["epochs", String(card.epochs)]);
       if (card.config) {
         const c = card.config;
-        rows.push(["training", "lr " + c.lr + ", batch " + c.batch_size + ", dropout " +
-          c.dropout + ", momentum " + c.momentum + ", seed " + c.seed]);
+        // f32 values arrive widened to f64 (0.0085 as 0.008500000461935997).
+        const short = (v) => String(Number(v.toPrecision(6)));
+        rows.push(["training", "lr " + short(c.lr) + ", batch " + c.batch_size + ", dropout " +
+          short(c.dropout) + ", momentum " + short(c.momentum) + ", seed " + c.seed]);
       }
       const table = document.getElementById("card");
       for (const [name, value] of rows) {
@@ -191,7 +203,8 @@ function loadCard() {
         tr.insertCell().textContent = value;
       }
       const gallery = document.getElementById("gallery");
-      for (const [method, urls] of Object.entries(card.class_images)) {
+      for (const method of ["transpose", "pinv"]) {
+        const urls = card.class_images[method];
         const label = document.createElement("div");
         label.className = "row-label";
         label.textContent = method === "pinv" ? "pseudo-inverse" : "transpose (the paper's)";
