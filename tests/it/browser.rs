@@ -122,10 +122,13 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
-    /// Waits until `expression` is true on the page.
+    /// Waits until `expression` is true on the page (an exception, as before the page has a
+    /// body, counts as false).
     fn wait_for(&mut self, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.eval(expression) != json!(true) {
+        let guarded =
+            format!("(() => {{ try {{ return {expression}; }} catch (e) {{ return false; }} }})()");
+        while self.eval(&guarded) != json!(true) {
             assert!(Instant::now() < deadline, "never true: {expression}");
             std::thread::sleep(Duration::from_millis(50));
         }
