@@ -272,6 +272,13 @@ fn bad_requests_get_a_4xx_with_a_json_error() {
         let message = error_of(post(addr, "/api/predict", body), status);
         assert!(message.contains(words), "{words}: {message}");
     }
+    // An image past the decoding limits (4096 pixels a side), small as a file.
+    let mut wide = std::io::Cursor::new(Vec::new());
+    image::GrayImage::from_pixel(5000, 2, image::Luma([255]))
+        .write_to(&mut wide, image::ImageFormat::Png)
+        .unwrap();
+    let message = error_of(post(addr, "/api/predict", wide.get_ref()), 400);
+    assert!(message.contains("limit"), "{message}");
     // A malformed head, and a chunked body (no length to bound it by).
     error_of(exchange(addr, b"NOT HTTP\r\n\r\n"), 400);
     error_of(
