@@ -218,10 +218,23 @@ fn write_reply(stream: &mut TcpStream, reply: &Reply, head_only: bool) -> std::i
     stream.flush()?;
     stream.shutdown(std::net::Shutdown::Write)?;
     // Closing with unread input would reset the connection, and the client could lose the
-    // reply (a 413 while it is still sending): read what is left, within bounds, first.
-    stream.set_read_timeout(Some(LINGER))?;
-    let mut rest = stream.take(MAX_BODY as u64);
-    std::io::copy(&mut rest, &mut std::io::sink()).map(drop)
+    // reply (a 413 while it is still sending): read what is left first, for at most LINGER
+    // and MAX_BODY bytes (a trickling client cannot stretch it).
+    let deadline = Instant::now() + LINGER;
+    let mut chunk = [0u8; 16 << 10];
+    let mut left = MAX_BODY;
+    while left > 0 {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            break;
+        }
+        stream.set_read_timeout(Some(wait))?;
+        match stream.read(&mut chunk[..left.min(chunk.len())]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left -= n,
+        }
+    }
+    Ok(())
 }
 
 /// The reason phrase of each status this server sends.
