@@ -229,7 +229,8 @@ fn write_reply(stream: &mut TcpStream, reply: &Reply, head_only: bool) -> std::i
             break;
         }
         stream.set_read_timeout(Some(wait))?;
-        match stream.read(&mut chunk[..left.min(chunk.len())]) {
+        let want = left.min(chunk.len());
+        match stream.read(&mut chunk[..want]) {
             Ok(0) | Err(_) => break,
             Ok(n) => left -= n,
         }
