@@ -1,5 +1,5 @@
 //! The training step ([`Mlp::train_step`]) and its backward walk: from the loss gradient of the
-//! logits (left in the workspace by [`Mlp::forward_train`]) back through every layer, last to
+//! logits (left in the workspace by the forward pass) back through every layer, last to
 //! first. Each layer's input gradient is formed while the optimizer updates the layer
 //! ([`Sgd::update`], fused per block of its weights), so no weight gradient is ever stored: the
 //! input gradients alternate between the workspace's two flat buffers.
@@ -26,22 +26,32 @@ impl Mlp {
         dropout: StepDropout,
         sgd: &mut Sgd,
     ) -> BatchStats {
-        let stats = self.forward_train(x, labels, ws, dropout);
-        backward(self, ws, x, dropout.p, sgd);
-        stats
+        // The batch's nonzero input columns, listed once: the first layer's forward product
+        // and its update both skip the others.
+        ws.with_nonzero(&x, |ws, nonzero| {
+            let stats = self.forward_nonzero(x, labels, ws, dropout, nonzero);
+            backward(self, ws, x, nonzero, dropout.p, sgd);
+            stats
+        })
     }
 }
 
 /// Walks the step's gradient back through `model` for the batch `x` (whose forward pass with
-/// dropout `p` filled `ws`), updating every layer with `sgd`.
-fn backward(model: &mut Mlp, ws: &mut Workspace, x: ArrayView2<'_, f32>, p: f32, sgd: &mut Sgd) {
+/// dropout `p` filled `ws`; `nonzero`, its nonzero columns), updating every layer with `sgd`.
+fn backward(
+    model: &mut Mlp,
+    ws: &mut Workspace,
+    x: ArrayView2<'_, f32>,
+    nonzero: &[u32],
+    p: f32,
+    sgd: &mut Sgd,
+) {
     let rows = x.nrows();
     let relu_scale = 1.0 / (1.0 - p);
     let n = model.layers().len();
     let Workspace {
         acts,
         grads,
-        nonzero,
         kernels,
         ..
     } = ws;

@@ -91,9 +91,9 @@ pub struct Workspace {
     /// Two ping-pong gradient buffers of `rows * widest hidden layer` floats, viewed as
     /// contiguous `(rows, width)` matrices of whatever width a layer needs.
     pub(crate) grads: [Vec<f32>; 2],
-    /// The training batch's nonzero input columns ([`kernels::nonzero_columns`]), set by
-    /// [`Mlp::forward_train`] for the first layer's forward product and update.
-    pub(crate) nonzero: Vec<u32>,
+    /// The buffer of a training batch's nonzero input columns: the step fills it and passes
+    /// the list to the forward product and the update ([`Workspace::with_nonzero`]).
+    nonzero: Vec<u32>,
     /// The code that runs the products (resolved: never `Auto`).
     pub(crate) kernels: Kernels,
     rows: usize,
@@ -137,6 +137,21 @@ impl Workspace {
     /// The largest batch these buffers hold.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Runs `f` with the nonzero columns of the batch `x` ([`kernels::nonzero_columns`]),
+    /// listed in this workspace's buffer (taken out for the call, so `f` also gets the rest of
+    /// the workspace; no allocation once the buffer has grown).
+    pub(crate) fn with_nonzero<T>(
+        &mut self,
+        x: &ArrayView2<'_, f32>,
+        f: impl FnOnce(&mut Workspace, &[u32]) -> T,
+    ) -> T {
+        let mut nonzero = std::mem::take(&mut self.nonzero);
+        kernels::nonzero_columns(x, &mut nonzero);
+        let out = f(self, &nonzero);
+        self.nonzero = nonzero;
+        out
     }
 
     fn fits(&self, model: &Mlp, rows: usize) -> bool {
@@ -279,10 +294,24 @@ impl Mlp {
         ws: &mut Workspace,
         dropout: StepDropout,
     ) -> BatchStats {
+        ws.with_nonzero(&x, |ws, nonzero| {
+            self.forward_nonzero(x, labels, ws, dropout, nonzero)
+        })
+    }
+
+    /// [`Mlp::forward_train`] given the batch's nonzero input columns
+    /// ([`kernels::nonzero_columns`] of `x`), which its first product skips to.
+    pub(crate) fn forward_nonzero(
+        &self,
+        x: ArrayView2<'_, f32>,
+        labels: &[u32],
+        ws: &mut Workspace,
+        dropout: StepDropout,
+        nonzero: &[u32],
+    ) -> BatchStats {
         let rows = x.nrows();
         let last = self.layers.len() - 1;
-        kernels::nonzero_columns(&x, &mut ws.nonzero);
-        self.forward_hidden(x, ws, true, |l| dropout.layer(l));
+        self.forward_hidden(x, ws, Some(nonzero), |l| dropout.layer(l));
         let logits = ws.acts[last].slice_mut(s![..rows, ..]);
         kernels::softmax_cross_entropy(
             logits,
@@ -306,33 +335,35 @@ impl Mlp {
         ws: &mut Workspace,
         dropout: StepDropout,
     ) -> Vec<kernels::LayerWork> {
-        self.forward_train(x, labels, ws, dropout);
-        let rows = x.nrows();
-        let work = |l: usize, layer: &Dense| {
-            let outputs = layer.bias.len();
-            match l {
-                0 => kernels::layer_work(ws.kernels, &x, outputs, Some(&ws.nonzero)),
-                _ => {
-                    let input = ws.acts[l - 1].slice(s![..rows, ..]);
-                    kernels::layer_work(ws.kernels, &input, outputs, None)
+        ws.with_nonzero(&x, |ws, nonzero| {
+            self.forward_nonzero(x, labels, ws, dropout, nonzero);
+            let rows = x.nrows();
+            let work = |l: usize, layer: &Dense| {
+                let outputs = layer.bias.len();
+                match l {
+                    0 => kernels::layer_work(ws.kernels, &x, outputs, Some(nonzero)),
+                    _ => {
+                        let input = ws.acts[l - 1].slice(s![..rows, ..]);
+                        kernels::layer_work(ws.kernels, &input, outputs, None)
+                    }
                 }
-            }
-        };
-        self.layers
-            .iter()
-            .enumerate()
-            .map(|(l, layer)| work(l, layer))
-            .collect()
+            };
+            self.layers
+                .iter()
+                .enumerate()
+                .map(|(l, layer)| work(l, layer))
+                .collect()
+        })
     }
 
     /// Runs every layer's product (and the hidden layers' bias + ReLU + dropout), leaving the
-    /// output layer's product `h W` without its bias in `ws.acts[last]`. With `sparse`, the
-    /// first layer's product skips the zero columns of `x` that `ws.nonzero` leaves out.
+    /// output layer's product `h W` without its bias in `ws.acts[last]`. Given `x`'s nonzero
+    /// columns, the first layer's product skips the others.
     fn forward_hidden(
         &self,
         x: ArrayView2<'_, f32>,
         ws: &mut Workspace,
-        sparse: bool,
+        nonzero: Option<&[u32]>,
         dropout: impl Fn(usize) -> Option<Dropout>,
     ) {
         let rows = x.nrows();
@@ -349,8 +380,8 @@ impl Mlp {
             };
             let mut z = after[0].slice_mut(s![..rows, ..]);
             let w = layer.weight.view();
-            if l == 0 && sparse {
-                kernels::matmul_nonzero(ws.kernels, &mut z, &input, &w, &ws.nonzero);
+            if let (0, Some(nonzero)) = (l, nonzero) {
+                kernels::matmul_nonzero(ws.kernels, &mut z, &input, &w, nonzero);
             } else {
                 kernels::matmul(ws.kernels, &mut z, &input, &w);
             }
@@ -375,7 +406,7 @@ impl Mlp {
     ) -> BatchStats {
         let rows = x.nrows();
         let last = self.layers.len() - 1;
-        self.forward_hidden(x, ws, false, |_| None);
+        self.forward_hidden(x, ws, None, |_| None);
         let stats = kernels::softmax_cross_entropy(
             ws.acts[last].slice_mut(s![..rows, ..]),
             self.layers[last].bias.view(),
@@ -413,7 +444,7 @@ impl Mlp {
             .axis_chunks_iter(Axis(0), EVAL_ROWS)
             .zip(out.axis_chunks_iter_mut(Axis(0), EVAL_ROWS))
         {
-            self.forward_hidden(xc, &mut ws, false, |_| None);
+            self.forward_hidden(xc, &mut ws, None, |_| None);
             let rows = xc.nrows();
             let mut logits: ArrayViewMut2<'_, f32> = ws.acts[last].slice_mut(s![..rows, ..]);
             kernels::softmax(logits.view_mut(), self.layers[last].bias.view());
