@@ -180,11 +180,11 @@ impl TrainConfig {
             .collect()
     }
 
-    /// What training with this configuration on a dataset of `features` inputs, `classes`
-    /// classes and a training split of `train_len` samples will allocate; [`Trainer::run`]
-    /// and [`Trainer::init_model`] refuse a run it does not leave room for.
-    pub fn memory(&self, features: usize, classes: usize, train_len: usize) -> MemoryEstimate {
+    /// What training with this configuration on `data` will allocate; [`Trainer::run`] and
+    /// [`Trainer::init_model`] refuse a run it does not leave room for.
+    pub fn memory(&self, data: &Dataset) -> MemoryEstimate {
         const F32: f64 = 4.0;
+        let (features, classes, train_len) = (data.features(), data.classes(), data.train.len());
         let sizes: Vec<f64> = self
             .sizes(features, classes)
             .into_iter()
@@ -196,7 +196,7 @@ impl TrainConfig {
         // The model, its velocity, and a model file being written (a serialised copy and the
         // file's bytes).
         let copies = if self.momentum > 0.0 { 4.0 } else { 3.0 };
-        let steps = (self.train_samples(train_len) as f64 / self.batch_size.max(1) as f64).ceil();
+        let steps = (self.train_samples(data) as f64 / self.batch_size.max(1) as f64).ceil();
         let epochs = self.epochs as f64;
         MemoryEstimate {
             weights: parameters * F32 * copies,
@@ -208,10 +208,12 @@ impl TrainConfig {
         }
     }
 
-    /// Training samples per epoch out of a training split of `n`: all of them with
-    /// `full_train`, otherwise what the holdout leaves.
-    pub fn train_samples(&self, n: usize) -> usize {
-        if self.full_train {
+    /// Training samples per epoch on `data`: its whole training split with `full_train` or a
+    /// validation split of its own ([`Dataset::with_validation`]), otherwise what the holdout
+    /// leaves.
+    pub fn train_samples(&self, data: &Dataset) -> usize {
+        let n = data.train.len();
+        if self.full_train || data.validation().is_some() {
             n
         } else {
             n - Holdout::val_len(n, self.val_fraction)
@@ -494,7 +496,7 @@ impl Trainer {
     /// [`Error::Memory`] with the estimate.
     pub fn check_memory(&self, data: &Dataset) -> Result<()> {
         let c = &self.config;
-        let estimate = c.memory(data.features(), data.classes(), data.train.len());
+        let estimate = c.memory(data);
         estimate.check(&format!("training {}", describe(c)))
     }
 

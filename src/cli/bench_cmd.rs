@@ -178,7 +178,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !args.json {
         outln!(
             "{} training samples, {threads} threads, {}, kernels this CPU runs: {}",
-            configs[0].train_samples(data.train.len()),
+            configs[0].train_samples(&data),
             relumax::openblas::blas_config(),
             runnable()
         );

@@ -290,14 +290,7 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
     let ddir = data_dir(&args.data);
     let weights: Vec<f64> = todo
         .iter()
-        .map(|c| {
-            job_flops(
-                c,
-                data.features(),
-                data.classes(),
-                c.train_samples(data.train.len()),
-            )
-        })
+        .map(|c| job_flops(c, data.features(), data.classes(), c.train_samples(&data)))
         .collect();
     let total: f64 = weights.iter().sum();
     let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {

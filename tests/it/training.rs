@@ -609,7 +609,9 @@ fn a_val_fraction_of_zero_trains_on_everything_as_full_train_does() {
     let full = train(config(0.2, true), &data);
     assert_eq!(zero.model, full.model);
     assert!(zero.epochs.iter().all(|e| e.val_loss.is_none()));
-    assert_eq!(config(0.0, false).train_samples(1000), 1000);
+    let n = data.train.len();
+    assert_eq!(config(0.0, false).train_samples(&data), n);
+    assert_eq!(config(0.25, false).train_samples(&data), n - n / 4);
 }
 
 #[test]
@@ -779,10 +781,18 @@ fn a_validation_split_of_your_own_replaces_the_holdout() {
         val_fraction: 0.0,
         ..TrainConfig::default()
     };
-    let (result, steps) = fit_counting_steps(config, &data);
+    let (result, steps) = fit_counting_steps(config.clone(), &data);
     // Every training sample trains (no holdout), and each epoch is validated on the given
     // split: the kept model's validation metrics are its own on those arrays.
     assert_eq!(steps, 4000usize.div_ceil(32));
+    assert_eq!(
+        TrainConfig {
+            val_fraction: 0.2,
+            ..config.clone()
+        }
+        .train_samples(&data),
+        4000
+    );
     let best = result.best_epoch.unwrap();
     let val = result.model.evaluate(vx.view(), &vy).unwrap();
     assert_eq!(result.epochs[best - 1].val_loss, Some(val.loss));
