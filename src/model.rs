@@ -527,6 +527,23 @@ pub fn train_flops_per_sample(sizes: &[usize]) -> f64 {
         .sum()
 }
 
+/// Checks hidden-layer widths: at most [`MAX_LAYERS`] of them, each in `1..=MAX_WIDTH`.
+pub(crate) fn validate_hidden(hidden: &[usize]) -> Result<()> {
+    if hidden.len() > MAX_LAYERS {
+        return Err(Error::Config {
+            field: "layers",
+            reason: format!("at most {MAX_LAYERS} hidden layers, got {}", hidden.len()),
+        });
+    }
+    if let Some(&bad) = hidden.iter().find(|&&n| n == 0 || n > MAX_WIDTH) {
+        return Err(Error::Config {
+            field: "hidden",
+            reason: format!("widths must be in 1..={MAX_WIDTH}, got {bad}"),
+        });
+    }
+    Ok(())
+}
+
 /// Checks layer sizes `[inputs, hidden..., classes]`.
 ///
 /// # Errors
@@ -538,19 +555,14 @@ pub(crate) fn validate_sizes(sizes: &[usize]) -> Result<()> {
             reason: format!("need at least inputs and classes, got {sizes:?}"),
         });
     }
-    if sizes.len() > MAX_LAYERS + 2 {
+    validate_hidden(&sizes[1..sizes.len() - 1])?;
+    if let Some(&bad) = [sizes[0], sizes[sizes.len() - 1]]
+        .iter()
+        .find(|&&n| n == 0 || n > MAX_WIDTH)
+    {
         return Err(Error::Config {
-            field: "layers",
-            reason: format!(
-                "at most {MAX_LAYERS} hidden layers, got {}",
-                sizes.len() - 2
-            ),
-        });
-    }
-    if let Some(&bad) = sizes.iter().find(|&&n| n == 0 || n > MAX_WIDTH) {
-        return Err(Error::Config {
-            field: "hidden",
-            reason: format!("every layer width must be in 1..={MAX_WIDTH}, got {bad}"),
+            field: "sizes",
+            reason: format!("inputs and classes must be in 1..={MAX_WIDTH}, got {bad}"),
         });
     }
     Ok(())

@@ -100,26 +100,7 @@ impl TrainConfig {
         if self.hidden.is_empty() {
             return bad("hidden", "at least one hidden layer is required".into());
         }
-        if self.hidden.len() > model::MAX_LAYERS {
-            return bad(
-                "layers",
-                format!(
-                    "at most {} hidden layers, got {}",
-                    model::MAX_LAYERS,
-                    self.hidden.len()
-                ),
-            );
-        }
-        if let Some(&w) = self
-            .hidden
-            .iter()
-            .find(|&&w| w == 0 || w > model::MAX_WIDTH)
-        {
-            return bad(
-                "hidden",
-                format!("widths must be in 1..={}, got {w}", model::MAX_WIDTH),
-            );
-        }
+        model::validate_hidden(&self.hidden)?;
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1, got 0".into());
         }
