@@ -161,6 +161,14 @@ impl TrainConfig {
             .collect()
     }
 
+    /// Weights and biases of this configuration's network for `features` inputs and
+    /// `classes` classes (saturating: a configuration too large to count is too large to run).
+    pub fn parameters(&self, features: usize, classes: usize) -> u64 {
+        self.sizes(features, classes).windows(2).fold(0u64, |n, w| {
+            n.saturating_add((w[0] as u64 + 1).saturating_mul(w[1] as u64))
+        })
+    }
+
     /// What training with this configuration on `data` will allocate; [`Trainer::run`] and
     /// [`Trainer::init_model`] refuse a run it does not leave room for.
     pub fn memory(&self, data: &Dataset) -> MemoryEstimate {
@@ -171,7 +179,7 @@ impl TrainConfig {
             .into_iter()
             .map(|s| s as f64)
             .collect();
-        let parameters: f64 = sizes.windows(2).map(|w| (w[0] + 1.0) * w[1]).sum();
+        let parameters = self.parameters(features, classes) as f64;
         let widest = sizes[1..].iter().copied().fold(0.0, f64::max);
         let rows = self.batch_size.max(EVAL_ROWS) as f64;
         // The model, its velocity, and a model file being written (a serialised copy and the

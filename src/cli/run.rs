@@ -228,12 +228,7 @@ pub fn train_to_dir(
     // Memory first (what the run allocates), then the disk (what it writes): the model file,
     // a checkpoint (the model and its velocity) and the rest (metrics, curves: under a MiB).
     trainer.check_memory(data)?;
-    let parameters = config
-        .sizes(data.features(), data.classes())
-        .windows(2)
-        .fold(0u64, |n, w| {
-            n.saturating_add((w[0] as u64 + 1).saturating_mul(w[1] as u64))
-        });
+    let parameters = config.parameters(data.features(), data.classes());
     let needed = parameters.saturating_mul(12).saturating_add(1 << 20);
     RunDir::check(out, needed)?;
     if let Some(flag) = options.interrupt {

@@ -117,6 +117,12 @@ fn models_from_hand_made_layers() {
     let m = Mlp::from_layers(vec![layer(4, 3), layer(3, 2)]).unwrap();
     assert_eq!((m.inputs(), m.classes(), m.hidden()), (4, 2, vec![3]));
     assert_eq!(m.parameters(), 4 * 3 + 3 + 3 * 2 + 2);
+    // A configuration counts the parameters of the network it trains.
+    let config = TrainConfig {
+        hidden: vec![3],
+        ..Default::default()
+    };
+    assert_eq!(config.parameters(4, 2), m.parameters() as u64);
     let err = Mlp::from_layers(vec![layer(4, 3), layer(5, 2)]).unwrap_err();
     assert!(
         matches!(
