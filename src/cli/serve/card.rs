@@ -49,24 +49,19 @@ impl Card {
             TrainConfig::arch_name,
         );
         let mut images = Vec::new();
-        for (_, method) in METHODS {
-            let rows = class_images(model, method)?;
-            let pngs = rows
+        let mut urls = serde_json::Map::new();
+        for (name, method) in METHODS {
+            let pngs = class_images(model, method)?
                 .rows()
                 .into_iter()
                 .map(|row| panel_png(row, FRAME, ZOOM))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let list: Vec<String> = (0..pngs.len())
+                .map(|k| format!("/api/class-images/{name}/{k}.png"))
+                .collect();
+            urls.insert(name.to_string(), json!(list));
             images.push(pngs);
         }
-        let urls: serde_json::Map<String, Value> = METHODS
-            .iter()
-            .map(|(name, _)| {
-                let list: Vec<String> = (0..model.classes())
-                    .map(|k| format!("/api/class-images/{name}/{k}.png"))
-                    .collect();
-                ((*name).to_string(), json!(list))
-            })
-            .collect();
         let json = json!({
             "name": name,
             "file": path.file_name().map(|f| f.to_string_lossy().into_owned()),

@@ -6,9 +6,10 @@
 //!   its declared `Content-Length` before any of it is read.
 //! - At most [`MAX_CONNECTIONS`] connections are served at once; one more gets a 503 at once.
 //!
-//! Written here rather than taken from a server crate: tiny_http, the small synchronous one,
-//! drains an unread body by allocating its whole declared length (`Content-Length: 10^13`
-//! aborts the process) and has no read timeout. `httparse` parses the request head.
+//! Written here rather than taken from a server crate: tiny_http 0.12, the small synchronous
+//! one, has no read timeout, and its body reader drains an unread body with a buffer of the
+//! whole declared length (`vec![0; remaining]` in its `Drop`: `Content-Length: 10^13` would
+//! ask for that much; read in its source, not tried). `httparse` parses the request head.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -75,9 +76,9 @@ pub fn serve(listener: &TcpListener, app: &Arc<App>, stop: &AtomicBool) -> anyho
 
 /// Reads one request from `stream` and answers it (with `app`, or a 503 without one).
 fn handle(mut stream: TcpStream, app: Option<&App>) {
-    // Accepted sockets inherit the listener's non-blocking mode on some systems.
+    // Accepted sockets inherit the listener's non-blocking mode on some systems. Every read
+    // sets its own timeout (`read_some`, the drain in `write_reply`).
     let configured = stream.set_nonblocking(false).is_ok()
-        && stream.set_read_timeout(Some(READ_TIMEOUT)).is_ok()
         && stream.set_write_timeout(Some(READ_TIMEOUT)).is_ok();
     if !configured {
         return;
