@@ -4,10 +4,10 @@
 //! ([`Sgd::update`], fused per block of its weights), so no weight gradient is ever stored: the
 //! input gradients alternate between the workspace's two flat buffers.
 
-use ndarray::{ArrayView2, ArrayViewMut2, s};
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder, s};
 
 use crate::kernels::BatchStats;
-use crate::model::{Mlp, StepDropout, Workspace};
+use crate::model::{Mlp, StepDropout, Workspace, gradient_stride};
 use crate::optim::{LayerGradients, Sgd};
 
 impl Mlp {
@@ -68,8 +68,12 @@ fn backward(
         } else {
             (&g1[..], &mut g0[..])
         };
-        let dz = ArrayView2::from_shape((rows, outputs), &dz_buf[..rows * outputs])
-            .expect("gradient buffer holds the batch");
+        let dz = if l == n - 1 {
+            ArrayView2::from_shape((rows, outputs), &dz_buf[..rows * outputs])
+        } else {
+            gradient_view(dz_buf, rows, outputs)
+        }
+        .expect("gradient buffer holds the batch");
         let input = if l == 0 {
             x.view()
         } else {
@@ -77,7 +81,8 @@ fn backward(
         };
         // The first layer's input gradient is never needed: its product is skipped.
         let dh = (l > 0).then(|| {
-            ArrayViewMut2::from_shape((rows, inputs), &mut dh_buf[..rows * inputs])
+            let (shape, len) = gradient_layout(rows, inputs);
+            ArrayViewMut2::from_shape(shape, &mut dh_buf[..len])
                 .expect("gradient buffer holds the batch")
         });
         let gradients = LayerGradients {
@@ -90,4 +95,23 @@ fn backward(
         };
         sgd.update(l, layer, gradients);
     }
+}
+
+/// The `(rows, width)` gradient of a hidden layer in a workspace buffer, rows
+/// [`gradient_stride`]`(width)` apart.
+fn gradient_view(
+    buf: &[f32],
+    rows: usize,
+    width: usize,
+) -> Result<ArrayView2<'_, f32>, ndarray::ShapeError> {
+    let (shape, len) = gradient_layout(rows, width);
+    ArrayView2::from_shape(shape, &buf[..len])
+}
+
+/// The shape and strides of a `(rows, width)` gradient in a workspace buffer, and the floats
+/// it spans.
+fn gradient_layout(rows: usize, width: usize) -> (ndarray::StrideShape<ndarray::Ix2>, usize) {
+    let stride = gradient_stride(width);
+    let len = rows.checked_sub(1).map_or(0, |last| last * stride + width);
+    ((rows, width).strides((stride, 1)), len)
 }

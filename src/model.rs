@@ -82,14 +82,23 @@ impl StepDropout {
     }
 }
 
+/// Floats from one row of a layer's gradient to the next in the workspace: the width and one
+/// cache line more. The fused backward reads a column tile of
+/// `dz` across the batch rows; rows a power of two of bytes apart would put all their lines of
+/// the tile in one set of the L1 cache, which holds 8 (`docs/performance.md`).
+pub(crate) fn gradient_stride(width: usize) -> usize {
+    width + 16
+}
+
 /// Reused buffers for forward and backward passes of up to `rows` samples.
 #[derive(Debug)]
 pub struct Workspace {
     /// `acts[l]`: output of layer `l`, `(rows, sizes[l + 1])`; the last holds logits, then the
     /// output gradient.
     pub(crate) acts: Vec<Array2<f32>>,
-    /// Two ping-pong gradient buffers of `rows * widest hidden layer` floats, viewed as
-    /// contiguous `(rows, width)` matrices of whatever width a layer needs.
+    /// Two ping-pong gradient buffers of `rows` rows of [`gradient_stride`]`(widest hidden
+    /// layer)` floats, viewed as `(rows, width)` matrices of whatever width a layer needs, each
+    /// row [`gradient_stride`]`(width)` floats after the previous one.
     pub(crate) grads: [Vec<f32>; 2],
     /// The buffer of a training batch's nonzero input columns: the step fills it and passes
     /// the list to the forward product and the update ([`Workspace::with_nonzero`]).
@@ -122,7 +131,7 @@ impl Workspace {
                 .iter()
                 .map(|&n| Array2::zeros((rows, n)))
                 .collect(),
-            grads: [vec![0.0; rows * widest], vec![0.0; rows * widest]],
+            grads: std::array::from_fn(|_| vec![0.0; rows * gradient_stride(widest)]),
             nonzero: Vec::with_capacity(model.inputs()),
             kernels,
             rows,

@@ -189,7 +189,10 @@ impl TrainConfig {
         let epochs = self.epochs as f64;
         MemoryEstimate {
             weights: parameters * F32 * copies,
-            workspace: (sizes[1..].iter().sum::<f64>() + 2.0 * widest) * rows * F32
+            workspace: (sizes[1..].iter().sum::<f64>()
+                + 2.0 * crate::model::gradient_stride(widest as usize) as f64)
+                * rows
+                * F32
                 + features as f64 * 4.0,
             records: epochs * (steps / CURVE_EVERY as f64 + 1.0) * size_of::<CurvePoint>() as f64
                 + epochs * size_of::<EpochMetrics>() as f64
