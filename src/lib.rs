@@ -121,6 +121,7 @@ pub mod model;
 mod model_file;
 pub mod openblas;
 pub mod optim;
+mod pages;
 pub mod preprocess;
 mod resources;
 mod rng;

@@ -284,6 +284,17 @@ impl Mlp {
             .map(|l| (l.weight.view_mut(), l.bias.view_mut()))
     }
 
+    /// Asks the kernel to back each large weight matrix with huge pages (`pages.rs`); the
+    /// values do not change. Returns how many matrices it accepted.
+    pub(crate) fn advise_huge_pages(&mut self) -> usize {
+        self.layers
+            .iter_mut()
+            .filter_map(|l| l.weight.as_slice_mut())
+            .map(crate::pages::advise_huge)
+            .filter(|&accepted| accepted)
+            .count()
+    }
+
     /// Total number of parameters.
     pub fn parameters(&self) -> usize {
         self.layers.iter().map(Dense::parameters).sum()

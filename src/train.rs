@@ -681,6 +681,8 @@ impl Trainer {
         let c = &self.config;
         let mut batcher =
             Batcher::new(holdout.train.clone(), c.batch_size, data.features(), c.seed);
+        // The weights are read three times a step: 2 MiB pages spare the TLB.
+        state.model.advise_huge_pages();
         let mut ws = Workspace::with_kernels(&state.model, c.batch_size, c.kernels);
         let velocity = std::mem::take(&mut state.velocity);
         let mut sgd = Sgd::with_velocity(&state.model, c.lr, c.momentum, velocity);
