@@ -275,7 +275,7 @@ pub(crate) fn forward(
             Isa::Avx512 => avx512::forward(shape, zp, xp, wp, nonzero),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 if by_rows => avx2::forward_rows(shape, zp, xp, wp),
-            _ if by_rows => portable::forward_rows::<Native>(shape, zp, xp, wp),
+            _ if by_rows => portable::forward_rows::<Native, portable::Scalar>(shape, zp, xp, wp),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::forward(shape, zp, xp, wp, rows),
             _ => portable::forward::<Native>(shape, zp, xp, wp, rows),

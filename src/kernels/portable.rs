@@ -320,7 +320,7 @@ pub(crate) unsafe fn forward<F: Fma>(
 /// Inputs per pass of [`forward_rows`]: the nonzero lists of a pass live on the stack, and a
 /// column tile of that many rows of `w` stays in L2 even when its rows are a power of two of
 /// bytes apart (measurements in `docs/performance.md`).
-const RK: usize = 128;
+pub(crate) const RK: usize = 128;
 /// Columns per register tile of [`forward_rows`] (8 AVX2 registers).
 const RP: usize = 64;
 /// `z[i][..P] (+)= sum_t values[t] w[slots[t]][..P]`: one row of `x` over its nonzero
@@ -376,7 +376,7 @@ impl Group {
     /// # Safety
     /// The rows and inputs are inside `x`.
     #[inline(always)]
-    unsafe fn build(
+    unsafe fn build<L: Lister>(
         &mut self,
         x: (*const f32, usize),
         (i0, rows): (usize, usize),
@@ -404,17 +404,48 @@ impl Group {
             }
             for g in 0..rows {
                 let xi = x.0.add((i0 + g) * x.1 + k0);
-                let values = self.values.add(g).cast::<f32>();
-                let slots = self.slots.add(g).cast::<u32>();
-                let mut len = 0;
-                for (r, &slot) in slot.iter().enumerate().take(pass) {
-                    let v = *xi.add(r);
-                    *values.add(len) = v;
-                    *slots.add(len) = slot;
-                    len += usize::from(v != 0.0);
-                }
-                self.lens[g] = len;
+                let out = (self.values.add(g).cast(), self.slots.add(g).cast());
+                self.lens[g] = L::nonzero(xi, (&slot, pass), out);
             }
+        }
+    }
+}
+
+/// How [`forward_rows`] lists a row's nonzero inputs: the portable loop ([`Scalar`]) or an
+/// ISA's vector code. Which values are listed, and in which order, is the same.
+pub(crate) trait Lister: Copy {
+    /// Writes the nonzero values of `x[..pass]` in order (NaN counts as nonzero, `-0` as zero)
+    /// to `values`, and `slot[r]` of each one's input `r` to `slots`; returns how many.
+    ///
+    /// # Safety
+    /// `x[..pass]` is readable, `pass <= RK`, and `values` and `slots` hold [`RK`] elements
+    /// each (an implementation may write past the listed ones, below `RK`).
+    unsafe fn nonzero(x: *const f32, slot: (&[u32; RK], usize), out: (*mut f32, *mut u32))
+    -> usize;
+}
+
+/// The portable [`Lister`]: one element at a time, without a branch (which inputs are zero is
+/// random).
+#[derive(Clone, Copy)]
+pub(crate) struct Scalar;
+
+impl Lister for Scalar {
+    #[inline(always)]
+    unsafe fn nonzero(
+        x: *const f32,
+        (slot, pass): (&[u32; RK], usize),
+        (values, slots): (*mut f32, *mut u32),
+    ) -> usize {
+        // SAFETY: the trait's contract; `len <= r < pass`.
+        unsafe {
+            let mut len = 0;
+            for (r, &slot) in slot.iter().enumerate().take(pass) {
+                let v = *x.add(r);
+                *values.add(len) = v;
+                *slots.add(len) = slot;
+                len += usize::from(v != 0.0);
+            }
+            len
         }
     }
 }
@@ -511,7 +542,7 @@ fn column_tiles(n: usize) -> impl Iterator<Item = (usize, usize)> {
 /// [`forward`] (a zero term leaves a chain as it was), a quarter of the work when `x` is a
 /// hidden layer's output after ReLU and dropout, a fifth for MNIST images.
 #[inline(always)]
-pub(crate) unsafe fn forward_rows<F: Fma>(
+pub(crate) unsafe fn forward_rows<F: Fma, L: Lister>(
     s: Shape,
     z: (*mut f32, usize),
     x: (*const f32, usize),
@@ -535,7 +566,7 @@ pub(crate) unsafe fn forward_rows<F: Fma>(
         let pack = pack.as_mut_ptr().cast::<f32>();
         for i0 in (0..s.m).step_by(RG) {
             for k0 in (0..s.rows).step_by(RK) {
-                group.build(x, (i0, (s.m - i0).min(RG)), k0, (k0 + RK).min(s.rows));
+                group.build::<L>(x, (i0, (s.m - i0).min(RG)), k0, (k0 + RK).min(s.rows));
                 let mut tiles = column_tiles(s.n).peekable();
                 while let Some((c, p)) = tiles.next() {
                     let next = tiles.peek().map(|&(nc, _)| nc);
