@@ -99,10 +99,10 @@ unsafe fn nonzero(
             len += mask.count_ones() as usize;
             r += 8;
         }
-        for r in r..pass {
+        for (r, &slot) in slot.iter().enumerate().take(pass).skip(r) {
             let v = *x.add(r);
             *values.add(len) = v;
-            *slots.add(len) = slot[r];
+            *slots.add(len) = slot;
             len += usize::from(v != 0.0);
         }
         len
