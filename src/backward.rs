@@ -71,7 +71,8 @@ fn backward(
         let dz = if l == n - 1 {
             ArrayView2::from_shape((rows, outputs), &dz_buf[..rows * outputs])
         } else {
-            gradient_view(dz_buf, rows, outputs)
+            let (shape, len) = gradient_layout(rows, outputs);
+            ArrayView2::from_shape(shape, &dz_buf[..len])
         }
         .expect("gradient buffer holds the batch");
         let input = if l == 0 {
@@ -97,19 +98,8 @@ fn backward(
     }
 }
 
-/// The `(rows, width)` gradient of a hidden layer in a workspace buffer, rows
-/// [`gradient_stride`]`(width)` apart.
-fn gradient_view(
-    buf: &[f32],
-    rows: usize,
-    width: usize,
-) -> Result<ArrayView2<'_, f32>, ndarray::ShapeError> {
-    let (shape, len) = gradient_layout(rows, width);
-    ArrayView2::from_shape(shape, &buf[..len])
-}
-
-/// The shape and strides of a `(rows, width)` gradient in a workspace buffer, and the floats
-/// it spans.
+/// The shape and strides of a hidden layer's `(rows, width)` gradient in a workspace buffer
+/// (rows [`gradient_stride`]`(width)` apart), and the floats it spans.
 fn gradient_layout(rows: usize, width: usize) -> (ndarray::StrideShape<ndarray::Ix2>, usize) {
     let stride = gradient_stride(width);
     let len = rows.checked_sub(1).map_or(0, |last| last * stride + width);

@@ -9,7 +9,7 @@
 #![allow(unsafe_code)]
 
 use super::operands::{Nonzero, Shape};
-use super::portable::{self, Hardware, Lister, RK, Rows, Step};
+use super::portable::{self, Hardware, Lister, RK, Rows, Scalar, Step};
 
 /// [`portable::forward`] with AVX2 + FMA.
 #[target_feature(enable = "avx2,fma")]
@@ -37,8 +37,8 @@ pub(crate) unsafe fn forward_rows(
 }
 
 /// The AVX2 [`portable::Lister`]: 8 inputs at a time, their nonzero lanes packed to the front
-/// by one permutation from [`PACK`] (a row's list took most of `forward_rows`' time at 128
-/// columns, one input at a time).
+/// by one permutation from [`PACK`] (listed one input at a time, the hidden-layer forward at
+/// 128-512 columns took 20-30% longer; `docs/performance.md`).
 #[derive(Clone, Copy)]
 pub(crate) struct Lists;
 
@@ -99,13 +99,7 @@ unsafe fn nonzero(
             len += mask.count_ones() as usize;
             r += 8;
         }
-        for (r, &slot) in slot.iter().enumerate().take(pass).skip(r) {
-            let v = *x.add(r);
-            *values.add(len) = v;
-            *slots.add(len) = slot;
-            len += usize::from(v != 0.0);
-        }
-        len
+        Scalar::list_from(x, (slot, pass), (values, slots), (r, len))
     }
 }
 

@@ -150,20 +150,24 @@ fn relu(x: f32) -> f32 {
 
 /// In place: `grad <- grad * [h > 0] * scale`, the backward of [`bias_relu_dropout`] given its
 /// output `h` (`scale` is `1 / (1 - p)`, or 1 without dropout). ReLU'(0) is taken as 0.
+/// Any memory layout (a training step's gradients are rows padded apart).
 ///
 /// # Panics
-/// If shapes differ or either is not standard layout.
+/// If shapes differ.
 pub fn relu_dropout_backward(mut grad: ArrayViewMut2<'_, f32>, h: ArrayView2<'_, f32>, scale: f32) {
     check("relu backward", grad.dim(), h.dim());
-    let cols = grad.ncols();
-    let h = h.to_slice().expect("activations must be standard layout");
-    for_row_chunks(&mut grad, |chunk, rows| {
-        let start = chunk * CHUNK_ROWS * cols;
-        let len = rows.len();
-        for (g, &a) in rows.iter_mut().zip(&h[start..start + len]) {
-            *g = if a > 0.0 { *g * scale } else { 0.0 };
-        }
-    });
+    let row = |mut g: ArrayViewMut1<'_, f32>, a: ArrayView1<'_, f32>| {
+        ndarray::Zip::from(&mut g)
+            .and(&a)
+            .for_each(|g, &a| *g = if a > 0.0 { *g * scale } else { 0.0 });
+    };
+    let parallel = grad.len() >= PAR_MIN_ELEMENTS && rayon::current_num_threads() > 1;
+    let rows = ndarray::Zip::from(grad.rows_mut()).and(h.rows());
+    if parallel {
+        rows.par_for_each(row);
+    } else {
+        rows.for_each(row);
+    }
 }
 
 /// Summed loss and number of correct predictions over a batch.

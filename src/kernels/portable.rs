@@ -429,17 +429,22 @@ pub(crate) trait Lister: Copy {
 #[derive(Clone, Copy)]
 pub(crate) struct Scalar;
 
-impl Lister for Scalar {
+impl Scalar {
+    /// [`Lister::nonzero`] of the inputs `r0..pass`, after the `len <= r0` listed before them;
+    /// returns the new length.
+    ///
+    /// # Safety
+    /// As [`Lister::nonzero`].
     #[inline(always)]
-    unsafe fn nonzero(
+    pub(crate) unsafe fn list_from(
         x: *const f32,
         (slot, pass): (&[u32; RK], usize),
         (values, slots): (*mut f32, *mut u32),
+        (r0, mut len): (usize, usize),
     ) -> usize {
-        // SAFETY: the trait's contract; `len <= r < pass`.
+        // SAFETY: the contract of `Lister::nonzero`; `len <= r < pass`.
         unsafe {
-            let mut len = 0;
-            for (r, &slot) in slot.iter().enumerate().take(pass) {
+            for (r, &slot) in slot.iter().enumerate().take(pass).skip(r0) {
                 let v = *x.add(r);
                 *values.add(len) = v;
                 *slots.add(len) = slot;
@@ -447,6 +452,18 @@ impl Lister for Scalar {
             }
             len
         }
+    }
+}
+
+impl Lister for Scalar {
+    #[inline(always)]
+    unsafe fn nonzero(
+        x: *const f32,
+        slot: (&[u32; RK], usize),
+        out: (*mut f32, *mut u32),
+    ) -> usize {
+        // SAFETY: the trait's contract.
+        unsafe { Scalar::list_from(x, slot, out, (0, 0)) }
     }
 }
 
