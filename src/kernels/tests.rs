@@ -817,8 +817,7 @@ fn layer_work_counts_what_the_kernels_skip() {
 fn relu_dropout_backward_takes_gradient_rows_padded_apart() {
     // The training step's gradients are rows a cache line apart (`model::gradient_stride`);
     // the OpenBLAS backend applies the ReLU + dropout backward to them in place.
-    let h = noise(5, 7, 1).mapv(|v| v - 0.5);
-    let g = noise(5, 7, 2);
+    let (h, g) = (noise(5, 7, 1), noise(5, 7, 2));
     let mut dense = g.clone();
     relu_dropout_backward(dense.view_mut(), h.view(), 2.0);
     let mut padded = Array2::from_elem((5, 9), 7.0f32);
