@@ -8,7 +8,7 @@ use ndarray::{Array1, Array2};
 
 use crate::error::{Error, Result};
 use crate::init::{self, Init};
-use crate::model::MAX_WIDTH;
+use crate::model::{MAX_WIDTH, width_accepted};
 use crate::rng::{self, Stream};
 
 /// One fully connected layer.
@@ -64,7 +64,7 @@ impl Dense {
             });
         }
         for (what, n) in [("inputs", weight.nrows()), ("outputs", weight.ncols())] {
-            if n == 0 || n > MAX_WIDTH {
+            if !width_accepted(n) {
                 return Err(Error::Config {
                     field: "layers",
                     reason: format!("a layer's {what} must be 1..={MAX_WIDTH}, got {n}"),

@@ -52,6 +52,12 @@ pub const MAX_LAYERS: usize = 1024;
 /// Largest layer width accepted (a 65,536 x 65,536 weight matrix is already 16 GiB).
 pub const MAX_WIDTH: usize = 1 << 16;
 
+/// Whether `n` units is a layer width relumax accepts: `1..=MAX_WIDTH` (the one range behind
+/// the checks of hidden widths, of inputs and classes, and of a layer built from parts).
+pub(crate) fn width_accepted(n: usize) -> bool {
+    (1..=MAX_WIDTH).contains(&n)
+}
+
 /// A ReLU + softmax multilayer perceptron.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
@@ -284,15 +290,16 @@ impl Mlp {
             .map(|l| (l.weight.view_mut(), l.bias.view_mut()))
     }
 
-    /// Asks the kernel to back each large weight matrix with huge pages (`pages.rs`); the
-    /// values do not change. Returns how many matrices it accepted.
-    pub(crate) fn advise_huge_pages(&mut self) -> usize {
-        self.layers
+    /// Asks the kernel to back each large weight matrix with huge pages (`pages.rs`, a hint);
+    /// the values do not change.
+    pub(crate) fn advise_huge_pages(&mut self) {
+        for weight in self
+            .layers
             .iter_mut()
             .filter_map(|l| l.weight.as_slice_mut())
-            .map(crate::pages::advise_huge)
-            .filter(|&accepted| accepted)
-            .count()
+        {
+            crate::pages::advise_huge(weight);
+        }
     }
 
     /// Total number of parameters.
@@ -555,7 +562,7 @@ pub(crate) fn validate_hidden(hidden: &[usize]) -> Result<()> {
             reason: format!("at most {MAX_LAYERS} hidden layers, got {}", hidden.len()),
         });
     }
-    if let Some(&bad) = hidden.iter().find(|&&n| n == 0 || n > MAX_WIDTH) {
+    if let Some(&bad) = hidden.iter().find(|&&n| !width_accepted(n)) {
         return Err(Error::Config {
             field: "hidden",
             reason: format!("widths must be in 1..={MAX_WIDTH}, got {bad}"),
@@ -578,7 +585,7 @@ pub(crate) fn validate_sizes(sizes: &[usize]) -> Result<()> {
     validate_hidden(&sizes[1..sizes.len() - 1])?;
     if let Some(&bad) = [sizes[0], sizes[sizes.len() - 1]]
         .iter()
-        .find(|&&n| n == 0 || n > MAX_WIDTH)
+        .find(|&&n| !width_accepted(n))
     {
         return Err(Error::Config {
             field: "sizes",
