@@ -72,6 +72,7 @@ fn step(c: &mut Criterion) {
                 .chain(std::iter::once(10))
                 .collect();
             let mut model = Mlp::new(&sizes, Init::He, 0).unwrap();
+            model.advise_huge_pages();
             let mut ws = Workspace::new(&model, BATCH);
             let mut sgd = Sgd::new(&model, 1e-4, 0.0);
             group.throughput(Throughput::Elements(
@@ -86,7 +87,8 @@ fn step(c: &mut Criterion) {
                         .loss
                 })
             });
-            let model = Mlp::new(&sizes, Init::He, 0).unwrap();
+            let mut model = Mlp::new(&sizes, Init::He, 0).unwrap();
+            model.advise_huge_pages();
             group.throughput(Throughput::Elements(
                 sizes
                     .windows(2)
@@ -131,6 +133,16 @@ fn hidden_input(width: usize, images: &Array2<f32>) -> Array2<f32> {
     h
 }
 
+/// A weight matrix `(inputs, outputs)` of values in `[-0.5, 0.5]`, held as training holds it:
+/// the one layer of a model, in huge pages when large.
+fn weights(inputs: usize, outputs: usize) -> Mlp {
+    let mut model = Mlp::new(&[inputs, outputs], Init::He, 0).expect("a valid layer");
+    let (mut w, _) = model.layers_mut().next().expect("one layer");
+    w.assign(&input(inputs, outputs).mapv(|v| v - 0.5));
+    model.advise_huge_pages();
+    model
+}
+
 /// One layer's operands at a width, and its products as training runs them: the first layer
 /// (784 inputs, a real MNIST batch) skips the pixel columns that are zero throughout the batch
 /// (`kernels::matmul_nonzero`, `kernels::update_nonzero`, no input gradient); a width x width
@@ -139,7 +151,8 @@ fn hidden_input(width: usize, images: &Array2<f32>) -> Array2<f32> {
 struct Layer {
     name: &'static str,
     x: Array2<f32>,
-    w: Array2<f32>,
+    /// `W`, the weights of a one-layer model: backed by huge pages as in training.
+    w: Mlp,
     dz: Array2<f32>,
     z: Array2<f32>,
     dh: Array2<f32>,
@@ -156,7 +169,7 @@ impl Layer {
             let inputs = x.ncols();
             Layer {
                 name,
-                w: input(inputs, width).mapv(|v| v - 0.5),
+                w: weights(inputs, width),
                 dz: input(BATCH, width).mapv(|v| (v - 0.5) * 1e-3),
                 z: Array2::zeros((BATCH, width)),
                 dh: Array2::zeros((BATCH, inputs)),
@@ -173,11 +186,12 @@ impl Layer {
 
     /// FLOPs of one dense product `x W`.
     fn product_flops(&self) -> u64 {
-        (2 * self.x.len() * self.w.ncols()) as u64
+        (2 * self.x.len() * self.w.classes()) as u64
     }
 
     fn forward(&mut self) {
-        let (x, w) = (self.x.view(), self.w.view());
+        let x = self.x.view();
+        let w = self.w.layers()[0].weight().view();
         match &self.nonzero {
             Some(s) => kernels::matmul_nonzero(self.kernels, &mut self.z.view_mut(), &x, &w, s),
             None => kernels::matmul(self.kernels, &mut self.z.view_mut(), &x, &w),
@@ -190,7 +204,8 @@ impl Layer {
     }
 
     fn backward(&mut self) {
-        let (dz, x, w) = (self.dz.view(), self.x.view(), &mut self.w.view_mut());
+        let (dz, x) = (self.dz.view(), self.x.view());
+        let w = &mut self.w.layers_mut().next().expect("one layer").0;
         let k = self.kernels;
         match &self.nonzero {
             Some(s) => kernels::update_nonzero(k, w, &dz, &x, 1e-6, s),

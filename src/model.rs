@@ -290,9 +290,12 @@ impl Mlp {
             .map(|l| (l.weight.view_mut(), l.bias.view_mut()))
     }
 
-    /// Asks the kernel to back each large weight matrix with huge pages (`pages.rs`, a hint);
-    /// the values do not change.
-    pub(crate) fn advise_huge_pages(&mut self) {
+    /// Asks the operating system to back each large weight matrix (4 MiB and more) with 2 MiB
+    /// pages: the forward product reads a wide layer's weights a few lines per row, rows apart,
+    /// which with 4 KiB pages needs a TLB entry per row. A hint (Linux with glibc only; elsewhere,
+    /// or when refused, nothing changes); the values never change. Training calls it; call it on
+    /// a model you train with [`Mlp::train_step`] yourself.
+    pub fn advise_huge_pages(&mut self) {
         for weight in self
             .layers
             .iter_mut()

@@ -306,7 +306,8 @@ fn matmul_over(
     let Some(isa) = kernels.run() else {
         return par_gemm(z, 0.0, x, w, 1.0);
     };
-    let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
+    // Rows apart (a padded leading dimension) are read in place; other layouts are copied.
+    let (x, w) = (operands::with_rows(x), operands::with_rows(w));
     let ((m, k), n) = (x.dim(), w.ncols());
     // Row by row, one block per thread (each block lists every row's nonzeros again);
     // otherwise column blocks enough to balance up to 8 threads, a multiple of the 32-column

@@ -304,6 +304,18 @@ where
     assert!(rows_contiguous(view), "{what} rows must be contiguous");
 }
 
+/// `view` itself when the kernels can address it ([`rows_contiguous`]: a layer's weights, whose
+/// rows may be padded apart), else a copy in standard layout.
+pub(crate) fn with_rows<'a>(
+    view: &'a ArrayView2<'_, f32>,
+) -> ndarray::CowArray<'a, f32, ndarray::Ix2> {
+    if rows_contiguous(view) {
+        view.view().into()
+    } else {
+        view.as_standard_layout()
+    }
+}
+
 /// The kernels can address `view` as `p + i * ld + j`: its rows are contiguous and in order
 /// (unit column stride, non-negative row stride of at least the row length, or a single row).
 pub(crate) fn rows_contiguous<S, D>(view: &ndarray::ArrayBase<S, D>) -> bool

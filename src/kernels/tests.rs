@@ -833,3 +833,66 @@ fn relu_dropout_backward_takes_gradient_rows_padded_apart() {
     );
     assert!(dense.iter().any(|&v| v == 0.0) && dense.iter().any(|&v| v != 0.0));
 }
+
+#[test]
+fn weights_with_rows_padded_apart_give_the_bits_of_standard_ones() {
+    // Weights whose rows are further apart than their length (a column block of a wider
+    // matrix, a padded buffer): every product reads and writes them in place, with the bits of
+    // standard-layout weights, and leaves the memory between the rows alone.
+    let (m, k, n, lr, mu) = (32, 300, 1024, 0.05, 0.9);
+    let padded = |w: &Array2<f32>| {
+        let mut full = Array2::from_elem((w.nrows(), w.ncols() + 16), 7.0f32);
+        full.slice_mut(ndarray::s![.., ..w.ncols()]).assign(w);
+        full
+    };
+    let mut x = noise(m, k, 1).mapv(|v| (v - 0.25).max(0.0));
+    x.column_mut(3).fill(0.0);
+    let mut nonzero = Vec::new();
+    nonzero_columns(&x.view(), &mut nonzero);
+    let (w0, dz) = (noise(k, n, 2), noise(m, n, 3));
+    for kernels in Kernels::runnable() {
+        let mut standard = (w0.clone(), Array2::zeros((m, n)), Array2::zeros((m, k)));
+        let mut full = (padded(&w0), Array2::zeros((m, n)), Array2::zeros((m, k)));
+        let mut velocity = (Array2::zeros((k, n)), Array2::zeros((k, n)));
+        for (w, z, dh) in [&mut standard, &mut full] {
+            let mut w = w.slice_mut(ndarray::s![.., ..n]);
+            matmul(kernels, &mut z.view_mut(), &x.view(), &w.view());
+            let mut dense = Array2::zeros((m, n));
+            matmul_nonzero(
+                kernels,
+                &mut dense.view_mut(),
+                &x.view(),
+                &w.view(),
+                &nonzero,
+            );
+            assert_eq!(bits(&dense), bits(z), "{kernels}");
+            update_nonzero(kernels, &mut w, &dz.view(), &x.view(), lr, &nonzero);
+            backward_sgd_relu(
+                kernels,
+                &mut dh.view_mut(),
+                &mut w,
+                &dz.view(),
+                &x.view(),
+                (lr, 2.0),
+            );
+        }
+        for (w, v) in [
+            (&mut standard.0, &mut velocity.0),
+            (&mut full.0, &mut velocity.1),
+        ] {
+            let mut w = w.slice_mut(ndarray::s![.., ..n]);
+            let (v, x) = (&mut v.view_mut(), &x.view());
+            backward_momentum(kernels, None, &mut w, v, &dz.view(), x, (lr, mu));
+        }
+        let what = format!("{kernels}");
+        assert_eq!(bits(&standard.1), bits(&full.1), "forward, {what}");
+        assert_eq!(bits(&standard.2), bits(&full.2), "input gradient, {what}");
+        let after = full.0.slice(ndarray::s![.., ..n]).to_owned();
+        assert_eq!(bits(&standard.0), bits(&after), "weights, {what}");
+        assert_eq!(bits(&velocity.0), bits(&velocity.1), "velocity, {what}");
+        assert!(
+            full.0.slice(ndarray::s![.., n..]).iter().all(|&v| v == 7.0),
+            "padding untouched, {what}"
+        );
+    }
+}
