@@ -45,6 +45,10 @@ pub const BATCH_BLOCK: usize = 64;
 /// The fused multiply-add `a * b + c`, rounded once: the hardware instruction where the code is
 /// compiled with it, else an exact software emulation (the same bits).
 pub(crate) trait Fma: Copy {
+    /// Whether [`Fma::fma`] is one instruction: code that runs more multiply-adds to run them
+    /// as vectors ([`NARROW`]) pays off only then.
+    const INSTRUCTION: bool;
+
     /// `a * b + c`, rounded once.
     fn fma(a: f32, b: f32, c: f32) -> f32;
 }
@@ -54,6 +58,8 @@ pub(crate) trait Fma: Copy {
 pub(crate) struct Hardware;
 
 impl Fma for Hardware {
+    const INSTRUCTION: bool = true;
+
     #[inline(always)]
     fn fma(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
@@ -67,6 +73,8 @@ impl Fma for Hardware {
 pub(crate) struct Software;
 
 impl Fma for Software {
+    const INSTRUCTION: bool = false;
+
     #[inline(always)]
     fn fma(a: f32, b: f32, c: f32) -> f32 {
         libm::fmaf(a, b, c)
@@ -705,6 +713,26 @@ pub(crate) enum Step {
 }
 
 impl Step {
+    /// The step of the weight `w[r, c]` (and its velocity) from its gradient `g`.
+    ///
+    /// # Safety
+    /// `(r, c)` is inside the block.
+    #[inline(always)]
+    unsafe fn apply<F: Fma>(self, w: (*mut f32, usize), (r, c): (usize, usize), g: f32) {
+        // SAFETY: this function's contract.
+        unsafe {
+            let p = w.0.add(r * w.1 + c);
+            *p = match self {
+                Step::Sgd { lr } => F::fma(-lr, g, *p),
+                Step::Momentum { lr, mu, v } => {
+                    let pv = v.0.add(r * v.1 + c);
+                    *pv = F::fma(mu, *pv, g);
+                    F::fma(-lr, *pv, *p)
+                }
+            };
+        }
+    }
+
     /// The step of the rows of a block from its row `r0` on (the velocity moves with `w`).
     ///
     /// # Safety
@@ -916,6 +944,7 @@ pub(crate) unsafe fn backward<F: Fma>(
             Some(list) => {
                 self::update::<F, UR_PIXELS>(w, strided, dz, (s.m, s.n), Rows::Nonzero(list), step)
             }
+            None if F::INSTRUCTION && s.n <= NARROW => narrow::<F>(s, dh, w, x, dz, step),
             // The block's columns of `x`, a few rows of `W` at a time, copied so that each
             // row of `W` finds its inputs contiguous: read in place, a column of `x` is one
             // line per batch row, and rows a power of two of bytes apart share an L1 set.
@@ -962,6 +991,159 @@ pub(crate) unsafe fn backward<F: Fma>(
             }
         }
     }
+}
+
+/// Outputs up to which [`backward`] takes a block's rows of `W` [`NR`] at a time across the
+/// vector lanes ([`narrow`]; where the FMA is an instruction): the output layer's 10 classes.
+/// Row by row, each dot product and each row's update is shorter than a register, and the
+/// batch rows they skip save less than that costs: a 128 x 10 output layer's backward took 22
+/// µs on one core, against 12 µs across the lanes with every product computed
+/// (`docs/performance.md`).
+pub(crate) const NARROW: usize = LANES;
+
+/// Rows of `W` per tile of [`narrow`] (one AVX2 register).
+const NR: usize = 8;
+
+/// [`backward`] of a block of `W` with `s.n <= NARROW` outputs: [`narrow_n`] for that many.
+#[inline(always)]
+unsafe fn narrow<F: Fma>(
+    s: Shape,
+    dh: Option<((*mut f32, usize), Option<f32>)>,
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    step: Step,
+) {
+    // SAFETY: the module's contract; each arm runs with `N == s.n`.
+    unsafe {
+        let args = (s, dh, w, x, dz, step);
+        match s.n {
+            1 => narrow_n::<F, 1>(args),
+            2 => narrow_n::<F, 2>(args),
+            3 => narrow_n::<F, 3>(args),
+            4 => narrow_n::<F, 4>(args),
+            5 => narrow_n::<F, 5>(args),
+            6 => narrow_n::<F, 6>(args),
+            7 => narrow_n::<F, 7>(args),
+            8 => narrow_n::<F, 8>(args),
+            9 => narrow_n::<F, 9>(args),
+            10 => narrow_n::<F, 10>(args),
+            11 => narrow_n::<F, 11>(args),
+            12 => narrow_n::<F, 12>(args),
+            13 => narrow_n::<F, 13>(args),
+            14 => narrow_n::<F, 14>(args),
+            15 => narrow_n::<F, 15>(args),
+            _ => narrow_n::<F, 16>(args),
+        }
+    }
+}
+
+/// The arguments of [`narrow`].
+type NarrowArgs = (
+    Shape,
+    Option<((*mut f32, usize), Option<f32>)>,
+    (*mut f32, usize),
+    (*const f32, usize),
+    (*const f32, usize),
+    Step,
+);
+
+/// [`backward`] of a block of `W` with `N = s.n <= NARROW` outputs, every product dense (zero
+/// terms included, as the definition reads), [`NR`] rows of `W` across the lanes: the
+/// input gradient `dh[i, r]` for every batch row, then each row's gradient, chained over the
+/// batch in blocks of [`BATCH_BLOCK`].
+#[inline(always)]
+unsafe fn narrow_n<F: Fma, const N: usize>((s, dh, w, x, dz, step): NarrowArgs) {
+    // SAFETY: the module's contract; `N = s.n`, and row `r0 + j` is read and written only for
+    // `j < len`.
+    unsafe {
+        for r0 in (0..s.rows).step_by(NR) {
+            let len = (s.rows - r0).min(NR);
+            // The tile of `W`, transposed (lanes past `len` are `+0`).
+            let mut wt = [[0.0f32; NR]; N];
+            for (j, r) in (r0..r0 + len).enumerate() {
+                let row: [f32; N] = load(w.0.add(r * w.1));
+                for (column, &v) in wt.iter_mut().zip(&row) {
+                    column[j] = v;
+                }
+            }
+            // The block's inputs of batch row `i`, lanes past `len` zero.
+            let inputs = |i: usize| -> [f32; NR] {
+                let p = x.0.add(i * x.1 + r0);
+                if len == NR {
+                    load(p)
+                } else {
+                    std::array::from_fn(|j| if j < len { *p.add(j) } else { 0.0 })
+                }
+            };
+            if let Some(((dh, ld), scale)) = dh {
+                for i in 0..s.m {
+                    // Lane `c` of the input gradient's sums holds its one term (`+0` past `N`).
+                    let d: [f32; N] = load(dz.0.add(i * dz.1));
+                    let mut lanes = [[0.0f32; NR]; LANES];
+                    for c in 0..N {
+                        lanes[c] = std::array::from_fn(|j| F::fma(d[c], wt[c][j], 0.0));
+                    }
+                    let sum = reduce_lanes(&lanes);
+                    let xi = inputs(i);
+                    let out: [f32; NR] = match scale {
+                        // NaN is not positive: its gradient is zero, as an inactive unit's.
+                        Some(scale) => {
+                            std::array::from_fn(|j| if xi[j] > 0.0 { sum[j] * scale } else { 0.0 })
+                        }
+                        None => sum,
+                    };
+                    let p = dh.add(i * ld + r0);
+                    if len == NR {
+                        store(p, out);
+                    } else {
+                        for (j, &v) in out.iter().enumerate().take(len) {
+                            *p.add(j) = v;
+                        }
+                    }
+                }
+            }
+            let mut g = [[0.0f32; NR]; N];
+            let mut wide: Option<[[f64; NR]; N]> = None;
+            for b0 in (0..s.m).step_by(BATCH_BLOCK) {
+                let mut acc = [[0.0f32; NR]; N];
+                for i in b0..(b0 + BATCH_BLOCK).min(s.m) {
+                    let xi = inputs(i);
+                    let d: [f32; N] = load(dz.0.add(i * dz.1));
+                    for (a, &d) in acc.iter_mut().zip(&d) {
+                        *a = std::array::from_fn(|j| F::fma(xi[j], d, a[j]));
+                    }
+                }
+                if s.m <= BATCH_BLOCK {
+                    g = acc;
+                    break;
+                }
+                let sum = wide.get_or_insert([[0.0; NR]; N]);
+                for (sr, ar) in sum.iter_mut().zip(&acc) {
+                    for (s, &a) in sr.iter_mut().zip(ar) {
+                        *s += f64::from(a);
+                    }
+                }
+            }
+            if let Some(sum) = wide {
+                g = sum.map(|row| row.map(|s| s as f32));
+            }
+            for j in 0..len {
+                for (c, gc) in g.iter().enumerate() {
+                    step.apply::<F>(w, (r0 + j, c), gc[j]);
+                }
+            }
+        }
+    }
+}
+
+/// [`reduce`] of `NR` sets of lanes at once: `lanes[l][j]` is lane `l` of set `j`.
+#[inline(always)]
+fn reduce_lanes(lanes: &[[f32; NR]; LANES]) -> [f32; NR] {
+    let add = |a: &[f32; NR], b: &[f32; NR]| -> [f32; NR] { std::array::from_fn(|j| a[j] + b[j]) };
+    let s8: [[f32; NR]; 8] = std::array::from_fn(|l| add(&lanes[l], &lanes[l + 8]));
+    let s4: [[f32; NR]; 4] = std::array::from_fn(|l| add(&s8[l], &s8[l + 4]));
+    add(&add(&s4[0], &s4[2]), &add(&s4[1], &s4[3]))
 }
 
 /// [`backward`] for the `len` rows of `W` from `r0`, whose inputs are `x` (from row `r0`).

@@ -188,6 +188,7 @@ fn every_implementation_matches_the_definition_for_every_remainder() {
         (32, 784, 128),
         (9, 11, 113),
         (130, 5, 21),
+        (130, 21, 13),
     ] {
         // Dense inputs, and inputs three quarters zero like a hidden layer's after ReLU and
         // dropout (the update skips the batch rows where a tile's inputs are all zero).
@@ -793,13 +794,32 @@ fn layer_work_counts_what_the_kernels_skip() {
             w.executed_flops,
             if portable { executed } else { w.dense_flops }
         );
-        // Into 16 units (the output layer's kind): the dense forward tiles.
+        // Into 16 units (the output layer's kind): the dense forward tiles, and the narrow
+        // backward, dense too where the FMA is an instruction; 17 units: the sparse backward.
+        let sparse = |n: f64| 2.0 * 32.0 * n + 2.0 * (positive + nonzero) * n;
         let w = layer_work(kernels, &x.view(), 16, None);
-        let executed = 2.0 * 32.0 * 16.0 + 2.0 * (positive + nonzero) * 16.0;
+        let dense_narrow = !portable || cfg!(not(target_arch = "x86_64"));
         assert_eq!(
             w.executed_flops,
-            if portable { executed } else { w.dense_flops }
+            if dense_narrow {
+                w.dense_flops
+            } else {
+                sparse(16.0)
+            }
         );
+        let w = layer_work(kernels, &x.view(), 17, None);
+        assert_eq!(
+            w.executed_flops,
+            if portable {
+                sparse(17.0)
+            } else {
+                w.dense_flops
+            }
+        );
+        if portable && Kernels::Avx2.supported() {
+            let w = layer_work(Kernels::Avx2, &x.view(), 16, None);
+            assert_eq!(w.executed_flops, w.dense_flops, "avx2's narrow backward");
+        }
         // A first layer of 16 units: the forward over the 6 nonzero columns; the update in
         // tiles of 4 nonzero columns, each over the rows where one of its columns is nonzero
         // (columns 0-3: all 4 rows; columns 4-5: rows 0, 2 and 3).
