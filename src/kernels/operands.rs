@@ -52,13 +52,11 @@ impl Isa {
             .unwrap_or(Isa::Portable)
     }
 
-    /// `self` for the backward of a block of `s.m` batch rows and `s.n` outputs (`momentum`
-    /// with a velocity): the AVX-512 kernels sum one block of [`portable::BATCH_BLOCK`] rows
-    /// and know neither a velocity nor the narrow layers' tiles ([`portable::NARROW`]), so
-    /// such blocks go to AVX2.
-    pub(crate) fn for_update(self, s: Shape, momentum: bool) -> Isa {
-        let avx2 = s.m > portable::BATCH_BLOCK || momentum || s.n <= portable::NARROW;
-        if self == Isa::Avx512 && avx2 {
+    /// `self` for an update of a batch of `m` rows (`momentum` with a velocity): the AVX-512
+    /// kernels sum one block of [`portable::BATCH_BLOCK`] rows and know no velocity, so such
+    /// blocks go to AVX2.
+    pub(crate) fn for_update(self, m: usize, momentum: bool) -> Isa {
+        if self == Isa::Avx512 && (m > portable::BATCH_BLOCK || momentum) {
             Isa::Avx2
         } else {
             self
@@ -191,7 +189,7 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
     if s.m == 0 || s.rows == 0 || s.n == 0 {
         return;
     }
-    let isa = isa.for_update(s, block.velocity.is_some());
+    let isa = isa.for_update(s.m, block.velocity.is_some());
     let ld = |strides: &[isize]| strides[0] as usize;
     let w = (block.w.as_mut_ptr(), ld(block.w.strides()));
     let x = (block.x.as_ptr(), ld(block.x.strides()));

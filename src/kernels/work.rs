@@ -6,7 +6,7 @@
 
 use ndarray::ArrayView2;
 
-use super::operands::{Isa, Shape};
+use super::operands::Isa;
 use super::portable::{Fma, NARROW, Native, UR_PIXELS};
 use super::{Kernels, matmul_by_rows};
 
@@ -73,10 +73,13 @@ pub fn layer_work(
         Some(columns) => 2.0 * (m * columns.len()) as f64 * n,
         None => dense_one,
     };
+    // The update's implementation; AVX-512 keeps its own kernels.
+    let update_isa = isa.for_update(m, false);
     // A narrow layer's backward (the output layer) computes every product, zeros included,
     // where the FMA is an instruction.
-    let fma_instruction = isa != Isa::Portable || Native::INSTRUCTION;
-    let narrow = columns.is_none() && outputs <= NARROW && fma_instruction;
+    let fma_instruction = update_isa != Isa::Portable || Native::INSTRUCTION;
+    let narrow =
+        columns.is_none() && outputs <= NARROW && fma_instruction && update_isa != Isa::Avx512;
     // The input gradient through ReLU + dropout: only where the input is positive.
     let gradient = match columns {
         Some(_) => 0.0,
@@ -86,15 +89,10 @@ pub fn layer_work(
     // The update visits, per tile of rows of `W`, the batch rows where one of its inputs is
     // nonzero: tiles of `UR_PIXELS` nonzero rows in the first layer, of one row elsewhere
     // (of four on AVX-512, for batches it updates itself).
-    let shape = Shape {
-        m,
-        rows: k,
-        n: outputs,
-    };
     let update = match columns {
         Some(columns) => tiled_update(x, columns.iter().map(|&c| c as usize), UR_PIXELS) * n,
         None if narrow => dense_one,
-        None if isa.for_update(shape, false) == Isa::Avx512 => tiled_update(x, 0..k, 4) * n,
+        None if update_isa == Isa::Avx512 => tiled_update(x, 0..k, 4) * n,
         None => 2.0 * nonzero * n,
     };
     work.executed_flops = forward + gradient + update;
