@@ -767,7 +767,7 @@ unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
     unsafe {
         let mut g = [[0.0f32; P]; R];
         // The f64 sum of the blocks' partials, from the second block on.
-        let mut wide: Option<[[f64; P]; R]> = None;
+        let mut wide = Partials::<P, R>(None);
         let mut t = 0;
         while t < active.len() {
             let block = active[t] as usize / BATCH_BLOCK;
@@ -785,20 +785,13 @@ unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
             }
             // Every active row in the first block: one partial, `g = p` (the f64 sum of one
             // partial is that partial).
-            if wide.is_none() && t == active.len() {
+            if wide.0.is_none() && t == active.len() {
                 g = acc;
                 break;
             }
-            let sum = wide.get_or_insert([[0.0; P]; R]);
-            for (sr, ar) in sum.iter_mut().zip(&acc) {
-                for (s, &a) in sr.iter_mut().zip(ar) {
-                    *s += f64::from(a);
-                }
-            }
+            wide.add(&acc);
         }
-        if let Some(sum) = wide {
-            g = sum.map(|row| row.map(|s| s as f32));
-        }
+        let g = wide.gradient(g);
         for (gr, &r) in g.iter().zip(&rows) {
             let p = w.0.add(r * w.1 + c);
             let old: [f32; P] = load(p);
@@ -813,6 +806,34 @@ unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
                 }
             };
             store(p, new);
+        }
+    }
+}
+
+/// The f64 sums of a gradient's block partials, `R` sets of `P` (the definition: a batch of
+/// more than [`BATCH_BLOCK`] rows adds its blocks' partials in order in f64); `None` until the
+/// first is added.
+struct Partials<const P: usize, const R: usize>(Option<[[f64; P]; R]>);
+
+impl<const P: usize, const R: usize> Partials<P, R> {
+    /// Adds a block's partials.
+    #[inline(always)]
+    fn add(&mut self, acc: &[[f32; P]; R]) {
+        let sum = self.0.get_or_insert([[0.0; P]; R]);
+        for (sr, ar) in sum.iter_mut().zip(acc) {
+            for (s, &a) in sr.iter_mut().zip(ar) {
+                *s += f64::from(a);
+            }
+        }
+    }
+
+    /// The gradient: the sums rounded once, or `one` (a single block's partial) if none was
+    /// added.
+    #[inline(always)]
+    fn gradient(self, one: [[f32; P]; R]) -> [[f32; P]; R] {
+        match self.0 {
+            Some(sum) => sum.map(|row| row.map(|s| s as f32)),
+            None => one,
         }
     }
 }
@@ -944,7 +965,7 @@ pub(crate) unsafe fn backward<F: Fma>(
             Some(list) => {
                 self::update::<F, UR_PIXELS>(w, strided, dz, (s.m, s.n), Rows::Nonzero(list), step)
             }
-            None if F::INSTRUCTION && s.n <= NARROW => narrow::<F>(s, dh, w, x, dz, step),
+            None if F::INSTRUCTION && s.n <= NARROW => narrow::<F>((s, dh, w, x, dz, step)),
             // The block's columns of `x`, a few rows of `W` at a time, copied so that each
             // row of `W` finds its inputs contiguous: read in place, a column of `x` is one
             // line per batch row, and rows a power of two of bytes apart share an L1 set.
@@ -1007,18 +1028,10 @@ const NR: usize = 8;
 
 /// [`backward`] of a block of `W` with `s.n <= NARROW` outputs: [`narrow_n`] for that many.
 #[inline(always)]
-unsafe fn narrow<F: Fma>(
-    s: Shape,
-    dh: Option<((*mut f32, usize), Option<f32>)>,
-    w: (*mut f32, usize),
-    x: (*const f32, usize),
-    dz: (*const f32, usize),
-    step: Step,
-) {
+unsafe fn narrow<F: Fma>(args: NarrowArgs) {
     // SAFETY: the module's contract; each arm runs with `N == s.n`.
     unsafe {
-        let args = (s, dh, w, x, dz, step);
-        match s.n {
+        match args.0.n {
             1 => narrow_n::<F, 1>(args),
             2 => narrow_n::<F, 2>(args),
             3 => narrow_n::<F, 3>(args),
@@ -1039,7 +1052,7 @@ unsafe fn narrow<F: Fma>(
     }
 }
 
-/// The arguments of [`narrow`].
+/// The arguments of [`narrow`], as [`backward`] takes them (without a nonzero list).
 type NarrowArgs = (
     Shape,
     Option<((*mut f32, usize), Option<f32>)>,
@@ -1105,7 +1118,7 @@ unsafe fn narrow_n<F: Fma, const N: usize>((s, dh, w, x, dz, step): NarrowArgs) 
                 }
             }
             let mut g = [[0.0f32; NR]; N];
-            let mut wide: Option<[[f64; NR]; N]> = None;
+            let mut wide = Partials::<NR, N>(None);
             for b0 in (0..s.m).step_by(BATCH_BLOCK) {
                 let mut acc = [[0.0f32; NR]; N];
                 for i in b0..(b0 + BATCH_BLOCK).min(s.m) {
@@ -1119,16 +1132,9 @@ unsafe fn narrow_n<F: Fma, const N: usize>((s, dh, w, x, dz, step): NarrowArgs) 
                     g = acc;
                     break;
                 }
-                let sum = wide.get_or_insert([[0.0; NR]; N]);
-                for (sr, ar) in sum.iter_mut().zip(&acc) {
-                    for (s, &a) in sr.iter_mut().zip(ar) {
-                        *s += f64::from(a);
-                    }
-                }
+                wide.add(&acc);
             }
-            if let Some(sum) = wide {
-                g = sum.map(|row| row.map(|s| s as f32));
-            }
+            let g = wide.gradient(g);
             for j in 0..len {
                 for (c, gc) in g.iter().enumerate() {
                     step.apply::<F>(w, (r0 + j, c), gc[j]);
