@@ -713,23 +713,32 @@ pub(crate) enum Step {
 }
 
 impl Step {
-    /// The step of the weight `w[r, c]` (and its velocity) from its gradient `g`.
+    /// The step of the `P` weights `w[r, c..c + P]`, whose values are `old`, from their
+    /// gradient `g` (and of the velocity at the same place).
     ///
     /// # Safety
-    /// `(r, c)` is inside the block.
+    /// The weights are inside the block.
     #[inline(always)]
-    unsafe fn apply<F: Fma>(self, w: (*mut f32, usize), (r, c): (usize, usize), g: f32) {
+    unsafe fn tile<F: Fma, const P: usize>(
+        self,
+        w: (*mut f32, usize),
+        (r, c): (usize, usize),
+        old: [f32; P],
+        g: &[f32; P],
+    ) {
         // SAFETY: this function's contract.
         unsafe {
-            let p = w.0.add(r * w.1 + c);
-            *p = match self {
-                Step::Sgd { lr } => F::fma(-lr, g, *p),
+            let new: [f32; P] = match self {
+                Step::Sgd { lr } => std::array::from_fn(|l| F::fma(-lr, g[l], old[l])),
                 Step::Momentum { lr, mu, v } => {
                     let pv = v.0.add(r * v.1 + c);
-                    *pv = F::fma(mu, *pv, g);
-                    F::fma(-lr, *pv, *p)
+                    let vel: [f32; P] = load(pv);
+                    let vel: [f32; P] = std::array::from_fn(|l| F::fma(mu, vel[l], g[l]));
+                    store(pv, vel);
+                    std::array::from_fn(|l| F::fma(-lr, vel[l], old[l]))
                 }
             };
+            store(w.0.add(r * w.1 + c), new);
         }
     }
 
@@ -793,19 +802,8 @@ unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
         }
         let g = wide.gradient(g);
         for (gr, &r) in g.iter().zip(&rows) {
-            let p = w.0.add(r * w.1 + c);
-            let old: [f32; P] = load(p);
-            let new: [f32; P] = match step {
-                Step::Sgd { lr } => std::array::from_fn(|l| F::fma(-lr, gr[l], old[l])),
-                Step::Momentum { lr, mu, v } => {
-                    let pv = v.0.add(r * v.1 + c);
-                    let vel: [f32; P] = load(pv);
-                    let vel: [f32; P] = std::array::from_fn(|l| F::fma(mu, vel[l], gr[l]));
-                    store(pv, vel);
-                    std::array::from_fn(|l| F::fma(-lr, vel[l], old[l]))
-                }
-            };
-            store(p, new);
+            let old: [f32; P] = load(w.0.add(r * w.1 + c));
+            step.tile::<F, P>(w, (r, c), old, gr);
         }
     }
 }
@@ -1137,7 +1135,8 @@ unsafe fn narrow_n<F: Fma, const N: usize>((s, dh, w, x, dz, step): NarrowArgs) 
             let g = wide.gradient(g);
             for j in 0..len {
                 for (c, gc) in g.iter().enumerate() {
-                    step.apply::<F>(w, (r0 + j, c), gc[j]);
+                    let old = *w.0.add((r0 + j) * w.1 + c);
+                    step.tile::<F, 1>(w, (r0 + j, c), [old], &[gc[j]]);
                 }
             }
         }
@@ -1166,6 +1165,17 @@ unsafe fn rows_block<F: Fma>(
 ) {
     // SAFETY: the module's contract.
     unsafe {
+        if let Some((dh, Some(scale))) = dh
+            && s.m <= BATCH_BLOCK
+        {
+            for r in 0..len {
+                let dh = (dh.p.add(r * dh.sr), dh.si);
+                let w = (w.0.add((r0 + r) * w.1), w.1);
+                let step = step.rows_from(r0 + r);
+                fused_row::<F>(dh, w, x.offset(r), dz, (s.m, s.n), (scale, step));
+            }
+            return;
+        }
         if let Some((dh, scale)) = dh {
             for r in 0..len {
                 let relu = scale.map(|scale| (x.offset(r), scale));
@@ -1175,6 +1185,104 @@ unsafe fn rows_block<F: Fma>(
         }
         let w = (w.0.add(r0 * w.1), w.1);
         update::<F, 1>(w, x, dz, (s.m, s.n), Rows::All(len), step.rows_from(r0));
+    }
+}
+
+/// One row `w` of `W` (row 0 of `w` and of the step's velocity) whose inputs `x` (column 0)
+/// are a layer's output after ReLU + dropout, for a batch of up to [`BATCH_BLOCK`] rows: the
+/// input gradient `dh[i] = reduce(dz[i] w) * scale` where `x[i] > 0` (`+0` elsewhere), and the
+/// update of `w` over the batch rows where `x[i] != 0`, both in one pass over the columns, so
+/// that each load of `dz[i]` (from L2 at wide layers) serves both products.
+#[inline(always)]
+unsafe fn fused_row<F: Fma>(
+    dh: (*mut f32, usize),
+    w: (*mut f32, usize),
+    x: Inputs,
+    dz: (*const f32, usize),
+    (m, n): (usize, usize),
+    (scale, step): (f32, Step),
+) {
+    // SAFETY: the module's contract; `m <= BATCH_BLOCK`, the length of `active` and `lanes`.
+    unsafe {
+        let mut active = [0u32; BATCH_BLOCK];
+        let mut len = 0;
+        for i in 0..m {
+            // Branch-free (the zeros fall at random); NaN counts as nonzero.
+            let nonzero = x.at(i, 0) != 0.0;
+            *dh.0.add(i * dh.1) = 0.0;
+            *active.as_mut_ptr().add(len) = i as u32;
+            len += usize::from(nonzero);
+        }
+        let active = &active[..len];
+        // The input gradient's 16 lanes for each active row (the negative ones' are computed
+        // and dropped: ReLU + dropout outputs have none).
+        let mut lanes = std::mem::MaybeUninit::<[[f32; LANES]; BATCH_BLOCK]>::uninit();
+        let lanes = lanes.as_mut_ptr().cast::<[f32; LANES]>();
+        for t in 0..len {
+            lanes.add(t).write([0.0; LANES]);
+        }
+        let mut c = 0;
+        while c + 32 <= n {
+            f_row_tile::<F, 32>(w, x, dz, (c, active, lanes), step);
+            c += 32;
+        }
+        for p in [16, 8, 4, 2, 1] {
+            if n - c >= p {
+                let at = (c, active, lanes);
+                match p {
+                    16 => f_row_tile::<F, 16>(w, x, dz, at, step),
+                    8 => f_row_tile::<F, 8>(w, x, dz, at, step),
+                    4 => f_row_tile::<F, 4>(w, x, dz, at, step),
+                    2 => f_row_tile::<F, 2>(w, x, dz, at, step),
+                    _ => f_row_tile::<F, 1>(w, x, dz, at, step),
+                }
+                c += p;
+            }
+        }
+        for (t, &i) in active.iter().enumerate() {
+            let i = i as usize;
+            if x.at(i, 0) > 0.0 {
+                *dh.0.add(i * dh.1) = reduce(&*lanes.add(t)) * scale;
+            }
+        }
+    }
+}
+
+/// [`fused_row`] over the `P` columns from `c`: each active row's `dz` adds to its input
+/// gradient's lanes (lane `c % 16`) and to the weights' gradient, then the step of the
+/// `P` weights.
+#[inline(always)]
+unsafe fn f_row_tile<F: Fma, const P: usize>(
+    w: (*mut f32, usize),
+    x: Inputs,
+    dz: (*const f32, usize),
+    (c, active, lanes): (usize, &[u32], *mut [f32; LANES]),
+    step: Step,
+) {
+    // SAFETY: the module's contract; `lanes` holds one initialised set per active row.
+    unsafe {
+        let wv: [f32; P] = load(w.0.add(c));
+        let lane0 = c % LANES;
+        let mut g = [0.0f32; P];
+        for (t, &i) in active.iter().enumerate() {
+            let i = i as usize;
+            let zv: [f32; P] = load(dz.0.add(i * dz.1 + c));
+            let lane = &mut *lanes.add(t);
+            for l in 0..P {
+                // Tiles of 16 columns and more start at a multiple of 16.
+                let k = if P >= LANES {
+                    l % LANES
+                } else {
+                    (lane0 + l) % LANES
+                };
+                lane[k] = F::fma(zv[l], wv[l], lane[k]);
+            }
+            let b = x.at(i, 0);
+            for (g, &z) in g.iter_mut().zip(&zv) {
+                *g = F::fma(b, z, *g);
+            }
+        }
+        step.tile::<F, P>(w, (0, c), wv, &g);
     }
 }
 
