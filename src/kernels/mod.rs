@@ -306,7 +306,7 @@ fn matmul_over(
     let Some(isa) = kernels.run() else {
         return par_gemm(z, 0.0, x, w, 1.0);
     };
-    // Rows apart (a padded leading dimension) are read in place; other layouts are copied.
+    // Rows further apart than their length are read in place; other layouts are copied.
     let (x, w) = (operands::with_rows(x), operands::with_rows(w));
     let ((m, k), n) = (x.dim(), w.ncols());
     // Row by row, one block per thread (each block lists every row's nonzeros again);
@@ -363,8 +363,8 @@ pub fn backward_sgd(
 /// [`backward_sgd`] for a layer whose input `x` is the output of [`bias_relu_dropout`], with
 /// that kernel's backward ([`relu_dropout_backward`] with `x` and `scale`) applied to `dh`:
 /// `dh = (dz W^T) * [x > 0] * scale`, then `W <- W - lr * x^T dz`. The same bits as the two
-/// calls; relumax's kernels compute only the dot products where `x > 0` (about a quarter of
-/// them after ReLU and dropout 0.5).
+/// calls; relumax's kernels compute only the dot products where `x` is nonzero (positive,
+/// after ReLU: about a quarter of them after ReLU and dropout 0.5).
 ///
 /// # Panics
 /// As [`backward_sgd`].

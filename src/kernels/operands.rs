@@ -304,8 +304,9 @@ where
     assert!(rows_contiguous(view), "{what} rows must be contiguous");
 }
 
-/// `view` itself when the kernels can address it ([`rows_contiguous`]: a layer's weights, whose
-/// rows may be padded apart), else a copy in standard layout.
+/// `view` itself when the kernels can address it ([`rows_contiguous`]: standard layout, or
+/// rows further apart than their length, as a column block of a wider matrix), else a copy in
+/// standard layout.
 pub(crate) fn with_rows<'a>(
     view: &'a ArrayView2<'_, f32>,
 ) -> ndarray::CowArray<'a, f32, ndarray::Ix2> {

@@ -963,7 +963,7 @@ pub(crate) unsafe fn backward<F: Fma>(
             Some(list) => {
                 self::update::<F, UR_PIXELS>(w, strided, dz, (s.m, s.n), Rows::Nonzero(list), step)
             }
-            None if F::INSTRUCTION && s.n <= NARROW => narrow::<F>((s, dh, w, x, dz, step)),
+            None if narrow_backward::<F>(s.n) => narrow::<F>((s, dh, w, x, dz, step)),
             // The block's columns of `x`, a few rows of `W` at a time, copied so that each
             // row of `W` finds its inputs contiguous: read in place, a column of `x` is one
             // line per batch row, and rows a power of two of bytes apart share an L1 set.
@@ -1020,6 +1020,20 @@ pub(crate) unsafe fn backward<F: Fma>(
 /// µs on one core, against 12 µs across the lanes with every product computed
 /// (`docs/performance.md`).
 pub(crate) const NARROW: usize = LANES;
+
+/// Whether [`backward`] of a block with `n` outputs (and no nonzero list) runs [`narrow`]:
+/// the rule `bench --sparsity` counts by too.
+pub(crate) fn narrow_backward<F: Fma>(n: usize) -> bool {
+    F::INSTRUCTION && n <= NARROW
+}
+
+/// Whether a hidden layer's backward through ReLU + dropout over a batch of `m` rows runs in
+/// one pass per row of `W` ([`fused_row`], which computes the input gradient's dot products
+/// for every nonzero input and keeps the positive ones'): the rule `bench --sparsity` counts
+/// by too.
+pub(crate) fn one_pass_backward(m: usize) -> bool {
+    m <= BATCH_BLOCK
+}
 
 /// Rows of `W` per tile of [`narrow`] (one AVX2 register).
 const NR: usize = 8;
@@ -1166,7 +1180,7 @@ unsafe fn rows_block<F: Fma>(
     // SAFETY: the module's contract.
     unsafe {
         if let Some((dh, Some(scale))) = dh
-            && s.m <= BATCH_BLOCK
+            && one_pass_backward(s.m)
         {
             for r in 0..len {
                 let dh = (dh.p.add(r * dh.sr), dh.si);

@@ -785,18 +785,27 @@ fn layer_work_counts_what_the_kernels_skip() {
     for kernels in [Kernels::Portable, Kernels::Blas] {
         let portable = kernels == Kernels::Portable;
         // A hidden layer's input into 64 units: less than half nonzero, so the forward goes
-        // row by row; the input gradient only where positive; the update over nonzeros.
+        // row by row; the update over nonzeros; the input gradient in the same pass, over
+        // nonzeros too (batches of up to 64 rows), else only where positive.
         let w = layer_work(kernels, &x.view(), 64, None);
         assert_eq!((w.inputs, w.zeros), (32.0, 22.0));
         assert_eq!(w.dense_flops, 3.0 * 2.0 * 32.0 * 64.0);
-        let executed = 2.0 * (nonzero + positive + nonzero) * 64.0;
+        let executed = 2.0 * (nonzero + nonzero + nonzero) * 64.0;
+        assert_eq!(
+            w.executed_flops,
+            if portable { executed } else { w.dense_flops }
+        );
+        let tall = ndarray::concatenate(Axis(0), &[x.view(); 17]).unwrap();
+        let w = layer_work(kernels, &tall.view(), 64, None);
+        let executed = 17.0 * 2.0 * (nonzero + positive + nonzero) * 64.0;
         assert_eq!(
             w.executed_flops,
             if portable { executed } else { w.dense_flops }
         );
         // Into 16 units (the output layer's kind): the dense forward tiles, and the narrow
-        // backward, dense too where the FMA is an instruction; 17 units: the sparse backward.
-        let sparse = |n: f64| 2.0 * 32.0 * n + 2.0 * (positive + nonzero) * n;
+        // backward, dense too where the FMA is an instruction; 17 units: the sparse backward
+        // in one pass (the input gradient over the nonzero inputs, as the update).
+        let sparse = |n: f64| 2.0 * 32.0 * n + 2.0 * (nonzero + nonzero) * n;
         let w = layer_work(kernels, &x.view(), 16, None);
         let dense_narrow = !portable || cfg!(not(target_arch = "x86_64"));
         assert_eq!(

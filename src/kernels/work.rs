@@ -7,7 +7,7 @@
 use ndarray::ArrayView2;
 
 use super::operands::Isa;
-use super::portable::{Fma, NARROW, Native, UR_PIXELS};
+use super::portable::{Hardware, Native, UR_PIXELS, narrow_backward, one_pass_backward};
 use super::{Kernels, matmul_by_rows};
 
 /// The work of one layer in one training step.
@@ -73,17 +73,21 @@ pub fn layer_work(
         Some(columns) => 2.0 * (m * columns.len()) as f64 * n,
         None => dense_one,
     };
-    // The update's implementation; AVX-512 keeps its own kernels.
+    // The backward's implementation, by the kernels' own rules; AVX-512 keeps its own kernels.
     let update_isa = isa.for_update(m, false);
-    // A narrow layer's backward (the output layer) computes every product, zeros included,
-    // where the FMA is an instruction.
-    let fma_instruction = update_isa != Isa::Portable || Native::INSTRUCTION;
-    let narrow =
-        columns.is_none() && outputs <= NARROW && fma_instruction && update_isa != Isa::Avx512;
-    // The input gradient through ReLU + dropout: only where the input is positive.
+    let (narrow, one_pass) = match update_isa {
+        Isa::Avx512 => (false, false),
+        Isa::Avx2 => (narrow_backward::<Hardware>(outputs), one_pass_backward(m)),
+        Isa::Portable => (narrow_backward::<Native>(outputs), one_pass_backward(m)),
+    };
+    // A narrow layer's backward (the output layer) computes every product, zeros included.
+    let narrow = narrow && columns.is_none();
+    // The input gradient through ReLU + dropout: where the input is positive; in one pass with
+    // the update, where it is nonzero (the same, after ReLU).
     let gradient = match columns {
         Some(_) => 0.0,
         None if narrow => dense_one,
+        None if one_pass => 2.0 * nonzero * n,
         None => 2.0 * positive * n,
     };
     // The update visits, per tile of rows of `W`, the batch rows where one of its inputs is
