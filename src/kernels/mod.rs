@@ -309,18 +309,30 @@ fn matmul_over(
     // Rows further apart than their length are read in place; other layouts are copied.
     let (x, w) = (operands::with_rows(x), operands::with_rows(w));
     let ((m, k), n) = (x.dim(), w.ncols());
-    // Row by row, one block per thread (each block lists every row's nonzeros again);
-    // otherwise column blocks enough to balance up to 8 threads, a multiple of the 32-column
-    // panels. Any blocking gives the same bits.
-    let by_rows = matmul_by_rows(nonzero.is_some(), n, &x.view());
-    let size = if by_rows {
-        n.div_ceil(rayon::current_num_threads())
-            .next_multiple_of(64)
-    } else {
-        (n / 8).max(32).next_multiple_of(32)
-    };
+    // Any blocking gives the same bits. Row by row: products narrower than
+    // `SPLIT_ROWS_BELOW_COLS` by batch rows, each thread listing only its own rows' nonzeros;
+    // wider ones by column blocks, one per thread (each lists every row's nonzeros again).
+    // Dense tiles: column blocks enough to balance up to 8 threads, a multiple of the
+    // 32-column panels.
+    let by_rows = matmul_by_rows(n, &x.view());
     let min_len = min_blocks_per_task(2 * m * k * n);
+    let threads = rayon::current_num_threads();
     let run = |z: &mut ArrayViewMut2<'_, f32>| {
+        // (AVX-512 has no row-by-row kernel: it keeps the column blocks.)
+        if by_rows && n < SPLIT_ROWS_BELOW_COLS && isa != Isa::Avx512 {
+            let size = m.div_ceil(threads).max(1);
+            z.axis_chunks_iter_mut(Axis(0), size)
+                .into_par_iter()
+                .zip(x.axis_chunks_iter(Axis(0), size).into_par_iter())
+                .with_min_len(min_len)
+                .for_each(|(zb, xb)| operands::forward(isa, zb, &xb, &w.view(), (nonzero, true)));
+            return;
+        }
+        let size = if by_rows {
+            n.div_ceil(threads).next_multiple_of(64)
+        } else {
+            (n / 8).max(32).next_multiple_of(32)
+        };
         z.axis_chunks_iter_mut(Axis(1), size)
             .into_par_iter()
             .zip(w.axis_chunks_iter(Axis(1), size).into_par_iter())
@@ -405,26 +417,23 @@ pub fn backward_momentum(
 }
 
 /// Whether the forward product of `x` into `n` columns goes row by row over each row's
-/// nonzeros ([`portable::forward_rows`]): a hidden layer's input, three quarters zeros, and a
-/// wide first layer's images (`first`), when at most half of `x` is nonzero.
-fn matmul_by_rows(first: bool, n: usize, x: &ArrayView2<'_, f32>) -> bool {
-    let min_cols = if first {
-        FIRST_BY_ROWS_MIN_COLS
-    } else {
-        BY_ROWS_MIN_COLS
-    };
-    n >= min_cols && operands::sparse_rows(x)
+/// nonzeros ([`portable::forward_rows`]): when at most half of `x` is nonzero, as a hidden
+/// layer's input (three quarters zeros after ReLU and dropout) and a batch of images (four
+/// fifths).
+fn matmul_by_rows(n: usize, x: &ArrayView2<'_, f32>) -> bool {
+    n >= BY_ROWS_MIN_COLS && operands::sparse_rows(x)
 }
 
 /// Narrower products (the 10-class output layer) keep the dense tiles even for a sparse input:
 /// listing each row's nonzeros would cost more than the multiply-adds it saves.
 const BY_ROWS_MIN_COLS: usize = 32;
 
-/// The first layer (a batch of images, whose all-zero pixel columns its nonzero list leaves
-/// out) goes row by row from this many columns: each image has about a fifth of its pixels
-/// nonzero, but listing them costs as much as the multiply-adds of a few hundred columns
-/// (`docs/performance.md`).
-const FIRST_BY_ROWS_MIN_COLS: usize = 512;
+/// Row-by-row products narrower than this are cut by batch rows instead of columns: split by
+/// columns, each thread listed every row's nonzeros, which at 128 and 256 columns cost as much
+/// as its share of the multiply-adds (so the first layer kept the dense tiles below 512). By
+/// rows, each thread lists its own and copies the tiles of `W` its rows need; whole steps
+/// 1-6% faster at 1x128, 1x256, 2x128 and 2x256 (`docs/performance.md`).
+const SPLIT_ROWS_BELOW_COLS: usize = 512;
 
 /// Bytes of `W` per block of the fused backward: the block is read for `dh`, then again (from
 /// cache) for the update.

@@ -500,9 +500,20 @@ fn nonzero_columns_lists_the_columns_with_any_nonzero_value() {
 
 #[test]
 fn public_products_give_the_same_bits_on_every_implementation_and_thread_count() {
+    // Inputs dense (the dense tiles, in column blocks) and sparse (row by row: by batch rows
+    // below 512 columns, odd ones too, by column blocks from 512), with zero columns.
     let (k, lr, scale) = (300, 0.05, 2.0);
-    for (m, n) in [(32, 128), (32, 1100), (70, 24)] {
+    for (m, n, sparse) in [
+        (32, 128, false),
+        (32, 128, true),
+        (33, 200, true),
+        (32, 1100, true),
+        (70, 24, false),
+    ] {
         let mut x = noise(m, k, 1);
+        if sparse {
+            x.mapv_inplace(|v| if v > 0.1 { v } else { 0.0 });
+        }
         for c in (0..40).chain((0..k).step_by(3)) {
             x.column_mut(c).fill(0.0);
         }
@@ -836,6 +847,14 @@ fn layer_work_counts_what_the_kernels_skip() {
         let w = layer_work(kernels, &x.view(), 16, Some(&columns));
         assert_eq!(w.dense_flops, 2.0 * 2.0 * 32.0 * 16.0);
         let executed = 2.0 * 4.0 * 6.0 * 16.0 + 2.0 * (4.0 * 4.0 + 3.0 * 2.0) * 16.0;
+        assert_eq!(
+            w.executed_flops,
+            if portable { executed } else { w.dense_flops }
+        );
+        // Into 64 units, the same batch's forward goes row by row (less than half nonzero),
+        // over each row's own nonzeros.
+        let w = layer_work(kernels, &x.view(), 64, Some(&columns));
+        let executed = 2.0 * nonzero * 64.0 + 2.0 * (4.0 * 4.0 + 3.0 * 2.0) * 64.0;
         assert_eq!(
             w.executed_flops,
             if portable { executed } else { w.dense_flops }

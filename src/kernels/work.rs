@@ -67,7 +67,7 @@ pub fn layer_work(
     let Some(isa) = kernels.run() else {
         return work;
     };
-    let by_rows = isa != Isa::Avx512 && matmul_by_rows(columns.is_some(), outputs, x);
+    let by_rows = isa != Isa::Avx512 && matmul_by_rows(outputs, x);
     let forward = match columns {
         _ if by_rows => 2.0 * nonzero * n,
         Some(columns) => 2.0 * (m * columns.len()) as f64 * n,
