@@ -779,6 +779,8 @@ unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
         let mut g = [[0.0f32; P]; R];
         // The f64 sum of the blocks' partials, from the second block on.
         let mut wide = Partials::<P, R>(None);
+        // Each row's inputs, addressed once: per batch row, one offset serves all `R`.
+        let columns: [Inputs; R] = std::array::from_fn(|j| x.offset(rows[j]));
         let mut t = 0;
         while t < active.len() {
             let block = active[t] as usize / BATCH_BLOCK;
@@ -786,8 +788,8 @@ unsafe fn u_tile<F: Fma, const R: usize, const P: usize>(
             while t < active.len() && active[t] as usize / BATCH_BLOCK == block {
                 let i = active[t] as usize;
                 let zv: [f32; P] = load(dz.0.add(i * dz.1 + c));
-                for (a, &r) in acc.iter_mut().zip(&rows) {
-                    let b = x.at(i, r);
+                for (a, column) in acc.iter_mut().zip(&columns) {
+                    let b = column.at(i, 0);
                     for (a, &z) in a.iter_mut().zip(&zv) {
                         *a = F::fma(b, z, *a);
                     }
