@@ -1,6 +1,10 @@
 //! The AVX-512 implementation of the products of [`super::portable`]'s arithmetic, with the
-//! same bits: `z = x W` streamed without packing, and the fused input gradient + update of a
-//! block of `W`'s rows (see `docs/performance.md` for why each is shaped as it is).
+//! same bits: its own dense kernels, `z = x W` streamed without packing and the fused input
+//! gradient + update of a block of `W`'s rows, which win on narrow layers, the output layer
+//! and the first layer's update; and [`super::portable`]'s row-by-row kernels compiled with
+//! AVX-512F ([`forward_rows`], [`backward_rows`]), which win on wide sparse layers. The rules
+//! that choose are in [`super::operands`] and [`super`] (see `docs/performance.md` for why
+//! each kernel is shaped as it is).
 //!
 //! Every function here is `unsafe` with one contract: the CPU has AVX-512F, and each
 //! `(pointer, leading dimension)` pair addresses a matrix whose rows the function reads or
@@ -13,6 +17,7 @@
 use std::arch::x86_64::*;
 
 use super::operands::{Nonzero, Shape};
+use super::portable::{self, Hardware, Lister, RK, Scalar, Step};
 
 /// `W` rows per dot-product tile.
 const DR: usize = 6;
@@ -721,6 +726,67 @@ unsafe fn panels<K: Rows>(
                 f_panel::<1, K>(s.m, zc, x, wc, (rows, mask));
                 c += 16;
             }
+        }
+    }
+}
+
+/// [`portable::forward_rows`] compiled with AVX-512F: its tiles of 16-lane arrays become single
+/// registers, and [`Lists`] packs each row's nonzeros 16 inputs at a time.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn forward_rows(
+    s: Shape,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+) {
+    // SAFETY: the module's contract (the same as `portable`'s, plus AVX-512F).
+    unsafe { portable::forward_rows::<Hardware, Lists>(s, z, x, w) }
+}
+
+/// [`portable::backward`] compiled with AVX-512F: the one-pass row walk of a hidden layer
+/// through ReLU + dropout, and the output layer's narrow kernel.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn backward_rows(
+    s: Shape,
+    dh: Option<((*mut f32, usize), Option<f32>)>,
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    step: Step,
+    nonzero_rows: Option<Nonzero<'_>>,
+) {
+    // SAFETY: the module's contract (the same as `portable`'s, plus AVX-512F).
+    unsafe { portable::backward::<Hardware>(s, dh, w, x, dz, step, nonzero_rows) }
+}
+
+/// The AVX-512 [`Lister`]: 16 inputs at a time, their nonzero lanes compressed to the front.
+#[derive(Clone, Copy)]
+pub(super) struct Lists;
+
+impl Lister for Lists {
+    #[inline(always)]
+    unsafe fn nonzero(
+        x: *const f32,
+        (slot, pass): (&[u32; RK], usize),
+        (values, slots): (*mut f32, *mut u32),
+    ) -> usize {
+        // SAFETY: the trait's contract (`x[..pass]` readable, `values` and `slots` hold `RK >=
+        // pass` elements): each group of 16 inputs `r..r + 16 <= pass` writes 16 lanes from
+        // `len <= r`, so below `pass`. Callers run with AVX-512F (this module's contract).
+        unsafe {
+            let (mut len, mut r) = (0, 0);
+            while r + 16 <= pass {
+                let v = _mm512_loadu_ps(x.add(r));
+                let s = _mm512_loadu_si512(slot.as_ptr().add(r).cast());
+                // Not-equal, unordered: NaN is listed, +0 and -0 are not (as `v != 0.0`).
+                let keep = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, _mm512_setzero_ps());
+                _mm512_storeu_ps(values.add(len), _mm512_maskz_compress_ps(keep, v));
+                let packed = _mm512_maskz_compress_epi32(keep, s);
+                _mm512_storeu_si512(slots.add(len).cast(), packed);
+                len += keep.count_ones() as usize;
+                r += 16;
+            }
+            Scalar::list_from(x, (slot, pass), (values, slots), (r, len))
         }
     }
 }

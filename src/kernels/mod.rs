@@ -76,7 +76,8 @@ pub enum Kernels {
     Portable,
     /// AVX2 + FMA.
     Avx2,
-    /// AVX-512F (with AVX2 + FMA for the products it has no kernel for).
+    /// AVX-512F: its own kernels where they are fastest, portable Rust compiled with AVX-512F
+    /// elsewhere.
     Avx512,
     /// OpenBLAS's `sgemm` for every product: not bit-portable across CPUs.
     Blas,
@@ -314,12 +315,11 @@ fn matmul_over(
     // wider ones by column blocks, one per thread (each lists every row's nonzeros again).
     // Dense tiles: column blocks enough to balance up to 8 threads, a multiple of the
     // 32-column panels.
-    let by_rows = matmul_by_rows(n, &x.view());
+    let by_rows = matmul_by_rows(isa, n, &x.view());
     let min_len = min_blocks_per_task(2 * m * k * n);
     let threads = rayon::current_num_threads();
     let run = |z: &mut ArrayViewMut2<'_, f32>| {
-        // (AVX-512 has no row-by-row kernel: it keeps the column blocks.)
-        if by_rows && n < SPLIT_ROWS_BELOW_COLS && isa != Isa::Avx512 {
+        if by_rows && n < SPLIT_ROWS_BELOW_COLS {
             let size = m.div_ceil(threads).max(1);
             z.axis_chunks_iter_mut(Axis(0), size)
                 .into_par_iter()
@@ -417,16 +417,27 @@ pub fn backward_momentum(
 }
 
 /// Whether the forward product of `x` into `n` columns goes row by row over each row's
-/// nonzeros ([`portable::forward_rows`]): when at most half of `x` is nonzero, as a hidden
-/// layer's input (three quarters zeros after ReLU and dropout) and a batch of images (four
-/// fifths).
-fn matmul_by_rows(n: usize, x: &ArrayView2<'_, f32>) -> bool {
-    n >= BY_ROWS_MIN_COLS && operands::sparse_rows(x)
+/// nonzeros with `isa` ([`portable::forward_rows`]): when at most half of `x` is nonzero, as a
+/// hidden layer's input (three quarters zeros after ReLU and dropout) and a batch of images
+/// (four fifths).
+fn matmul_by_rows(isa: Isa, n: usize, x: &ArrayView2<'_, f32>) -> bool {
+    let min_cols = match isa {
+        Isa::Avx512 => AVX512_BY_ROWS_MIN_COLS,
+        _ => BY_ROWS_MIN_COLS,
+    };
+    n >= min_cols && operands::sparse_rows(x)
 }
 
 /// Narrower products (the 10-class output layer) keep the dense tiles even for a sparse input:
 /// listing each row's nonzeros would cost more than the multiply-adds it saves.
 const BY_ROWS_MIN_COLS: usize = 32;
+
+/// AVX-512's own dense tiles (24 accumulators of 16 columns, no listing, no copy of `W`) win
+/// over the row-by-row product below this many columns. Per product, Intel Xeon (AVX-512):
+/// 1024 columns 0.29 ms against 0.52 (hidden layer) and 0.16-0.18 against 0.27 (first layer);
+/// at 512 the first layer 8-18% faster by rows, a hidden layer 5-7% slower; below, its own
+/// tiles are faster or level (`docs/performance.md`).
+const AVX512_BY_ROWS_MIN_COLS: usize = 512;
 
 /// Row-by-row products narrower than this are cut by batch rows instead of columns: split by
 /// columns, each thread listed every row's nonzeros, which at 128 and 256 columns cost as much

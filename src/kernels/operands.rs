@@ -21,7 +21,7 @@ pub(crate) enum Isa {
     Portable,
     /// AVX2 + FMA (x86-64 since Haswell and Zen).
     Avx2,
-    /// AVX-512F, with AVX2 + FMA for what it has no kernel for.
+    /// AVX-512F: [`super::avx512`]'s own kernels, or [`super::portable`]'s compiled with it.
     Avx512,
 }
 
@@ -50,17 +50,6 @@ impl Isa {
             .into_iter()
             .find(|i| i.supported())
             .unwrap_or(Isa::Portable)
-    }
-
-    /// `self` for an update of a batch of `m` rows (`momentum` with a velocity): the AVX-512
-    /// kernels sum one block of [`portable::BATCH_BLOCK`] rows and know no velocity, so such
-    /// blocks go to AVX2.
-    pub(crate) fn for_update(self, m: usize, momentum: bool) -> Isa {
-        if self == Isa::Avx512 && (m > portable::BATCH_BLOCK || momentum) {
-            Isa::Avx2
-        } else {
-            self
-        }
     }
 
     #[track_caller]
@@ -178,7 +167,7 @@ fn checked(block: &Block<'_, '_>, dz: &ArrayView2<'_, f32>) -> Shape {
 
 /// For one block of `W`'s rows: `dh = dz W^T` (from the old `W`, when `dh` is given), then the
 /// step of `W` (on the rows `block.nonzero_rows` lists, or all) with learning rate `lr`, with
-/// `isa`'s kernels (or AVX2's where AVX-512 has none: see `Isa::for_update`).
+/// `isa`'s kernels (on AVX-512, its own or portable's compiled for it: [`avx512_own_backward`]).
 ///
 /// # Panics
 /// If `isa` is not supported here, or shapes or layouts disagree (rows must be contiguous).
@@ -189,7 +178,9 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
     if s.m == 0 || s.rows == 0 || s.n == 0 {
         return;
     }
-    let isa = isa.for_update(s.m, block.velocity.is_some());
+    let relu_gradient = block.dh.is_some() && block.relu_scale.is_some();
+    #[cfg(target_arch = "x86_64")]
+    let own = avx512_own_backward(s, block.velocity.is_some(), relu_gradient);
     let ld = |strides: &[isize]| strides[0] as usize;
     let w = (block.w.as_mut_ptr(), ld(block.w.strides()));
     let x = (block.x.as_ptr(), ld(block.x.strides()));
@@ -206,15 +197,16 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
             v: (v.as_mut_ptr(), ld(v.strides())),
         },
     };
-    // SAFETY: `isa` is supported (checked above; `for_update` only moves to AVX2, which every
-    // AVX-512 CPU counted as supported has). `checked` proved every operand's shape, that rows
+    // SAFETY: `isa` is supported (checked above). `checked` proved every operand's shape, that rows
     // are contiguous with the leading dimensions read here and that the selected rows are in
     // the block, so the kernels' accesses `p + i * ld + j` stay inside the views; `w`, `dh` and
     // the velocity are exclusive borrows, `x` and `dz` shared ones, so nothing aliases.
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::backward(s, dh, w, x, dzp, lr, block.nonzero_rows),
+            Isa::Avx512 if own => avx512::backward(s, dh, w, x, dzp, lr, block.nonzero_rows),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::backward_rows(s, dh, w, x, dzp, step, block.nonzero_rows),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::backward(s, dh, w, x, dzp, step, block.nonzero_rows),
             _ => portable::backward::<Native>(s, dh, w, x, dzp, step, block.nonzero_rows),
@@ -224,8 +216,8 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
 
 /// `z = x w` with `isa`'s kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`; with a `nonzero`,
 /// only over those `k` (the columns of `x` that can be nonzero); with `by_rows`, each row of
-/// `x` over its own nonzeros ([`portable::forward_rows`], which needs no list; AVX-512 has
-/// no such kernel and ignores it).
+/// `x` over its own nonzeros ([`portable::forward_rows`], compiled for `isa`; it needs no
+/// list).
 ///
 /// # Panics
 /// If `isa` is not supported here, or shapes or layouts disagree (rows must be contiguous), or
@@ -268,9 +260,10 @@ pub(crate) fn forward(
     // `m` rows of `n`, `x` `m` rows of `k`, `w` `k` rows of `n`; prefetches use wrapping
     // addresses and never dereference). `z` is an exclusive borrow, so it aliases neither `x`
     // nor `w`.
-    let by_rows = by_rows && isa != Isa::Avx512;
     unsafe {
         match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if by_rows => avx512::forward_rows(shape, zp, xp, wp),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => avx512::forward(shape, zp, xp, wp, nonzero),
             #[cfg(target_arch = "x86_64")]
@@ -282,6 +275,24 @@ pub(crate) fn forward(
         }
     }
 }
+
+/// Whether AVX-512's own backward kernels ([`avx512::backward`]) run a block of `s.m` batch
+/// rows and `s.n` outputs, rather than [`portable::backward`] compiled with AVX-512F
+/// ([`avx512::backward_rows`]). Its own sum a batch in one block and know no velocity; they
+/// win on the first layer's update (by tiles of 4 rows of `W`), on the output layer, and on a
+/// hidden layer's gradient through ReLU + dropout up to [`AVX512_ROW_WALK_MIN_COLS`] outputs.
+/// The rule `bench --sparsity` counts by too.
+pub(crate) fn avx512_own_backward(s: Shape, momentum: bool, relu_gradient: bool) -> bool {
+    s.m <= portable::BATCH_BLOCK && !momentum && !(relu_gradient && s.n >= AVX512_ROW_WALK_MIN_COLS)
+}
+
+/// Outputs from which a hidden layer's backward on AVX-512 takes portable's one-pass row walk
+/// ([`portable::one_pass_backward`]): each row of `W` is read once for both products, and only
+/// the batch rows its input is nonzero in are visited. Per layer, Intel Xeon (AVX-512): 512
+/// columns 72-100 µs against 106-132 for AVX-512's own (dot products and 4-row update tiles),
+/// 2048 1.39-1.45 ms against 2.0; at 256 the two are within noise, at 128 its own are 3-7%
+/// faster (`docs/performance.md`).
+pub(crate) const AVX512_ROW_WALK_MIN_COLS: usize = 512;
 
 /// Whether `x` has few enough nonzeros for [`portable::forward_rows`] to beat the dense
 /// tiles: at most half (a hidden layer's output after ReLU and dropout has a quarter).

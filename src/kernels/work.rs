@@ -1,12 +1,12 @@
 //! What the products of a training step execute, layer by layer: how much of each layer's
 //! input is zero, and the FLOPs the kernels run against the dense count (`relumax bench
 //! --sparsity`). The counts follow the kernels' skip rules through the functions that choose
-//! the code paths ([`super::matmul_by_rows`], `Isa::for_update`), so the two cannot drift
+//! the code paths ([`super::matmul_by_rows`], `avx512_own_backward`), so the two cannot drift
 //! apart.
 
 use ndarray::ArrayView2;
 
-use super::operands::Isa;
+use super::operands::{Isa, Shape, avx512_own_backward};
 use super::portable::{Hardware, Native, UR_PIXELS, narrow_backward, one_pass_backward};
 use super::{Kernels, matmul_by_rows};
 
@@ -67,17 +67,23 @@ pub fn layer_work(
     let Some(isa) = kernels.run() else {
         return work;
     };
-    let by_rows = isa != Isa::Avx512 && matmul_by_rows(outputs, x);
+    let by_rows = matmul_by_rows(isa, outputs, x);
     let forward = match columns {
         _ if by_rows => 2.0 * nonzero * n,
         Some(columns) => 2.0 * (m * columns.len()) as f64 * n,
         None => dense_one,
     };
-    // The backward's implementation, by the kernels' own rules; AVX-512 keeps its own kernels.
-    let update_isa = isa.for_update(m, false);
-    let (narrow, one_pass) = match update_isa {
-        Isa::Avx512 => (false, false),
-        Isa::Avx2 => (narrow_backward::<Hardware>(outputs), one_pass_backward(m)),
+    // The backward's implementation, by the kernels' own rules: AVX-512's own kernels, or
+    // portable's compiled for the ISA.
+    let shape = Shape {
+        m,
+        rows: k,
+        n: outputs,
+    };
+    let own = isa == Isa::Avx512 && avx512_own_backward(shape, false, columns.is_none());
+    let (narrow, one_pass) = match isa {
+        _ if own => (false, false),
+        Isa::Avx512 | Isa::Avx2 => (narrow_backward::<Hardware>(outputs), one_pass_backward(m)),
         Isa::Portable => (narrow_backward::<Native>(outputs), one_pass_backward(m)),
     };
     // A narrow layer's backward (the output layer) computes every product, zeros included.
@@ -96,7 +102,7 @@ pub fn layer_work(
     let update = match columns {
         Some(columns) => tiled_update(x, columns.iter().map(|&c| c as usize), UR_PIXELS) * n,
         None if narrow => dense_one,
-        None if update_isa == Isa::Avx512 => tiled_update(x, 0..k, 4) * n,
+        None if own => tiled_update(x, 0..k, 4) * n,
         None => 2.0 * nonzero * n,
     };
     work.executed_flops = forward + gradient + update;
