@@ -790,3 +790,17 @@ impl Lister for Lists {
         }
     }
 }
+
+/// [`portable::forward`] compiled with AVX-512F: dense tiles of 16 columns (one register) that
+/// copy each panel of `w` once.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn forward_packed(
+    s: Shape,
+    z: (*mut f32, usize),
+    x: (*const f32, usize),
+    w: (*const f32, usize),
+    rows: portable::Rows<'_>,
+) {
+    // SAFETY: the module's contract (the same as `portable`'s, plus AVX-512F).
+    unsafe { portable::forward::<Hardware>(s, z, x, w, rows) }
+}

@@ -49,7 +49,7 @@ pub use elementwise::{
 pub use math::{exp, ln};
 pub(crate) use math::{ln_f64, sin_cos_f64};
 pub(crate) use operands::prefetch;
-use operands::{Block, Isa, Nonzero};
+use operands::{Block, Isa, Nonzero, Product};
 pub use portable::BATCH_BLOCK;
 pub use work::{LayerWork, layer_work};
 
@@ -315,7 +315,8 @@ fn matmul_over(
     // wider ones by column blocks, one per thread (each lists every row's nonzeros again).
     // Dense tiles: column blocks enough to balance up to 8 threads, a multiple of the
     // 32-column panels.
-    let by_rows = matmul_by_rows(isa, n, &x.view());
+    let product = forward_product(isa, n, &x.view());
+    let by_rows = product == Product::Rows;
     let min_len = min_blocks_per_task(2 * m * k * n);
     let threads = rayon::current_num_threads();
     let run = |z: &mut ArrayViewMut2<'_, f32>| {
@@ -325,7 +326,9 @@ fn matmul_over(
                 .into_par_iter()
                 .zip(x.axis_chunks_iter(Axis(0), size).into_par_iter())
                 .with_min_len(min_len)
-                .for_each(|(zb, xb)| operands::forward(isa, zb, &xb, &w.view(), (nonzero, true)));
+                .for_each(|(zb, xb)| {
+                    operands::forward(isa, zb, &xb, &w.view(), (nonzero, product))
+                });
             return;
         }
         let size = if by_rows {
@@ -338,7 +341,7 @@ fn matmul_over(
             .zip(w.axis_chunks_iter(Axis(1), size).into_par_iter())
             .with_min_len(min_len)
             .for_each(|(zb, wb)| {
-                operands::forward(isa, zb, &x.view(), &wb, (nonzero, by_rows));
+                operands::forward(isa, zb, &x.view(), &wb, (nonzero, product));
             });
     };
     if operands::rows_contiguous(z) {
@@ -416,16 +419,22 @@ pub fn backward_momentum(
     backward(kernels, dh, w, Some((v, mu)), dz, x, (lr, relu));
 }
 
-/// Whether the forward product of `x` into `n` columns goes row by row over each row's
-/// nonzeros with `isa` ([`portable::forward_rows`]): when at most half of `x` is nonzero, as a
-/// hidden layer's input (three quarters zeros after ReLU and dropout) and a batch of images
-/// (four fifths).
-fn matmul_by_rows(isa: Isa, n: usize, x: &ArrayView2<'_, f32>) -> bool {
+/// How `isa` runs the forward product of `x` into `n` columns: row by row over each row's
+/// nonzeros ([`portable::forward_rows`]) when at most half of `x` is nonzero, as a hidden
+/// layer's input (three quarters zeros after ReLU and dropout) and a batch of images (four
+/// fifths); else in dense tiles, on AVX-512 its own below [`AVX512_PACKED_MIN_COLS`].
+fn forward_product(isa: Isa, n: usize, x: &ArrayView2<'_, f32>) -> Product {
     let min_cols = match isa {
         Isa::Avx512 => AVX512_BY_ROWS_MIN_COLS,
         _ => BY_ROWS_MIN_COLS,
     };
-    n >= min_cols && operands::sparse_rows(x)
+    if n >= min_cols && operands::sparse_rows(x) {
+        Product::Rows
+    } else if isa == Isa::Avx512 && n >= AVX512_PACKED_MIN_COLS {
+        Product::PackedTiles
+    } else {
+        Product::Tiles
+    }
 }
 
 /// Narrower products (the 10-class output layer) keep the dense tiles even for a sparse input:
@@ -438,6 +447,14 @@ const BY_ROWS_MIN_COLS: usize = 32;
 /// at 512 the first layer 8-18% faster by rows, a hidden layer 5-7% slower; below, its own
 /// tiles are faster or level (`docs/performance.md`).
 const AVX512_BY_ROWS_MIN_COLS: usize = 512;
+
+/// From this many columns, AVX-512 runs dense products in portable's tiles, which copy each
+/// panel of `W` (compiled with AVX-512F): its own tiles read a panel of 512 rows of `W` in
+/// place, whose rows, a power of two of bytes apart, share a few L2 sets. Intel Xeon, 1000
+/// rows (an evaluation chunk) of 50% dense inputs: 1024 columns 10.9 ms against 14.5, 2048
+/// 43.9 against 62.4; at 512 its own are faster (1.76 against 2.50 ms), and at a batch of 32
+/// the two are level (`docs/performance.md`).
+const AVX512_PACKED_MIN_COLS: usize = 1024;
 
 /// Row-by-row products narrower than this are cut by batch rows instead of columns: split by
 /// columns, each thread listed every row's nonzeros, which at 128 and 256 columns cost as much

@@ -214,10 +214,21 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
     }
 }
 
+/// How [`forward`] runs a product. Any gives the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Product {
+    /// The ISA's dense tiles over the nonzero list, or every row of `w`.
+    Tiles,
+    /// [`portable::forward`]'s dense tiles, which copy each panel of `w` while its first tile
+    /// reads it: on AVX-512 compiled with AVX-512F; elsewhere the same as `Tiles`.
+    PackedTiles,
+    /// Each row of `x` over its own nonzeros ([`portable::forward_rows`], compiled for the
+    /// ISA; it needs no list).
+    Rows,
+}
+
 /// `z = x w` with `isa`'s kernels: `x: (m, k)`, `w: (k, n)`, `z: (m, n)`; with a `nonzero`,
-/// only over those `k` (the columns of `x` that can be nonzero); with `by_rows`, each row of
-/// `x` over its own nonzeros ([`portable::forward_rows`], compiled for `isa`; it needs no
-/// list).
+/// only over those `k` (the columns of `x` that can be nonzero), by `product`'s method.
 ///
 /// # Panics
 /// If `isa` is not supported here, or shapes or layouts disagree (rows must be contiguous), or
@@ -228,7 +239,7 @@ pub(crate) fn forward(
     mut z: ArrayViewMut2<'_, f32>,
     x: &ArrayView2<'_, f32>,
     w: &ArrayView2<'_, f32>,
-    (nonzero, by_rows): (Option<&[u32]>, bool),
+    (nonzero, product): (Option<&[u32]>, Product),
 ) {
     isa.require();
     let ((m, k), n) = (x.dim(), w.ncols());
@@ -263,12 +274,16 @@ pub(crate) fn forward(
     unsafe {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 if by_rows => avx512::forward_rows(shape, zp, xp, wp),
+            Isa::Avx512 => match product {
+                Product::Rows => avx512::forward_rows(shape, zp, xp, wp),
+                Product::PackedTiles => avx512::forward_packed(shape, zp, xp, wp, rows),
+                Product::Tiles => avx512::forward(shape, zp, xp, wp, nonzero),
+            },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::forward(shape, zp, xp, wp, nonzero),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 if by_rows => avx2::forward_rows(shape, zp, xp, wp),
-            _ if by_rows => portable::forward_rows::<Native, portable::Scalar>(shape, zp, xp, wp),
+            Isa::Avx2 if product == Product::Rows => avx2::forward_rows(shape, zp, xp, wp),
+            _ if product == Product::Rows => {
+                portable::forward_rows::<Native, portable::Scalar>(shape, zp, xp, wp);
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::forward(shape, zp, xp, wp, rows),
             _ => portable::forward::<Native>(shape, zp, xp, wp, rows),

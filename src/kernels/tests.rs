@@ -5,7 +5,7 @@
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, array};
 use rand::RngCore;
 
-use super::operands::{self, Block, Isa, Nonzero, rows_contiguous};
+use super::operands::{self, Block, Isa, Nonzero, Product, rows_contiguous};
 use super::*;
 use crate::rng::{self, Stream};
 use crate::testing::{fingerprint, noise, pool};
@@ -293,16 +293,14 @@ fn skipping_the_rows_outside_the_nonzero_list_gives_the_dense_bits() {
         reference::backward(None, w_ref.view_mut(), None, zeroed.view(), dz.view(), 0.37);
         for isa in isas() {
             let mut z = noise(m, n, 23);
-            operands::forward(
-                isa,
-                z.view_mut(),
-                &x.view(),
-                &w0.view(),
-                (Some(&nonzero), false),
-            );
-            assert_eq!(bits(&z), bits(&expected), "{isa:?} forward, {shape}");
-            operands::forward(isa, z.view_mut(), &zeroed.view(), &w0.view(), (None, true));
-            assert_eq!(bits(&z), bits(&expected), "{isa:?} dense forward, {shape}");
+            for tiles in [Product::Tiles, Product::PackedTiles] {
+                let how = (Some(&nonzero[..]), tiles);
+                operands::forward(isa, z.view_mut(), &x.view(), &w0.view(), how);
+                assert_eq!(bits(&z), bits(&expected), "{isa:?} {tiles:?}, {shape}");
+            }
+            let how = (None, Product::Rows);
+            operands::forward(isa, z.view_mut(), &zeroed.view(), &w0.view(), how);
+            assert_eq!(bits(&z), bits(&expected), "{isa:?} row by row, {shape}");
             // The update in two blocks cut at row `k / 3`, each with its part of the nonzero list.
             let mut w = w0.clone();
             let cut = k / 3;
@@ -402,9 +400,11 @@ fn forward_matches_the_definition_on_every_implementation() {
         let mut expected = Array2::zeros((m, n));
         reference::forward(expected.view_mut(), x.view(), w.view());
         for isa in isas() {
-            let mut z = noise(m, n, 9);
-            operands::forward(isa, z.view_mut(), &x.view(), &w.view(), (None, false));
-            assert_eq!(bits(&z), bits(&expected), "{isa:?}, shape {m}x{k}x{n}");
+            for tiles in [Product::Tiles, Product::PackedTiles] {
+                let mut z = noise(m, n, 9);
+                operands::forward(isa, z.view_mut(), &x.view(), &w.view(), (None, tiles));
+                assert_eq!(bits(&z), bits(&expected), "{isa:?} {tiles:?}, {m}x{k}x{n}");
+            }
         }
         // Four fifths zeros, as an MNIST image (with a zero column and a zero row), row by
         // row with and without the nonzero list, and in dense tiles over the nonzero list.
@@ -417,9 +417,10 @@ fn forward_matches_the_definition_on_every_implementation() {
         nonzero_columns(&sparse.view(), &mut nonzero);
         for isa in isas() {
             for how in [
-                (None, true),
-                (Some(&nonzero[..]), true),
-                (Some(&nonzero[..]), false),
+                (None, Product::Rows),
+                (Some(&nonzero[..]), Product::Rows),
+                (Some(&nonzero[..]), Product::Tiles),
+                (Some(&nonzero[..]), Product::PackedTiles),
             ] {
                 let mut z = noise(m, n, 9);
                 operands::forward(isa, z.view_mut(), &sparse.view(), &w.view(), how);
@@ -432,13 +433,14 @@ fn forward_matches_the_definition_on_every_implementation() {
     let (x, w) = (noise(32, 200, 10), noise(200, 96, 11));
     for isa in isas() {
         let mut whole = Array2::zeros((32, 96));
-        operands::forward(isa, whole.view_mut(), &x.view(), &w.view(), (None, false));
+        let how = (None, Product::Tiles);
+        operands::forward(isa, whole.view_mut(), &x.view(), &w.view(), how);
         let mut part = Array2::zeros((32, 96));
         for (zb, wb) in part
             .axis_chunks_iter_mut(Axis(1), 40)
             .zip(w.axis_chunks_iter(Axis(1), 40))
         {
-            operands::forward(isa, zb, &x.view(), &wb, (None, true));
+            operands::forward(isa, zb, &x.view(), &wb, (None, Product::Rows));
         }
         assert_eq!(bits(&part), bits(&whole), "{isa:?}");
     }
@@ -500,14 +502,16 @@ fn nonzero_columns_lists_the_columns_with_any_nonzero_value() {
 
 #[test]
 fn public_products_give_the_same_bits_on_every_implementation_and_thread_count() {
-    // Inputs dense (the dense tiles, in column blocks) and sparse (row by row: by batch rows
-    // below 512 columns, odd ones too, by column blocks from 512), with zero columns.
+    // Inputs dense (the dense tiles, in column blocks; AVX-512's packed ones from 1024 columns)
+    // and sparse (row by row: by batch rows below 512 columns, odd ones too, by column blocks
+    // from 512), with zero columns.
     let (k, lr, scale) = (300, 0.05, 2.0);
     for (m, n, sparse) in [
         (32, 128, false),
         (32, 128, true),
         (33, 200, true),
         (32, 1100, true),
+        (9, 1030, false),
         (70, 24, false),
     ] {
         let mut x = noise(m, k, 1);
@@ -771,7 +775,12 @@ fn nan_propagates_through_relu_dropout_and_products_alike_on_every_implementatio
     let mut nonzero = Vec::new();
     nonzero_columns(&x.view(), &mut nonzero);
     for isa in isas() {
-        for how in [(None, false), (None, true), (Some(&nonzero[..]), false)] {
+        for how in [
+            (None, Product::Tiles),
+            (None, Product::PackedTiles),
+            (None, Product::Rows),
+            (Some(&nonzero[..]), Product::Tiles),
+        ] {
             let mut z = Array2::zeros((m, n));
             operands::forward(isa, z.view_mut(), &x.view(), &w.view(), how);
             for ((i, _), v) in z.indexed_iter() {

@@ -1,14 +1,14 @@
 //! What the products of a training step execute, layer by layer: how much of each layer's
 //! input is zero, and the FLOPs the kernels run against the dense count (`relumax bench
 //! --sparsity`). The counts follow the kernels' skip rules through the functions that choose
-//! the code paths ([`super::matmul_by_rows`], `avx512_own_backward`), so the two cannot drift
+//! the code paths ([`super::forward_product`], `avx512_own_backward`), so the two cannot drift
 //! apart.
 
 use ndarray::ArrayView2;
 
-use super::operands::{Isa, Shape, avx512_own_backward};
+use super::operands::{Isa, Product, Shape, avx512_own_backward};
 use super::portable::{Hardware, Native, UR_PIXELS, narrow_backward, one_pass_backward};
-use super::{Kernels, matmul_by_rows};
+use super::{Kernels, forward_product};
 
 /// The work of one layer in one training step.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -67,7 +67,7 @@ pub fn layer_work(
     let Some(isa) = kernels.run() else {
         return work;
     };
-    let by_rows = matmul_by_rows(isa, outputs, x);
+    let by_rows = forward_product(isa, outputs, x) == Product::Rows;
     let forward = match columns {
         _ if by_rows => 2.0 * nonzero * n,
         Some(columns) => 2.0 * (m * columns.len()) as f64 * n,
