@@ -422,13 +422,16 @@ pub fn backward_momentum(
 /// How `isa` runs the forward product of `x` into `n` columns: row by row over each row's
 /// nonzeros ([`portable::forward_rows`]) when at most half of `x` is nonzero, as a hidden
 /// layer's input (three quarters zeros after ReLU and dropout) and a batch of images (four
-/// fifths); else in dense tiles, on AVX-512 its own below [`AVX512_PACKED_MIN_COLS`].
+/// fifths), with AVX-512's exceptions (below); else in dense tiles, on AVX-512 its own below
+/// [`AVX512_PACKED_MIN_COLS`].
 fn forward_product(isa: Isa, n: usize, x: &ArrayView2<'_, f32>) -> Product {
-    let min_cols = match isa {
-        Isa::Avx512 => AVX512_BY_ROWS_MIN_COLS,
-        _ => BY_ROWS_MIN_COLS,
+    let (m, nonzero) = (x.nrows(), || operands::nonzeros(x));
+    let by_rows = match isa {
+        Isa::Avx512 if n >= AVX512_BY_ROWS_MIN_COLS => 2 * nonzero() <= x.len(),
+        Isa::Avx512 => m >= AVX512_BY_ROWS_MIN_BATCH && 4 * nonzero() <= x.len(),
+        _ => n >= BY_ROWS_MIN_COLS && 2 * nonzero() <= x.len(),
     };
-    if n >= min_cols && operands::sparse_rows(x) {
+    if by_rows {
         Product::Rows
     } else if isa == Isa::Avx512 && n >= AVX512_PACKED_MIN_COLS {
         Product::PackedTiles
@@ -447,6 +450,15 @@ const BY_ROWS_MIN_COLS: usize = 32;
 /// at 512 the first layer 8-18% faster by rows, a hidden layer 5-7% slower; below, its own
 /// tiles are faster or level (`docs/performance.md`).
 const AVX512_BY_ROWS_MIN_COLS: usize = 512;
+
+/// Below [`AVX512_BY_ROWS_MIN_COLS`], AVX-512 still goes row by row for this many rows and
+/// more when at most a quarter of the input is nonzero (images, at evaluation's 1000 rows):
+/// its own tiles re-read `W`'s panel from L2 for each tile of 12 rows. Intel Xeon, 1000 MNIST
+/// images: 128 columns 0.67 ms against 0.92-0.94, 256 1.01 against 1.86-1.89. A hidden layer's
+/// input at evaluation (no dropout: about half zeros) keeps its tiles (128 columns 0.11 ms
+/// against 0.16-0.19 row by row), as does a training batch of 32 images (128 columns 24 µs
+/// against 30; `docs/performance.md`).
+const AVX512_BY_ROWS_MIN_BATCH: usize = 128;
 
 /// From this many columns, AVX-512 runs dense products in portable's tiles, which copy each
 /// panel of `W` (compiled with AVX-512F): its own tiles read a panel of 512 rows of `W` in

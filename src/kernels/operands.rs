@@ -309,15 +309,12 @@ pub(crate) fn avx512_own_backward(s: Shape, momentum: bool, relu_gradient: bool)
 /// faster (`docs/performance.md`).
 pub(crate) const AVX512_ROW_WALK_MIN_COLS: usize = 512;
 
-/// Whether `x` has few enough nonzeros for [`portable::forward_rows`] to beat the dense
-/// tiles: at most half (a hidden layer's output after ReLU and dropout has a quarter).
-pub(crate) fn sparse_rows(x: &ArrayView2<'_, f32>) -> bool {
-    let nonzero: usize = x
-        .rows()
+/// The number of nonzero elements of `x` (NaN counts as nonzero).
+pub(crate) fn nonzeros(x: &ArrayView2<'_, f32>) -> usize {
+    x.rows()
         .into_iter()
         .map(|row| row.iter().map(|&v| usize::from(v != 0.0)).sum::<usize>())
-        .sum();
-    2 * nonzero <= x.len()
+        .sum()
 }
 
 /// Panics, naming `what`, unless [`rows_contiguous`] holds for `view`.
