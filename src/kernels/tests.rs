@@ -381,11 +381,15 @@ fn only_views_with_rows_in_order_are_addressable() {
 
 #[test]
 fn forward_matches_the_definition_on_every_implementation() {
-    // Row tiles of 6 and 12 and every remainder, column panels of 32, 16, 8, 4, 2, 1 and
-    // masked ones, inner dimensions across the passes, row groups past 192 (dense panels) and
-    // 128 (row by row), as evaluation's chunks have.
+    // Row tiles of 6, 8 (AVX-512 over a list) and 12 and every remainder, column panels of
+    // 32, 16, 8, 4, 2, 1 and masked ones, inner dimensions across the passes, row groups past
+    // 192 (dense panels) and 128 (row by row), as evaluation's chunks have.
     for (m, k, n) in [
         (32, 784, 128),
+        (30, 70, 20),
+        (15, 40, 33),
+        (18, 9, 64),
+        (12, 100, 17),
         (1, 1, 1),
         (13, 7, 10),
         (25, 513, 48),
