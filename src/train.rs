@@ -52,7 +52,7 @@ pub struct TrainConfig {
     /// The run seed: init, split, shuffle and dropout streams all derive from it. Default 0.
     pub seed: u64,
     /// Threads of the rayon pool that runs every product and element-wise kernel; `None` uses
-    /// every core. Default `None`. (With [`Kernels::Blas`], each OpenBLAS call inside it runs
+    /// every core, or one for a small network ([`TrainConfig::thread_count`]). Default `None`. (With [`Kernels::Blas`], each OpenBLAS call inside it runs
     /// single-threaded; see [`Trainer::run`].)
     pub threads: Option<usize>,
     /// The code that runs the products: [`Kernels::Auto`] (default) picks the fastest
@@ -89,6 +89,15 @@ impl Default for TrainConfig {
 
 /// Largest learning rate accepted: anything above diverges on these networks at once.
 pub const MAX_LR: f32 = 10.0;
+
+/// Without [`TrainConfig::threads`], networks whose training step (dense products of one
+/// batch) is under this many FLOPs train on one thread: handing their products to another
+/// thread costs more than it saves (a sleeping thread's wake-up, each product and element-wise
+/// pass). Intel Xeon, 2 cores, 4 epochs of the paper, training seconds with 1 and 2 threads:
+/// 1x128 (12 MFLOP a step) 0.46 against 0.65, 1x256 0.86 against 1.09, 1x512 (52 MFLOP)
+/// 1.67-1.72 against 1.84-1.97, 2x128 0.60 against 0.83-0.90, 2x256 1.29-1.32 against 1.50; but
+/// 2x512 (102 MFLOP) 3.28-3.32 against 3.00-3.03 (`docs/performance.md`).
+pub const ONE_THREAD_BELOW_STEP_FLOPS: f64 = 64e6;
 
 impl TrainConfig {
     /// Checks every field's range.
@@ -228,10 +237,17 @@ impl TrainConfig {
         }
     }
 
-    /// The thread count actually used.
-    pub fn thread_count(&self) -> usize {
+    /// The thread count a run on `data` uses: [`TrainConfig::threads`], else every core, or
+    /// one for a network whose training step is under [`ONE_THREAD_BELOW_STEP_FLOPS`].
+    pub fn thread_count(&self, data: &Dataset) -> usize {
         self.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            let sizes = self.sizes(data.features(), data.classes());
+            let step = model::train_flops_per_sample(&sizes) * self.batch_size as f64;
+            if step < ONE_THREAD_BELOW_STEP_FLOPS {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }
         })
     }
 
@@ -631,7 +647,7 @@ impl Trainer {
         if let Some(reason) = misfit {
             return Err(Error::Position { reason });
         }
-        let threads = c.thread_count();
+        let threads = c.thread_count(data);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()

@@ -30,7 +30,7 @@ pub struct BenchArgs {
     /// Samples per mini-batch [default: 32]
     #[arg(long, value_name = "N")]
     batch_size: Option<usize>,
-    /// Threads [default: all cores]
+    /// Threads [default: all cores; one for a network under 64 MFLOP a step, such as 1x512]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Kernels for the products, one or more, measured interleaved config by config: `auto`
@@ -170,14 +170,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "the sgemm ceiling of {0} x {0}",
         args.ceiling_size
     ))?;
-    let threads = configs[0].thread_count();
+    // The ceiling runs on every core (or `--threads`); a configuration may train on fewer.
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     // This machine's speed drifts (it is shared), so the ceiling is measured again after each
     // configuration, and each row is held against the two measurements around it.
     let measure = || (args.ceiling_size > 0).then(|| sgemm_ceiling(args.ceiling_size, threads));
     let first = measure();
     if !args.json {
         outln!(
-            "{} training samples, {threads} threads, {}, kernels this CPU runs: {}",
+            "{} training samples, up to {threads} threads, {}, kernels this CPU runs: {}",
             configs[0].train_samples(&data),
             relumax::openblas::blas_config(),
             runnable()
@@ -190,10 +193,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
         }
         outln!(
-            "| config | kernels | s/epoch | epochs/s | samples/s | GFLOP/s | ceiling GFLOP/s | % of \
-             ceiling |"
+            "| config | kernels | threads | s/epoch | epochs/s | samples/s | GFLOP/s | ceiling \
+             GFLOP/s | % of ceiling |"
         );
-        outln!("|---|---|---:|---:|---:|---:|---:|---:|");
+        outln!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     }
     let (mut rows, mut samples_taken, mut before) = (Vec::new(), Vec::from_iter(first), first);
     let mut sparsity_lines = Vec::new();
@@ -221,9 +224,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if !args.json {
             let dash = || "–".to_string();
             outln!(
-                "| {} | {} | {s:.3} | {:.2} | {:.0} | {gflops:.1} | {} | {} |",
+                "| {} | {} | {} | {s:.3} | {:.2} | {:.0} | {gflops:.1} | {} | {} |",
                 config.arch_name(),
                 config.kernels,
+                config.thread_count(&data),
                 1.0 / s,
                 samples / s,
                 ceiling.map_or_else(dash, |c| format!("{c:.1}")),
@@ -232,6 +236,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         let mut row = json!({
             "config": config.arch_name(), "kernels": config.kernels,
+            "threads": config.thread_count(&data),
             "layers": config.hidden.len(), "hidden": config.hidden[0],
             "seconds_per_epoch": s, "epoch_seconds": secs, "epochs_per_second": 1.0 / s,
             "samples_per_second": samples / s, "gflops": gflops, "ceiling_gflops": ceiling,

@@ -107,8 +107,8 @@ pub struct PaperArgs {
     /// Only these configurations, e.g. 1x128,2x2048 [default: all ten]
     #[arg(long, value_delimiter = ',', value_name = "LIST", action = clap::ArgAction::Set)]
     only: Vec<Arch>,
-    /// Threads to train on: every product is cut into single-threaded OpenBLAS calls run on
-    /// this many threads [default: all cores]
+    /// Threads to train on: every product is cut into blocks run on this many threads
+    /// [default: all cores; one for a network under 64 MFLOP a step, such as 1x512]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// The code that runs the products: auto, portable, avx2, avx512 (the same bits) or blas

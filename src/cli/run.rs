@@ -55,7 +55,7 @@ impl RunInfo {
     pub fn new(config: &TrainConfig, data: &Dataset, data_dir: &Path) -> RunInfo {
         RunInfo {
             config: config.clone(),
-            threads_used: config.thread_count(),
+            threads_used: config.thread_count(data),
             kernels_used: config.kernels.resolve().ok(),
             data: DataInfo {
                 dir: data_dir.to_path_buf(),

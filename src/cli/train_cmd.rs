@@ -59,7 +59,7 @@ pub struct HyperArgs {
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
     /// Threads to train on: every product is cut into blocks run on this many threads
-    /// [default: all cores]
+    /// [default: all cores; one for a network under 64 MFLOP a step, such as 1x512]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// The code that runs the products: auto (this CPU's fastest implementation of relumax's

@@ -163,6 +163,8 @@ fn train_writes_a_complete_run_folder_and_eval_agrees() {
         serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["config"]["hidden"][0], 32);
     assert_eq!(config["config"]["lr"].as_f64().unwrap() as f32, 0.0085);
+    // A 32-unit network trains on one thread unless told otherwise, and says so.
+    assert_eq!(config["threads_used"], 1);
     let png = std::fs::read(out.join("curves.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     let svg = std::fs::read_to_string(out.join("curves.svg")).unwrap();

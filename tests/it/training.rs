@@ -217,6 +217,25 @@ fn two_hidden_layers_are_reproducible_across_thread_counts() {
     reproducible_across_thread_counts(&data, &[1100, 1030]);
 }
 
+#[test]
+fn small_networks_train_on_one_thread_unless_told_otherwise() {
+    // MNIST's shape: 784 inputs, 10 classes.
+    let data = Dataset::from_arrays(Array2::zeros((10, 784)), (0..10).collect(), 10).unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let config = |hidden: &[usize], batch_size, threads| TrainConfig {
+        hidden: hidden.to_vec(),
+        batch_size,
+        threads,
+        ..Default::default()
+    };
+    // 1x512 at batch 32: 52 MFLOP a step; 2x512: 102 MFLOP; 1x128 at batch 1000: 377 MFLOP.
+    assert_eq!(config(&[512], 32, None).thread_count(&data), 1);
+    assert_eq!(config(&[128, 128], 32, None).thread_count(&data), 1);
+    assert_eq!(config(&[512, 512], 32, None).thread_count(&data), cores);
+    assert_eq!(config(&[128], 1000, None).thread_count(&data), cores);
+    assert_eq!(config(&[128], 32, Some(3)).thread_count(&data), 3);
+}
+
 fn reproducible_across_thread_counts(data: &Dataset, hidden: &[usize]) {
     let config = |threads| TrainConfig {
         hidden: hidden.to_vec(),
