@@ -757,8 +757,9 @@ pub(super) unsafe fn forward_rows(
     unsafe { portable::forward_rows::<Hardware, Lists>(s, z, x, w) }
 }
 
-/// [`portable::backward`] compiled with AVX-512F: the one-pass row walk of a hidden layer
-/// through ReLU + dropout, and the output layer's narrow kernel.
+/// [`portable::backward`] compiled with AVX-512F: the one-pass row walk of a wide hidden layer
+/// through ReLU + dropout, and every layer of a batch over 64 rows or with momentum, which
+/// [`backward`] does not know.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn backward_rows(
     s: Shape,
