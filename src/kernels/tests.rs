@@ -170,9 +170,10 @@ fn whole_block(
 
 #[test]
 fn every_implementation_matches_the_definition_for_every_remainder() {
-    // Every remainder of the tiles: batch rows mod 4 and 6, W rows mod 4 and 6, columns mod 8,
-    // 16 and 96 (fewer than 16 too, like the output layer's 10); passes of 512 columns with a
-    // short last pass; batches of more than one block of 64 rows (70, 130).
+    // Every remainder of the tiles: batch rows mod 4 and 6, W rows mod 4, 6 and 8 (the narrow
+    // layers' tiles, several of them), columns mod 8, 16 and 96 (fewer than 16 too, like the
+    // output layer's 10); passes of 512 columns with a short last pass; batches of more than
+    // one block of 64 rows (70, 130), and of exactly one (64).
     for (m, rows, n) in [
         (5, 7, 1037),
         (37, 9, 1100),
@@ -189,6 +190,9 @@ fn every_implementation_matches_the_definition_for_every_remainder() {
         (9, 11, 113),
         (130, 5, 21),
         (130, 21, 13),
+        (32, 37, 10),
+        (64, 130, 16),
+        (33, 17, 7),
     ] {
         // Dense inputs, and inputs three quarters zero like a hidden layer's after ReLU and
         // dropout (the update skips the batch rows where a tile's inputs are all zero).
