@@ -425,11 +425,15 @@ pub fn backward_momentum(
 /// fifths), with AVX-512's exceptions (below); else in dense tiles, on AVX-512 its own below
 /// [`AVX512_PACKED_MIN_COLS`].
 fn forward_product(isa: Isa, n: usize, x: &ArrayView2<'_, f32>) -> Product {
-    let (m, nonzero) = (x.nrows(), || operands::nonzeros(x));
+    // The share of nonzeros, counted over the first rows (evaluation's chunks of 1000 rows are
+    // of one kind; counting all of them cost 2% of a 1x128 epoch).
+    let m = x.nrows();
+    let sample = x.slice(ndarray::s![..m.min(SPARSITY_SAMPLE_ROWS), ..]);
+    let (nonzero, len) = (|| operands::nonzeros(&sample), sample.len());
     let by_rows = match isa {
-        Isa::Avx512 if n >= AVX512_BY_ROWS_MIN_COLS => 2 * nonzero() <= x.len(),
-        Isa::Avx512 => m >= AVX512_BY_ROWS_MIN_BATCH && 4 * nonzero() <= x.len(),
-        _ => n >= BY_ROWS_MIN_COLS && 2 * nonzero() <= x.len(),
+        Isa::Avx512 if n >= AVX512_BY_ROWS_MIN_COLS => 2 * nonzero() <= len,
+        Isa::Avx512 => m >= AVX512_BY_ROWS_MIN_BATCH && 4 * nonzero() <= len,
+        _ => n >= BY_ROWS_MIN_COLS && 2 * nonzero() <= len,
     };
     if by_rows {
         Product::Rows
@@ -439,6 +443,9 @@ fn forward_product(isa: Isa, n: usize, x: &ArrayView2<'_, f32>) -> Product {
         Product::Tiles
     }
 }
+
+/// Rows of an input that [`forward_product`] counts the nonzeros of.
+const SPARSITY_SAMPLE_ROWS: usize = 128;
 
 /// Narrower products (the 10-class output layer) keep the dense tiles even for a sparse input:
 /// listing each row's nonzeros would cost more than the multiply-adds it saves.
