@@ -98,10 +98,14 @@ pub(crate) fn bytes(n: f64) -> String {
 /// Threads per core above which a thread count is refused: more only adds switching.
 pub(crate) const MAX_THREADS_PER_CORE: usize = 4;
 
+/// The cores this process may run on (1 if the system does not say).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// The largest thread count accepted on this machine: [`MAX_THREADS_PER_CORE`] per core.
 pub(crate) fn max_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    cores.saturating_mul(MAX_THREADS_PER_CORE)
+    cores().saturating_mul(MAX_THREADS_PER_CORE)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::openblas;
 use crate::optim::Sgd;
 pub use crate::resources::MemoryEstimate;
 use crate::resources::bytes;
+pub use crate::resources::cores;
 
 /// Steps averaged into each point of the running training-loss curve.
 pub(crate) const CURVE_EVERY: usize = 50;
@@ -52,8 +53,9 @@ pub struct TrainConfig {
     /// The run seed: init, split, shuffle and dropout streams all derive from it. Default 0.
     pub seed: u64,
     /// Threads of the rayon pool that runs every product and element-wise kernel; `None` uses
-    /// every core, or one for a small network ([`TrainConfig::thread_count`]). Default `None`. (With [`Kernels::Blas`], each OpenBLAS call inside it runs
-    /// single-threaded; see [`Trainer::run`].)
+    /// every core, or one for a small network ([`TrainConfig::thread_count`]). Default `None`.
+    /// (With [`Kernels::Blas`], each OpenBLAS call inside it runs single-threaded; see
+    /// [`Trainer::run`].)
     pub threads: Option<usize>,
     /// The code that runs the products: [`Kernels::Auto`] (default) picks the fastest
     /// implementation of relumax's arithmetic on this CPU; every choice but
@@ -246,7 +248,7 @@ impl TrainConfig {
             if step < ONE_THREAD_BELOW_STEP_FLOPS {
                 1
             } else {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                cores()
             }
         })
     }

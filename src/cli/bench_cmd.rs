@@ -171,9 +171,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.ceiling_size
     ))?;
     // The ceiling runs on every core (or `--threads`); a configuration may train on fewer.
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
+    let threads = args.threads.unwrap_or_else(relumax::train::cores);
     // This machine's speed drifts (it is shared), so the ceiling is measured again after each
     // configuration, and each row is held against the two measurements around it.
     let measure = || (args.ceiling_size > 0).then(|| sgemm_ceiling(args.ceiling_size, threads));
@@ -217,6 +215,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let ceiling = before.zip(after).map(|(b, a)| (b + a) / 2.0);
         before = after;
         let s = median(secs.clone());
+        let threads_used = config.thread_count(&data);
         let flops =
             train_flops_per_sample(&config.sizes(data.features(), data.classes())) * samples;
         let gflops = flops / s / 1e9;
@@ -227,7 +226,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 "| {} | {} | {} | {s:.3} | {:.2} | {:.0} | {gflops:.1} | {} | {} |",
                 config.arch_name(),
                 config.kernels,
-                config.thread_count(&data),
+                threads_used,
                 1.0 / s,
                 samples / s,
                 ceiling.map_or_else(dash, |c| format!("{c:.1}")),
@@ -236,7 +235,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         let mut row = json!({
             "config": config.arch_name(), "kernels": config.kernels,
-            "threads": config.thread_count(&data),
+            "threads": threads_used,
             "layers": config.hidden.len(), "hidden": config.hidden[0],
             "seconds_per_epoch": s, "epoch_seconds": secs, "epochs_per_second": 1.0 / s,
             "samples_per_second": samples / s, "gflops": gflops, "ceiling_gflops": ceiling,

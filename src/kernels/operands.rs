@@ -178,9 +178,11 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
     if s.m == 0 || s.rows == 0 || s.n == 0 {
         return;
     }
-    let relu_gradient = block.dh.is_some() && block.relu_scale.is_some();
     #[cfg(target_arch = "x86_64")]
-    let own = avx512_own_backward(s, block.velocity.is_some(), relu_gradient);
+    let own = {
+        let relu_gradient = block.dh.is_some() && block.relu_scale.is_some();
+        avx512_own_backward(s, block.velocity.is_some(), relu_gradient)
+    };
     let ld = |strides: &[isize]| strides[0] as usize;
     let w = (block.w.as_mut_ptr(), ld(block.w.strides()));
     let x = (block.x.as_ptr(), ld(block.x.strides()));
