@@ -350,9 +350,9 @@ unsafe fn u_tile<const R: usize, const V: usize>(
     }
 }
 
-/// [`u_tile`] across all `n` columns, for the `R` rows `rows` of `w`.
+/// [`u_tile`] across all `n` columns, `V` registers at a time, for the `R` rows `rows` of `w`.
 #[inline(always)]
-unsafe fn u_rows<const R: usize>(
+unsafe fn u_rows<const R: usize, const V: usize>(
     w: (*mut f32, usize),
     x: (*const f32, usize),
     dz: (*const f32, usize),
@@ -365,10 +365,10 @@ unsafe fn u_rows<const R: usize>(
         let at = |c: usize| ((w.0.add(c), w.1), (dz.0.add(c), dz.1));
         let rows = (rows, active);
         let mut c = 0;
-        while c + 16 * UV <= n {
+        while c + 16 * V <= n {
             let (wc, zc) = at(c);
-            u_tile::<R, UV>(wc, x, zc, (m, neg_lr, all), rows);
-            c += 16 * UV;
+            u_tile::<R, V>(wc, x, zc, (m, neg_lr, all), rows);
+            c += 16 * V;
         }
         while c + 16 <= n {
             let (wc, zc) = at(c);
@@ -383,41 +383,89 @@ unsafe fn u_rows<const R: usize>(
     }
 }
 
-/// The update of the `rows` of `w`, [`UR`] at a time; with `nonzero` (see [`masks`], one
-/// word per row), each tile skips the batch rows where its inputs are all zero.
+/// The update of the `rows` of `w`, [`UR`] at a time, over every batch row (a batch of more
+/// than 64 rows, or a block without a ReLU gradient or nonzero list).
 #[inline(always)]
 unsafe fn update<K: Rows>(
     w: (*mut f32, usize),
     x: (*const f32, usize),
     dz: (*const f32, usize),
-    (m, n, nonzero): (usize, usize, Option<&[u64]>),
+    (m, n): (usize, usize),
     lr: f32,
     rows: K,
 ) {
     // SAFETY: the module's contract; every position passed to `rows.at` is below `rows.len()`.
     unsafe {
         let args = (m, n, -lr);
-        let tile = |r: &[usize]| nonzero.map(|bits| r.iter().fold(0, |a, &r| a | bits[r]));
         let (len, mut t) = (rows.len(), 0);
         while t + UR <= len {
             let r: [usize; UR] = std::array::from_fn(|j| rows.at(t + j));
-            u_rows::<UR>(w, x, dz, args, (r, tile(&r)));
+            u_rows::<UR, UV>(w, x, dz, args, (r, None));
             t += UR;
         }
         match len - t {
             0 => {}
-            1 => {
-                let r = [rows.at(t)];
-                u_rows::<1>(w, x, dz, args, (r, tile(&r)));
-            }
-            2 => {
-                let r = [rows.at(t), rows.at(t + 1)];
-                u_rows::<2>(w, x, dz, args, (r, tile(&r)));
-            }
+            1 => u_rows::<1, UV>(w, x, dz, args, ([rows.at(t)], None)),
+            2 => u_rows::<2, UV>(w, x, dz, args, ([rows.at(t), rows.at(t + 1)], None)),
             _ => {
                 let r = [rows.at(t), rows.at(t + 1), rows.at(t + 2)];
-                u_rows::<3>(w, x, dz, args, (r, tile(&r)));
+                u_rows::<3, UV>(w, x, dz, args, (r, None));
             }
+        }
+    }
+}
+
+/// Registers of 16 columns per pass of [`update_row`]: a 128-wide layer in one pass.
+const UV_ROW: usize = 8;
+
+/// The update of row `r` of `w` over only the batch rows in `bits` (see [`masks`]), where its
+/// input is nonzero: for a hidden layer's input (ReLU, then dropout) about a quarter of the
+/// batch, for a listed pixel about a third. One row at a time executes about a third of the
+/// multiply-adds of tiles of [`UR`] rows over the batch rows any of them needs; per layer on
+/// an Intel Xeon (`docs/performance.md`), the first layer's update at 512 columns 62-64 ->
+/// 40-43 µs, a hidden layer's backward at 256 31-35 -> 30 µs.
+#[inline(always)]
+unsafe fn update_row(
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    (m, n, lr): (usize, usize, f32),
+    (r, bits): (usize, u64),
+) {
+    // SAFETY: the module's contract; `bits` only names batch rows below `m`. A row without
+    // nonzero inputs keeps its weights: `fma(-lr, +0, w) = w`.
+    unsafe {
+        if bits != 0 {
+            u_rows::<1, UV_ROW>(w, x, dz, (m, n, -lr), ([r], Some(bits)));
+        }
+    }
+}
+
+/// The first layer's update of the listed `rows` (pixels) of `w`, each by [`update_row`] with
+/// the bits of [`masks`] taken for the block of [`MR`] rows around it. A batch of at most 64.
+#[inline(always)]
+unsafe fn update_pixels(
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    (m, n, all): (usize, usize, usize),
+    lr: f32,
+    rows: RawNonzero,
+) {
+    // SAFETY: the module's contract; `m <= 64` (the caller), and each block of masks covers
+    // rows `r0..r0 + len` of `w`, inside its `all` rows.
+    unsafe {
+        let (mut positive, mut nonzero) = ([0; MR], [0; MR]);
+        let mut block = usize::MAX;
+        for t in 0..rows.len() {
+            let r = rows.at(t);
+            let r0 = r - r % MR;
+            if r0 != block {
+                block = r0;
+                let len = (all - r0).min(MR);
+                masks((x.0.add(r0), x.1), (0, m), len, &mut positive, &mut nonzero);
+            }
+            update_row(w, x, dz, (m, n, lr), (r, nonzero[r - r0]));
         }
     }
 }
@@ -510,12 +558,10 @@ pub(super) unsafe fn backward(
         if let Some((dh, None)) = dh {
             dense_dh(s, dh, w, dz);
         }
-        // A hidden layer's input (ReLU, then dropout) is about three quarters zeros, so a
-        // tile of 4 rows finds about a third of the batch rows all zero; the first layer's
-        // pixels (no `dh`) are zero in whole columns, which listed `nonzero_rows` skip. The
-        // masks are words of 64 batch rows, so only a batch of at most 64 skips: then the
-        // ReLU pass below runs once, over all of it, and leaves `nonzero` for the update.
-        let skip = dh.is_some() && s.m <= 64;
+        // The masks are words of 64 batch rows, so only a batch of at most 64 skips the rows
+        // where an input is zero: then the ReLU pass below runs once, over all of it, and
+        // leaves `nonzero` for the update (a first layer's, listed, takes its own).
+        let skip = s.m <= 64;
         let relu = dh.and_then(|(dh, scale)| scale.map(|scale| (dh, scale)));
         let (mut positive, mut nonzero) = ([0; MR], [0; MR]);
         for r0 in (0..s.rows).step_by(MR) {
@@ -533,16 +579,26 @@ pub(super) unsafe fn backward(
                         d_relu_row((dh.0.add(r), dh.1), dz, w, (bits, s.n), scale);
                     }
                 }
-            } else if skip {
+            } else if dh.is_some() && skip {
                 masks(xr, (0, s.m), len, &mut positive, &mut nonzero);
             }
-            if nonzero_rows.is_none() {
-                let mnb = (s.m, s.n, skip.then_some(&nonzero[..len]));
-                self::update(wr, xr, dz, mnb, lr, All(len));
+            if nonzero_rows.is_some() {
+                continue;
+            }
+            if dh.is_some() && skip {
+                for (r, &bits) in nonzero[..len].iter().enumerate() {
+                    update_row(wr, xr, dz, (s.m, s.n, lr), (r, bits));
+                }
+            } else {
+                self::update(wr, xr, dz, (s.m, s.n), lr, All(len));
             }
         }
-        if let Some(list) = nonzero_rows {
-            self::update(w, x, dz, (s.m, s.n, None), lr, RawNonzero::new(list));
+        match nonzero_rows {
+            Some(list) if skip => {
+                update_pixels(w, x, dz, (s.m, s.n, s.rows), lr, RawNonzero::new(list));
+            }
+            Some(list) => self::update(w, x, dz, (s.m, s.n), lr, RawNonzero::new(list)),
+            None => {}
         }
     }
 }

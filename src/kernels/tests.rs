@@ -273,8 +273,10 @@ fn zeroed_outside(x: &Array2<f32>, nonzero: &[u32]) -> Array2<f32> {
 fn skipping_the_rows_outside_the_nonzero_list_gives_the_dense_bits() {
     // Nonzero lists of every length modulo the 4-row update tiles, across 512-row passes, empty and
     // full; `x` is nonzero everywhere, so a kernel that did not skip the rows outside the
-    // nonzero list would differ from the dense product of the zeroed `x`.
-    for (m, k, n, every) in [
+    // nonzero list would differ from the dense product of the zeroed `x`. Then `x` three
+    // quarters zero inside the list too, like images' pixels: a kernel that skipped the batch
+    // rows of another listed row than its own would drop nonzero terms.
+    let cases = [
         (32, 784, 128, 3),
         (32, 1100, 48, 2),
         (7, 30, 10, 1),
@@ -283,14 +285,21 @@ fn skipping_the_rows_outside_the_nonzero_list_gives_the_dense_bits() {
         (5, 9, 16, 4),
         (3, 6, 17, 5),
         (100, 40, 24, 3),
-    ] {
+    ];
+    for ((m, k, n, every), sparse) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         // Drop every `every`-th column (none when 0), plus a run at the start.
         let nonzero: Vec<u32> = (0..k as u32)
             .filter(|&c| c >= 4 && (every == 0 || c % every != 1))
             .collect();
-        let (x, w0, dz) = (noise(m, k, 20), noise(k, n, 21), noise(m, n, 22));
+        let (mut x, w0, dz) = (noise(m, k, 20), noise(k, n, 21), noise(m, n, 22));
+        if sparse {
+            x.mapv_inplace(|v| (v - 0.25).max(0.0));
+        }
         let zeroed = zeroed_outside(&x, &nonzero);
-        let shape = format!("{m}x{k}x{n}, {} of {k} rows", nonzero.len());
+        let shape = format!(
+            "{m}x{k}x{n}, {} of {k} rows, sparse {sparse}",
+            nonzero.len()
+        );
         let mut expected = Array2::zeros((m, n));
         reference::forward(expected.view_mut(), zeroed.view(), w0.view());
         let mut w_ref = w0.clone();
