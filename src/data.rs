@@ -198,11 +198,7 @@ impl Split {
             *label = self.labels[i];
             match &self.pixels {
                 Pixels::Idx { bytes, offset } => {
-                    let src = &bytes[offset + i * f..offset + (i + 1) * f];
-                    // A plain division vectorises (8 lanes of vdivps) and is exact by definition.
-                    for (d, &s) in row.iter_mut().zip(src) {
-                        *d = f32::from(s) / 255.0;
-                    }
+                    kernels::pixels_to_features(&bytes[offset + i * f..offset + (i + 1) * f], row);
                 }
                 Pixels::Array(a) => row.copy_from_slice(
                     a.row(i)

@@ -24,6 +24,12 @@ pub(crate) unsafe fn forward(
     unsafe { portable::forward::<Hardware>(s, z, x, w, rows) }
 }
 
+/// [`super::elementwise::pixels_to_features`] with AVX2 + FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn pixels_to_features(src: &[u8], dst: &mut [f32]) {
+    super::elementwise::pixels_to_features::<Hardware>(src, dst);
+}
+
 /// [`portable::forward_rows`] with AVX2 + FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn forward_rows(

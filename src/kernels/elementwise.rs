@@ -11,7 +11,8 @@
 //!   [`super::math::ln`] (summed over rows in f64, in row order), and the gradient
 //!   `(e_j * (1 / sum) - [j = y]) * scale`;
 //! - [`bias_sgd`]: `b = b - lr * g`, `g` the column sums of `dz` (in f32 within each block of
-//!   [`super::BATCH_BLOCK`] rows, in row order, the blocks' sums added in f64 as for weights).
+//!   [`super::BATCH_BLOCK`] rows, in row order, the blocks' sums added in f64 as for weights);
+//! - [`pixels_to_features`]: an image's bytes to features, `byte / 255` rounded once.
 //!
 //! Element-wise kernels split rows into fixed chunks of [`CHUNK_ROWS`]. Each chunk draws its
 //! dropout mask from its own stream, keyed by the chunk index, and chunks run in parallel
@@ -24,7 +25,7 @@ use rayon::prelude::*;
 
 use super::check;
 use super::math;
-use super::portable::BATCH_BLOCK;
+use super::portable::{BATCH_BLOCK, Fma};
 use crate::rng::{self, Stream};
 
 /// Rows per fixed chunk of the element-wise kernels (and per dropout stream).
@@ -320,5 +321,25 @@ pub fn bias_sgd(mut bias: ArrayViewMut1<'_, f32>, grad: ArrayView2<'_, f32>, lr:
         for (b, a) in bb.iter_mut().zip(&sum) {
             *b -= lr * a;
         }
+    }
+}
+
+/// `dst[j] = src[j] / 255`, rounded once (the division's bits). With an FMA instruction, a
+/// multiply by the rounded reciprocal whose residual is then added back, `fma(fma(-q, 255,
+/// x), 1/255, q)` for `q = x * (1/255)`, gives those bits for every byte (the tests check all
+/// 256) in about two fifths of the time: the baseline x86-64 build divides 4 lanes at a time
+/// (a batch of 32 images, Intel Xeon: 4.6 -> 1.8 µs). Without one it divides.
+#[inline(always)]
+pub(crate) fn pixels_to_features<F: Fma>(src: &[u8], dst: &mut [f32]) {
+    const RECIPROCAL: f32 = 1.0 / 255.0;
+    assert_eq!(src.len(), dst.len(), "pixels_to_features: lengths differ");
+    for (d, &s) in dst.iter_mut().zip(src) {
+        let x = f32::from(s);
+        *d = if F::INSTRUCTION {
+            let q = x * RECIPROCAL;
+            F::fma(F::fma(-q, 255.0, x), RECIPROCAL, q)
+        } else {
+            x / 255.0
+        };
     }
 }

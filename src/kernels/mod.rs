@@ -48,8 +48,8 @@ pub use elementwise::{
 };
 pub use math::{exp, ln};
 pub(crate) use math::{ln_f64, sin_cos_f64};
-pub(crate) use operands::prefetch;
 use operands::{Block, Isa, Nonzero, Product};
+pub(crate) use operands::{pixels_to_features, prefetch};
 pub use portable::BATCH_BLOCK;
 pub use work::{LayerWork, layer_work};
 

@@ -261,6 +261,36 @@ fn momentum_matches_the_definition() {
 }
 
 /// `x` with its columns outside `nonzero` set to zero.
+#[test]
+fn pixels_become_their_byte_over_255_on_every_implementation() {
+    // Every byte, at every position modulo the vector widths (lengths with remainders too).
+    let bytes: Vec<u8> = (0..=255).chain((0..=255).rev()).chain(0..=16).collect();
+    let expected: Vec<u32> = bytes
+        .iter()
+        .map(|&b| (f32::from(b) / 255.0).to_bits())
+        .collect();
+    type Convert = Box<dyn Fn(&[u8], &mut [f32])>;
+    let mut ways: Vec<(String, Convert)> = vec![
+        ("dispatched".into(), Box::new(super::pixels_to_features)),
+        (
+            "division".into(),
+            Box::new(elementwise::pixels_to_features::<portable::Software>),
+        ),
+    ];
+    for isa in isas() {
+        let convert = move |s: &[u8], d: &mut [f32]| operands::pixels_to_features_with(isa, s, d);
+        ways.push((format!("{isa:?}"), Box::new(convert)));
+    }
+    for (name, convert) in ways {
+        for start in 0..17 {
+            let mut got = vec![f32::NAN; bytes.len() - start];
+            convert(&bytes[start..], &mut got);
+            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, expected[start..], "{name}, from byte {start}");
+        }
+    }
+}
+
 fn zeroed_outside(x: &Array2<f32>, nonzero: &[u32]) -> Array2<f32> {
     let mut zeroed = Array2::zeros(x.raw_dim());
     for &c in nonzero {
