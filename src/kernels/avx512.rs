@@ -17,7 +17,7 @@
 use std::arch::x86_64::*;
 
 use super::operands::{Nonzero, Shape};
-use super::portable::{self, Hardware, Lister, RK, Scalar, Step};
+use super::portable::{self, Hardware, Lister, NARROW, RK, Scalar, Step};
 
 /// `W` rows per dot-product tile.
 const DR: usize = 6;
@@ -383,34 +383,31 @@ unsafe fn u_rows<const R: usize, const V: usize>(
     }
 }
 
-/// The update of the `rows` of `w`, [`UR`] at a time, over every batch row (a batch of more
-/// than 64 rows, or a block without a ReLU gradient or nonzero list).
+/// The update of the first `len` rows of `w`, [`UR`] at a time, over every batch row (a
+/// block without an input gradient or nonzero list).
 #[inline(always)]
-unsafe fn update<K: Rows>(
+unsafe fn update(
     w: (*mut f32, usize),
     x: (*const f32, usize),
     dz: (*const f32, usize),
     (m, n): (usize, usize),
     lr: f32,
-    rows: K,
+    len: usize,
 ) {
-    // SAFETY: the module's contract; every position passed to `rows.at` is below `rows.len()`.
+    // SAFETY: the module's contract.
     unsafe {
         let args = (m, n, -lr);
-        let (len, mut t) = (rows.len(), 0);
-        while t + UR <= len {
-            let r: [usize; UR] = std::array::from_fn(|j| rows.at(t + j));
-            u_rows::<UR, UV>(w, x, dz, args, (r, None));
-            t += UR;
+        let mut r = 0;
+        while r + UR <= len {
+            let rows: [usize; UR] = std::array::from_fn(|j| r + j);
+            u_rows::<UR, UV>(w, x, dz, args, (rows, None));
+            r += UR;
         }
-        match len - t {
+        match len - r {
             0 => {}
-            1 => u_rows::<1, UV>(w, x, dz, args, ([rows.at(t)], None)),
-            2 => u_rows::<2, UV>(w, x, dz, args, ([rows.at(t), rows.at(t + 1)], None)),
-            _ => {
-                let r = [rows.at(t), rows.at(t + 1), rows.at(t + 2)];
-                u_rows::<3, UV>(w, x, dz, args, (r, None));
-            }
+            1 => u_rows::<1, UV>(w, x, dz, args, ([r], None)),
+            2 => u_rows::<2, UV>(w, x, dz, args, ([r, r + 1], None)),
+            _ => u_rows::<3, UV>(w, x, dz, args, ([r, r + 1, r + 2], None)),
         }
     }
 }
@@ -542,7 +539,11 @@ unsafe fn d_relu_dots<const G: usize>(
 
 /// The whole block: `dh` columns (if any, and through ReLU + dropout with a scale), then the
 /// update of every row, or of the rows `indices[t] - offset` of `update` (checked by the
-/// caller to lie in the block).
+/// caller to lie in the block). A batch of at most 64 rows (the masks' words:
+/// [`super::operands::avx512_own_backward`]). Up to [`NARROW`] outputs without a list (the
+/// output layer), [`narrow`]; otherwise each row of `w` is updated over the batch rows its
+/// input is nonzero in ([`update_row`]), except a block without `dh` or list (every batch
+/// row, [`update`]).
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn backward(
     s: Shape,
@@ -553,52 +554,146 @@ pub(super) unsafe fn backward(
     lr: f32,
     nonzero_rows: Option<Nonzero<'_>>,
 ) {
+    debug_assert!(s.m <= 64, "the masks hold 64 batch rows");
     // SAFETY: the module's contract.
     unsafe {
-        if let Some((dh, None)) = dh {
+        if s.n <= NARROW && nonzero_rows.is_none() {
+            return narrow(s, dh, w, x, dz, lr);
+        }
+        if let Some(list) = nonzero_rows {
+            return update_pixels(w, x, dz, (s.m, s.n, s.rows), lr, RawNonzero::new(list));
+        }
+        let Some((dh, scale)) = dh else {
+            return self::update(w, x, dz, (s.m, s.n), lr, s.rows);
+        };
+        if scale.is_none() {
             dense_dh(s, dh, w, dz);
         }
-        // The masks are words of 64 batch rows, so only a batch of at most 64 skips the rows
-        // where an input is zero: then the ReLU pass below runs once, over all of it, and
-        // leaves `nonzero` for the update (a first layer's, listed, takes its own).
-        let skip = s.m <= 64;
-        let relu = dh.and_then(|(dh, scale)| scale.map(|scale| (dh, scale)));
         let (mut positive, mut nonzero) = ([0; MR], [0; MR]);
         for r0 in (0..s.rows).step_by(MR) {
             let len = (s.rows - r0).min(MR);
             let (wr, xr) = ((w.0.add(r0 * w.1), w.1), (x.0.add(r0), x.1));
-            if let Some((dh, scale)) = relu {
-                for i0 in (0..s.m).step_by(64) {
-                    let i1 = (i0 + 64).min(s.m);
-                    masks(xr, (i0, i1), len, &mut positive, &mut nonzero);
-                    let dh = (dh.0.add(i0 * dh.1 + r0), dh.1);
-                    zero(dh, i1 - i0, len);
-                    let dz = (dz.0.add(i0 * dz.1), dz.1);
-                    for (r, &bits) in positive[..len].iter().enumerate() {
-                        let w = wr.0.add(r * w.1).cast_const();
-                        d_relu_row((dh.0.add(r), dh.1), dz, w, (bits, s.n), scale);
-                    }
+            masks(xr, (0, s.m), len, &mut positive, &mut nonzero);
+            if let Some(scale) = scale {
+                let dh = (dh.0.add(r0), dh.1);
+                zero(dh, s.m, len);
+                for (r, &bits) in positive[..len].iter().enumerate() {
+                    let w = wr.0.add(r * w.1).cast_const();
+                    d_relu_row((dh.0.add(r), dh.1), dz, w, (bits, s.n), scale);
                 }
-            } else if dh.is_some() && skip {
-                masks(xr, (0, s.m), len, &mut positive, &mut nonzero);
             }
-            if nonzero_rows.is_some() {
-                continue;
-            }
-            if dh.is_some() && skip {
-                for (r, &bits) in nonzero[..len].iter().enumerate() {
-                    update_row(wr, xr, dz, (s.m, s.n, lr), (r, bits));
-                }
-            } else {
-                self::update(wr, xr, dz, (s.m, s.n), lr, All(len));
+            for (r, &bits) in nonzero[..len].iter().enumerate() {
+                update_row(wr, xr, dz, (s.m, s.n, lr), (r, bits));
             }
         }
-        match nonzero_rows {
-            Some(list) if skip => {
-                update_pixels(w, x, dz, (s.m, s.n, s.rows), lr, RawNonzero::new(list));
+    }
+}
+
+/// The arguments of [`narrow`], as [`backward`] takes them (without a nonzero list).
+type NarrowArgs = (
+    Shape,
+    Option<((*mut f32, usize), Option<f32>)>,
+    (*mut f32, usize),
+    (*const f32, usize),
+    (*const f32, usize),
+    f32,
+);
+
+/// [`narrow_n`] for `s.n <= NARROW` outputs.
+#[inline(always)]
+unsafe fn narrow(
+    s: Shape,
+    dh: Option<((*mut f32, usize), Option<f32>)>,
+    w: (*mut f32, usize),
+    x: (*const f32, usize),
+    dz: (*const f32, usize),
+    lr: f32,
+) {
+    // SAFETY: the module's contract; each arm runs with `N == s.n`.
+    unsafe {
+        let a = (s, dh, w, x, dz, lr);
+        match s.n {
+            1 => narrow_n::<1>(a),
+            2 => narrow_n::<2>(a),
+            3 => narrow_n::<3>(a),
+            4 => narrow_n::<4>(a),
+            5 => narrow_n::<5>(a),
+            6 => narrow_n::<6>(a),
+            7 => narrow_n::<7>(a),
+            8 => narrow_n::<8>(a),
+            9 => narrow_n::<9>(a),
+            10 => narrow_n::<10>(a),
+            11 => narrow_n::<11>(a),
+            12 => narrow_n::<12>(a),
+            13 => narrow_n::<13>(a),
+            14 => narrow_n::<14>(a),
+            15 => narrow_n::<15>(a),
+            _ => narrow_n::<16>(a),
+        }
+    }
+}
+
+/// The backward of a block of `w` with `N = s.n <= NARROW` outputs, 16 rows of `w` across the
+/// lanes: their `N` columns are copied into `N` registers, which stay there while every batch
+/// row's input gradient is computed (the lanes of [`d_tile`], each one product, summed by the
+/// tree of [`reduce`] across registers instead of within one) and its update chained (every
+/// product, zero terms included, as the definition reads), then go back. Per row of `w` and
+/// batch row, the dot product's reduction is 15 adds shared by 16 rows instead of 6
+/// dependent shuffles and adds of its own.
+#[inline(always)]
+unsafe fn narrow_n<const N: usize>((s, dh, w, x, dz, lr): NarrowArgs) {
+    // SAFETY: the module's contract; masked-off lanes (rows past the block) are neither read
+    // nor written, and the copies stay inside `t`'s `N x 16` floats.
+    unsafe {
+        let zero = _mm512_setzero_ps();
+        let mut t = [[0f32; 16]; N];
+        for r0 in (0..s.rows).step_by(16) {
+            let len = (s.rows - r0).min(16);
+            let live = lanes(len);
+            for r in 0..len {
+                for (c, col) in t.iter_mut().enumerate() {
+                    col[r] = *w.0.add((r0 + r) * w.1 + c);
+                }
             }
-            Some(list) => self::update(w, x, dz, (s.m, s.n), lr, RawNonzero::new(list)),
-            None => {}
+            let wt: [__m512; N] = std::array::from_fn(|c| _mm512_loadu_ps(t[c].as_ptr()));
+            let row = |i: usize| _mm512_maskz_loadu_ps(live, x.0.add(i * x.1 + r0));
+            let dzi = |i: usize, c: usize| _mm512_set1_ps(*dz.0.add(i * dz.1 + c));
+            if let Some((dh, scale)) = dh {
+                for i in 0..s.m {
+                    // Lane `c` of `d_tile`'s sums is `fma(dz[i, c], w[r, c], +0)`, or `+0`
+                    // past `N`; `reduce` adds them as halves, quarters, eighths, pairs.
+                    let mut l = [zero; 16];
+                    for (c, v) in l.iter_mut().take(N).enumerate() {
+                        *v = _mm512_fmadd_ps(dzi(i, c), wt[c], zero);
+                    }
+                    let s8: [__m512; 8] = std::array::from_fn(|j| _mm512_add_ps(l[j], l[j + 8]));
+                    let s4: [__m512; 4] = std::array::from_fn(|j| _mm512_add_ps(s8[j], s8[j + 4]));
+                    let s2: [__m512; 2] = std::array::from_fn(|j| _mm512_add_ps(s4[j], s4[j + 2]));
+                    let mut g = _mm512_add_ps(s2[0], s2[1]);
+                    if let Some(scale) = scale {
+                        // Through ReLU + dropout: `+0` where the input is not positive.
+                        let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(row(i), zero);
+                        g = _mm512_maskz_mul_ps(positive, g, _mm512_set1_ps(scale));
+                    }
+                    _mm512_mask_storeu_ps(dh.0.add(i * dh.1 + r0), live, g);
+                }
+            }
+            let mut g = [zero; N];
+            for i in 0..s.m {
+                let xi = row(i);
+                for (c, a) in g.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(xi, dzi(i, c), *a);
+                }
+            }
+            let l = _mm512_set1_ps(-lr);
+            for (c, col) in t.iter_mut().enumerate() {
+                _mm512_storeu_ps(col.as_mut_ptr(), _mm512_fmadd_ps(l, g[c], wt[c]));
+            }
+            for r in 0..len {
+                for (c, col) in t.iter().enumerate() {
+                    *w.0.add((r0 + r) * w.1 + c) = col[r];
+                }
+            }
         }
     }
 }

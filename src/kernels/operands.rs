@@ -320,9 +320,10 @@ pub(crate) fn forward(
 /// Whether AVX-512's own backward kernels ([`avx512::backward`]) run a block of `s.m` batch
 /// rows and `s.n` outputs, rather than [`portable::backward`] compiled with AVX-512F
 /// ([`avx512::backward_rows`]). Its own sum a batch in one block and know no velocity; they
-/// win on the first layer's update (by tiles of 4 rows of `W`), on the output layer, and on a
-/// hidden layer's gradient through ReLU + dropout up to [`AVX512_ROW_WALK_MIN_COLS`] outputs.
-/// The rule `bench --sparsity` counts by too.
+/// win on the first layer's update (a pixel at a time over the images it is ink in), on the
+/// output layer (16 rows of `W` across the lanes), and on a hidden layer's gradient through
+/// ReLU + dropout up to [`AVX512_ROW_WALK_MIN_COLS`] outputs. The rule `bench --sparsity`
+/// counts by too.
 pub(crate) fn avx512_own_backward(s: Shape, momentum: bool, relu_gradient: bool) -> bool {
     s.m <= portable::BATCH_BLOCK && !momentum && !(relu_gradient && s.n >= AVX512_ROW_WALK_MIN_COLS)
 }

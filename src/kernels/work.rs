@@ -7,7 +7,7 @@
 use ndarray::ArrayView2;
 
 use super::operands::{Isa, Product, Shape, avx512_own_backward};
-use super::portable::{Hardware, Native, UR_PIXELS, narrow_backward, one_pass_backward};
+use super::portable::{Hardware, NARROW, Native, UR_PIXELS, narrow_backward, one_pass_backward};
 use super::{Kernels, forward_product};
 
 /// The work of one layer in one training step.
@@ -81,13 +81,14 @@ pub fn layer_work(
         n: outputs,
     };
     let own = isa == Isa::Avx512 && avx512_own_backward(shape, false, columns.is_none());
-    let (narrow, one_pass) = match isa {
-        _ if own => (false, false),
-        Isa::Avx512 | Isa::Avx2 => (narrow_backward::<Hardware>(outputs), one_pass_backward(m)),
-        Isa::Portable => (narrow_backward::<Native>(outputs), one_pass_backward(m)),
-    };
     // A narrow layer's backward (the output layer) computes every product, zeros included.
-    let narrow = narrow && columns.is_none();
+    let narrow = columns.is_none()
+        && match isa {
+            _ if own => outputs <= NARROW,
+            Isa::Avx512 | Isa::Avx2 => narrow_backward::<Hardware>(outputs),
+            Isa::Portable => narrow_backward::<Native>(outputs),
+        };
+    let one_pass = !own && one_pass_backward(m);
     // The input gradient through ReLU + dropout: where the input is positive; in one pass with
     // the update, where it is nonzero (the same, after ReLU).
     let gradient = match columns {
@@ -97,12 +98,14 @@ pub fn layer_work(
         None => 2.0 * positive * n,
     };
     // The update visits, per tile of rows of `W`, the batch rows where one of its inputs is
-    // nonzero: tiles of `UR_PIXELS` nonzero rows in the first layer, of one row elsewhere
-    // (of four on AVX-512, for batches it updates itself).
+    // nonzero: tiles of `UR_PIXELS` nonzero rows in the first layer (of one on AVX-512), of
+    // one row elsewhere.
     let update = match columns {
-        Some(columns) => tiled_update(x, columns.iter().map(|&c| c as usize), UR_PIXELS) * n,
+        Some(columns) => {
+            let tile = if own { 1 } else { UR_PIXELS };
+            tiled_update(x, columns.iter().map(|&c| c as usize), tile) * n
+        }
         None if narrow => dense_one,
-        None if own => tiled_update(x, 0..k, 4) * n,
         None => 2.0 * nonzero * n,
     };
     work.executed_flops = forward + gradient + update;
