@@ -208,15 +208,24 @@ pub fn softmax_cross_entropy(
         for (v, &b) in row.iter_mut().zip(bias) {
             *v += b;
         }
-        let (max, sum) = shifted_exp_sum(row);
-        stats.loss += f64::from(math::ln(sum) + max - row[y]);
         stats.correct += usize::from(first_argmax(row) == y);
-        if let Some(scale) = grad_scale {
-            let inv = 1.0 / sum;
-            for (j, v) in row.iter_mut().enumerate() {
-                let p = math::exp(*v - max) * inv;
-                *v = (p - f32::from(u8::from(j == y))) * scale;
-            }
+        let Some(scale) = grad_scale else {
+            let (max, sum) = shifted_exp_sum(row);
+            stats.loss += f64::from(math::ln(sum) + max - row[y]);
+            continue;
+        };
+        // The terms of `shifted_exp_sum`, kept in the row so that each `exp` runs once, not
+        // twice (`expf` was 4% of a 1x128 epoch's profile, Intel Xeon).
+        let (zy, max) = (row[y], row.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = math::exp(*v - max);
+            sum += *v;
+        }
+        stats.loss += f64::from(math::ln(sum) + max - zy);
+        let inv = 1.0 / sum;
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (*v * inv - f32::from(u8::from(j == y))) * scale;
         }
     }
     stats
