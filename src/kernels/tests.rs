@@ -675,7 +675,16 @@ fn dropout_reference(z: &Array2<f32>, bias: &Array1<f32>, d: Dropout) -> Array2<
 
 #[test]
 fn dropout_keeps_and_zeroes_units_as_defined() {
-    for (rows, width, p) in [(1, 1, 0.5), (9, 7, 0.5), (20, 128, 0.25), (32, 2048, 0.5)] {
+    // Odd widths, and widths past one run of draws with an odd remainder.
+    let cases = [
+        (1, 1, 0.5),
+        (9, 7, 0.5),
+        (20, 128, 0.25),
+        (32, 2048, 0.5),
+        (10, 301, 0.5),
+        (3, 257, 0.3),
+    ];
+    for (rows, width, p) in cases {
         let z = Array2::from_shape_fn((rows, width), |(i, j)| {
             ((i * 37 + j * 11) % 23) as f32 / 11.0 - 1.0
         });
