@@ -412,15 +412,15 @@ unsafe fn update(
     }
 }
 
-/// Registers of 16 columns per pass of [`update_row`]: a 128-wide layer in one pass.
+/// Registers of 16 columns per pass of [`update_row`] and [`update_pixels`]: a 128-wide
+/// layer in one pass.
 const UV_ROW: usize = 8;
 
 /// The update of row `r` of `w` over only the batch rows in `bits` (see [`masks`]), where its
 /// input is nonzero: for a hidden layer's input (ReLU, then dropout) about a quarter of the
-/// batch, for a listed pixel about a third. One row at a time executes about a third of the
-/// multiply-adds of tiles of [`UR`] rows over the batch rows any of them needs; per layer on
-/// an Intel Xeon (`docs/performance.md`), the first layer's update at 512 columns 62-64 ->
-/// 40-43 µs, a hidden layer's backward at 256 31-35 -> 30 µs.
+/// batch. One row at a time executes about a third of the multiply-adds of tiles of [`UR`]
+/// rows over the batch rows any of them needs (a hidden layer's backward at 256 columns,
+/// Intel Xeon: 31-35 -> 30 µs; pairs of rows were no faster).
 #[inline(always)]
 unsafe fn update_row(
     w: (*mut f32, usize),
@@ -438,8 +438,13 @@ unsafe fn update_row(
     }
 }
 
-/// The first layer's update of the listed `rows` (pixels) of `w`, each by [`update_row`] with
-/// the bits of [`masks`] taken for the block of [`MR`] rows around it. A batch of at most 64.
+/// The first layer's update of the listed `rows` (pixels) of `w`, two at a time (positions
+/// `2t` and `2t + 1` of the list) over the batch rows either is ink in: the bits of [`masks`],
+/// taken for the block of [`MR`] rows around each. Neighbouring pixels are ink in mostly the
+/// same images. A batch of at most 64. Per layer, Intel Xeon: against 4-row tiles over every
+/// batch row, 512 columns 62-64 -> 40-43 µs a pixel at a time; pairs share each load of
+/// `dz`'s row, which made a 1x128 epoch 6% faster again (0.114 -> 0.107 s), 1x512 4%; 4 at a
+/// time over 64 columns was no faster.
 #[inline(always)]
 unsafe fn update_pixels(
     w: (*mut f32, usize),
@@ -454,15 +459,29 @@ unsafe fn update_pixels(
     unsafe {
         let (mut positive, mut nonzero) = ([0; MR], [0; MR]);
         let mut block = usize::MAX;
-        for t in 0..rows.len() {
-            let r = rows.at(t);
-            let r0 = r - r % MR;
-            if r0 != block {
-                block = r0;
-                let len = (all - r0).min(MR);
-                masks((x.0.add(r0), x.1), (0, m), len, &mut positive, &mut nonzero);
+        let mut t = 0;
+        while t < rows.len() {
+            let pair = t + 2 <= rows.len();
+            let (r, q) = (rows.at(t), rows.at(t + usize::from(pair)));
+            // The pair's bits, each from its block's masks (written out: a closure holding
+            // the masks made a 1x128 epoch 2.5x slower).
+            let mut bits = 0;
+            for r in [r, q] {
+                let r0 = r - r % MR;
+                if r0 != block {
+                    block = r0;
+                    let len = (all - r0).min(MR);
+                    masks((x.0.add(r0), x.1), (0, m), len, &mut positive, &mut nonzero);
+                }
+                bits |= nonzero[r - r0];
             }
-            update_row(w, x, dz, (m, n, lr), (r, nonzero[r - r0]));
+            if !pair {
+                return update_row(w, x, dz, (m, n, lr), (r, bits));
+            }
+            if bits != 0 {
+                u_rows::<2, UV_ROW>(w, x, dz, (m, n, -lr), ([r, q], Some(bits)));
+            }
+            t += 2;
         }
     }
 }

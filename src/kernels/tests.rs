@@ -931,14 +931,16 @@ fn layer_work_counts_what_the_kernels_skip() {
         // AVX-512's own kernels: the dense forward tiles into 64 units, the input gradient
         // where the input is positive and the update one row of `W` at a time over its
         // nonzeros; into 16, the narrow backward computes every product; the first layer's
-        // update one pixel at a time over the rows it is nonzero in.
+        // update two pixels at a time over the rows either is nonzero in (columns 0-1: rows
+        // 0 and 2; 2-3: rows 0, 1 and 3; 4-5: rows 0, 2 and 3).
         let avx512 = |n: usize, columns| layer_work(Kernels::Avx512, &x.view(), n, columns);
         let w = avx512(64, None);
         assert_eq!(w.executed_flops, 2.0 * (32.0 + positive + nonzero) * 64.0);
         let w = avx512(16, None);
         assert_eq!(w.executed_flops, w.dense_flops, "avx512's narrow backward");
         let w = avx512(16, Some(&columns));
-        assert_eq!(w.executed_flops, 2.0 * (4.0 * 6.0 + nonzero) * 16.0);
+        let update = 2.0 * 2.0 * (2.0 + 3.0 + 3.0) * 16.0;
+        assert_eq!(w.executed_flops, 2.0 * 4.0 * 6.0 * 16.0 + update);
     }
 }
 

@@ -98,11 +98,11 @@ pub fn layer_work(
         None => 2.0 * positive * n,
     };
     // The update visits, per tile of rows of `W`, the batch rows where one of its inputs is
-    // nonzero: tiles of `UR_PIXELS` nonzero rows in the first layer (of one on AVX-512), of
+    // nonzero: tiles of `UR_PIXELS` nonzero rows in the first layer (of two on AVX-512), of
     // one row elsewhere.
     let update = match columns {
         Some(columns) => {
-            let tile = if own { 1 } else { UR_PIXELS };
+            let tile = if own { 2 } else { UR_PIXELS };
             tiled_update(x, columns.iter().map(|&c| c as usize), tile) * n
         }
         None if narrow => dense_one,
