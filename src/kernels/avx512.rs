@@ -944,6 +944,40 @@ pub(super) unsafe fn backward_rows(
     unsafe { portable::backward::<Hardware>(s, dh, w, x, dz, step, nonzero_rows) }
 }
 
+/// [`super::operands::nonzero_columns_with`]: the columns of `rows x cols` row-major `values`
+/// with a nonzero value, ascending, into `columns` (`cols + 16` slots); their number.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn nonzero_columns(
+    values: *const f32,
+    (rows, cols): (usize, usize),
+    columns: &mut [u32],
+) -> usize {
+    // SAFETY: the module's contract (`values` holds `rows` rows of `cols`); masked-off lanes
+    // are not read, and each store of 16 lanes starts at `kept <= c`, so ends inside
+    // `columns`' `cols + 16` slots.
+    unsafe {
+        debug_assert!(columns.len() >= cols + 16);
+        let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let (mut kept, mut c) = (0, 0);
+        while c < cols {
+            let live = lanes(cols - c);
+            // The bits of every row but the sign: nonzero exactly where a value is not +-0.
+            let mut any = _mm512_setzero_si512();
+            for i in 0..rows {
+                let v = _mm512_maskz_loadu_epi32(live, values.add(i * cols + c).cast());
+                any = _mm512_or_si512(any, _mm512_slli_epi32::<1>(v));
+            }
+            let nonzero = _mm512_test_epi32_mask(any, any);
+            let packed = _mm512_maskz_compress_epi32(nonzero, index);
+            _mm512_storeu_si512(columns.as_mut_ptr().add(kept).cast(), packed);
+            kept += nonzero.count_ones() as usize;
+            index = _mm512_add_epi32(index, _mm512_set1_epi32(16));
+            c += 16;
+        }
+        kept
+    }
+}
+
 /// The AVX-512 [`Lister`]: 16 inputs at a time, their nonzero lanes compressed to the front.
 #[derive(Clone, Copy)]
 pub(super) struct Lists;

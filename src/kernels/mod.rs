@@ -254,24 +254,9 @@ pub fn matmul(
 /// The columns of `x` that hold a nonzero value, ascending, into `columns` (reusing its
 /// allocation). `+0.0` and `-0.0` count as zero, NaN as nonzero.
 pub fn nonzero_columns(x: &ArrayView2<'_, f32>, columns: &mut Vec<u32>) {
-    let cols = x.ncols();
-    columns.clear();
-    columns.resize(cols, 0);
     let x = x.as_standard_layout();
     let values = x.as_slice().expect("standard layout");
-    for row in values.chunks_exact(cols.max(1)) {
-        for (bits, v) in columns.iter_mut().zip(row) {
-            *bits |= v.to_bits() << 1;
-        }
-    }
-    // In place, without a branch: column `j` is read before position `kept <= j` is written.
-    let mut kept = 0;
-    for j in 0..cols {
-        let nonzero = columns[j] != 0;
-        columns[kept] = j as u32;
-        kept += usize::from(nonzero);
-    }
-    columns.truncate(kept);
+    operands::nonzero_columns_with(Isa::best(), values, x.ncols(), columns);
 }
 
 /// [`matmul`] for an input `x` whose columns outside `nonzero` are zero, as

@@ -61,6 +61,48 @@ impl Isa {
     }
 }
 
+/// The columns of the row-major `values` (rows of `cols`) that hold a nonzero value (NaN
+/// included, `-0.0` not), ascending, into `columns`, with `isa`'s code: AVX-512 ORs 16 columns
+/// of every row in a register and compresses the indices of the nonzero ones (a batch of 32
+/// images: 2.8% of a 1x128 epoch's profile before, Intel Xeon); the others in portable code.
+///
+/// # Panics
+/// If `values` is not whole rows, or this CPU does not run `isa`.
+pub(crate) fn nonzero_columns_with(isa: Isa, values: &[f32], cols: usize, columns: &mut Vec<u32>) {
+    isa.require();
+    columns.clear();
+    if cols == 0 {
+        return;
+    }
+    assert_eq!(values.len() % cols, 0, "nonzero_columns: not whole rows");
+    let rows = values.len() / cols;
+    // Every path writes at most `cols` indices; AVX-512 stores 16 lanes at a time.
+    columns.resize(cols + 16, 0);
+    let kept = match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (`require` above); `values` holds `rows` rows of `cols`
+        // and `columns` `cols + 16` slots.
+        Isa::Avx512 => unsafe { avx512::nonzero_columns(values.as_ptr(), (rows, cols), columns) },
+        _ => {
+            for row in values.chunks_exact(cols) {
+                for (bits, v) in columns.iter_mut().zip(row) {
+                    *bits |= v.to_bits() << 1;
+                }
+            }
+            // In place, without a branch: column `j` is read before position `kept <= j` is
+            // written.
+            let mut kept = 0;
+            for j in 0..cols {
+                let nonzero = columns[j] != 0;
+                columns[kept] = j as u32;
+                kept += usize::from(nonzero);
+            }
+            kept
+        }
+    };
+    columns.truncate(kept);
+}
+
 /// An image's pixel bytes to features, `byte / 255` each, with the fastest code this CPU runs
 /// (every one gives the same bits: [`pixels_to_features_with`]).
 ///

@@ -545,6 +545,25 @@ fn nonzero_columns_lists_the_columns_with_any_nonzero_value() {
     assert!(nonzero.is_empty());
     nonzero_columns(&Array2::<f32>::ones((2, 3)).view(), &mut nonzero);
     assert_eq!(nonzero, [0, 1, 2]);
+    // Every implementation, for widths around its 16 lanes and an image's 784, against the
+    // columns read off one by one; values mostly +0 and -0, a few nonzero, NaN or subnormal.
+    let special = [1.0, -2.5, f32::NAN, tiny, -tiny];
+    for (rows, cols) in [(3, 7), (32, 784), (5, 16), (2, 17), (1, 33), (0, 5), (4, 1)] {
+        let x = Array2::from_shape_fn((rows, cols), |(i, j)| match (i * 7 + j * 13) % 23 {
+            0..=3 => special[(i + j) % special.len()],
+            4..=12 => -0.0,
+            _ => 0.0,
+        });
+        let expected: Vec<u32> = (0..cols as u32)
+            .filter(|&j| x.column(j as usize).iter().any(|&v| v != 0.0 || v.is_nan()))
+            .collect();
+        for isa in isas() {
+            let mut got = vec![7; 3];
+            let values = x.as_slice().unwrap();
+            operands::nonzero_columns_with(isa, values, cols, &mut got);
+            assert_eq!(got, expected, "{isa:?}, {rows}x{cols}");
+        }
+    }
 }
 
 #[test]
