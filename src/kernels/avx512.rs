@@ -945,7 +945,7 @@ pub(super) unsafe fn backward_rows(
 }
 
 /// [`super::operands::nonzero_columns_with`]: the columns of `rows x cols` row-major `values`
-/// with a nonzero value, ascending, into `columns` (`cols + 16` slots); their number.
+/// with a nonzero value, ascending, into `columns` (`cols` slots); their number.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn nonzero_columns(
     values: *const f32,
@@ -953,10 +953,10 @@ pub(super) unsafe fn nonzero_columns(
     columns: &mut [u32],
 ) -> usize {
     // SAFETY: the module's contract (`values` holds `rows` rows of `cols`); masked-off lanes
-    // are not read, and each store of 16 lanes starts at `kept <= c`, so ends inside
-    // `columns`' `cols + 16` slots.
+    // are neither read nor written: a group of columns `c..` stores its `count <= cols - c`
+    // nonzero ones from `kept <= c`, inside `columns`' `cols` slots.
     unsafe {
-        debug_assert!(columns.len() >= cols + 16);
+        debug_assert!(columns.len() >= cols);
         let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let (mut kept, mut c) = (0, 0);
         while c < cols {
@@ -969,8 +969,11 @@ pub(super) unsafe fn nonzero_columns(
             }
             let nonzero = _mm512_test_epi32_mask(any, any);
             let packed = _mm512_maskz_compress_epi32(nonzero, index);
-            _mm512_storeu_si512(columns.as_mut_ptr().add(kept).cast(), packed);
-            kept += nonzero.count_ones() as usize;
+            // The first `count` lanes only (a compressing store to memory is slow on AMD).
+            let count = nonzero.count_ones() as usize;
+            let first = ((1u32 << count) - 1) as __mmask16;
+            _mm512_mask_storeu_epi32(columns.as_mut_ptr().add(kept).cast(), first, packed);
+            kept += count;
             index = _mm512_add_epi32(index, _mm512_set1_epi32(16));
             c += 16;
         }

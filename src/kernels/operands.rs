@@ -76,12 +76,12 @@ pub(crate) fn nonzero_columns_with(isa: Isa, values: &[f32], cols: usize, column
     }
     assert_eq!(values.len() % cols, 0, "nonzero_columns: not whole rows");
     let rows = values.len() / cols;
-    // Every path writes at most `cols` indices; AVX-512 stores 16 lanes at a time.
-    columns.resize(cols + 16, 0);
+    // Every path writes at most `cols` indices.
+    columns.resize(cols, 0);
     let kept = match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512F (`require` above); `values` holds `rows` rows of `cols`
-        // and `columns` `cols + 16` slots.
+        // and `columns` `cols` slots.
         Isa::Avx512 => unsafe { avx512::nonzero_columns(values.as_ptr(), (rows, cols), columns) },
         _ => {
             for row in values.chunks_exact(cols) {
