@@ -248,11 +248,12 @@ unsafe fn d_rows<const R: usize>(
 const MR: usize = 64;
 
 /// For each row `r < len` (at most [`MR`]) of `x`, the bits `1 << (i - i0)` of the batch
-/// rows `i` in `i0..i1` (at most 64 of them) at which `x[i, r] > 0` (into `positive`) and at
-/// which `x[i, r] != 0`, NaN included (into `nonzero`). Batch rows whose terms are all zero
-/// can be skipped: that leaves every sum as it is.
+/// rows `i` in `i0..i1` (at most 64 of them) at which `x[i, r] > 0` (into `positive`; zeros
+/// without `POSITIVE`: the first layer's update needs only the other) and at which
+/// `x[i, r] != 0`, NaN included (into `nonzero`). Batch rows whose terms are all zero can be skipped: that
+/// leaves every sum as it is.
 #[inline(always)]
-unsafe fn masks(
+unsafe fn masks<const POSITIVE: bool>(
     x: (*const f32, usize),
     (i0, i1): (usize, usize),
     len: usize,
@@ -274,7 +275,9 @@ unsafe fn masks(
                 let kn = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero);
                 let bit = _mm512_set1_epi64(1i64 << (i - i0));
                 for (h, (p, z)) in pos.iter_mut().zip(&mut nz).enumerate() {
-                    *p = _mm512_mask_or_epi64(*p, (kp >> (8 * h)) as u8, *p, bit);
+                    if POSITIVE {
+                        *p = _mm512_mask_or_epi64(*p, (kp >> (8 * h)) as u8, *p, bit);
+                    }
                     *z = _mm512_mask_or_epi64(*z, (kn >> (8 * h)) as u8, *z, bit);
                 }
             }
@@ -471,7 +474,7 @@ unsafe fn update_pixels(
                 if r0 != block {
                     block = r0;
                     let len = (all - r0).min(MR);
-                    masks((x.0.add(r0), x.1), (0, m), len, &mut positive, &mut nonzero);
+                    masks::<false>((x.0.add(r0), x.1), (0, m), len, &mut positive, &mut nonzero);
                 }
                 bits |= nonzero[r - r0];
             }
@@ -592,7 +595,7 @@ pub(super) unsafe fn backward(
         for r0 in (0..s.rows).step_by(MR) {
             let len = (s.rows - r0).min(MR);
             let (wr, xr) = ((w.0.add(r0 * w.1), w.1), (x.0.add(r0), x.1));
-            masks(xr, (0, s.m), len, &mut positive, &mut nonzero);
+            masks::<true>(xr, (0, s.m), len, &mut positive, &mut nonzero);
             if let Some(scale) = scale {
                 let dh = (dh.0.add(r0), dh.1);
                 zero(dh, s.m, len);
