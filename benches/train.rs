@@ -146,8 +146,8 @@ fn weights(inputs: usize, outputs: usize) -> Mlp {
 /// One layer's operands at a width, and its products as training runs them: the first layer
 /// (784 inputs, a real MNIST batch) skips the pixel columns that are zero throughout the batch
 /// (`kernels::matmul_nonzero`, `kernels::update_nonzero`, no input gradient); a width x width
-/// hidden layer, whose input is a trained network's real activations ([`hidden_input`]),
-/// runs `kernels::matmul` and `kernels::backward_sgd_relu`.
+/// hidden layer and the width x 10 output layer, whose input is a trained network's real
+/// activations ([`hidden_input`]), run `kernels::matmul` and `kernels::backward_sgd_relu`.
 struct Layer {
     name: &'static str,
     x: Array2<f32>,
@@ -163,24 +163,26 @@ struct Layer {
 }
 
 impl Layer {
-    /// The first layer and a hidden layer at `width`.
-    fn both(width: usize, images: &Array2<f32>) -> [Layer; 2] {
-        let layer = |name, x: Array2<f32>, nonzero| {
+    /// The first layer, a hidden layer and the output layer at `width`.
+    fn all(width: usize, images: &Array2<f32>) -> [Layer; 3] {
+        let layer = |name, x: Array2<f32>, outputs, nonzero| {
             let inputs = x.ncols();
             Layer {
                 name,
-                w: weights(inputs, width),
-                dz: input(BATCH, width).mapv(|v| (v - 0.5) * 1e-3),
-                z: Array2::zeros((BATCH, width)),
+                w: weights(inputs, outputs),
+                dz: input(BATCH, outputs).mapv(|v| (v - 0.5) * 1e-3),
+                z: Array2::zeros((BATCH, outputs)),
                 dh: Array2::zeros((BATCH, inputs)),
                 x,
                 nonzero,
                 kernels: Kernels::Auto,
             }
         };
+        let hidden = hidden_input(width, images);
         [
-            layer("first", images.clone(), Some(nonzero(images))),
-            layer("hidden", hidden_input(width, images), None),
+            layer("first", images.clone(), width, Some(nonzero(images))),
+            layer("hidden", hidden.clone(), width, None),
+            layer("output", hidden, 10, None),
         ]
     }
 
@@ -224,7 +226,7 @@ fn backward(c: &mut Criterion) {
     let mut group = c.benchmark_group("backward");
     let (images, _) = mnist_batch();
     for width in WIDTHS {
-        for mut layer in Layer::both(width, &images) {
+        for mut layer in Layer::all(width, &images) {
             group.throughput(Throughput::Elements(layer.backward_flops()));
             let id = BenchmarkId::new(format!("{}_layer", layer.name), width);
             group.bench_function(id, |b| b.iter(|| layer.backward()));
@@ -311,7 +313,7 @@ fn backends(c: &mut Criterion) {
     let mut group = c.benchmark_group("backends");
     let (images, _) = mnist_batch();
     for width in WIDTHS {
-        for mut layer in Layer::both(width, &images) {
+        for mut layer in Layer::all(width, &images) {
             for kernels in Kernels::runnable() {
                 layer.kernels = kernels;
                 let label = kernels.name();
