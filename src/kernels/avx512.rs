@@ -580,7 +580,7 @@ pub(super) unsafe fn backward(
     // SAFETY: the module's contract.
     unsafe {
         if s.n <= NARROW && nonzero_rows.is_none() {
-            return narrow(s, dh, w, x, dz, lr);
+            return narrow((s, dh, w, x, dz, lr));
         }
         if let Some(list) = nonzero_rows {
             return update_pixels(w, x, dz, (s.m, s.n, s.rows), lr, RawNonzero::new(list));
@@ -623,18 +623,10 @@ type NarrowArgs = (
 
 /// [`narrow_n`] for `s.n <= NARROW` outputs.
 #[inline(always)]
-unsafe fn narrow(
-    s: Shape,
-    dh: Option<((*mut f32, usize), Option<f32>)>,
-    w: (*mut f32, usize),
-    x: (*const f32, usize),
-    dz: (*const f32, usize),
-    lr: f32,
-) {
+unsafe fn narrow(a: NarrowArgs) {
     // SAFETY: the module's contract; each arm runs with `N == s.n`.
     unsafe {
-        let a = (s, dh, w, x, dz, lr);
-        match s.n {
+        match a.0.n {
             1 => narrow_n::<1>(a),
             2 => narrow_n::<2>(a),
             3 => narrow_n::<3>(a),
