@@ -16,8 +16,8 @@
 
 use std::arch::x86_64::*;
 
-use super::operands::{Nonzero, Shape};
-use super::portable::{self, Hardware, Lister, NARROW, RK, Scalar, Step};
+use super::operands::{Nonzero, Shape, avx512_fused_backward};
+use super::portable::{self, Aligned, Hardware, Lister, NARROW, RK, Scalar, Step};
 
 /// `W` rows per dot-product tile.
 const DR: usize = 6;
@@ -523,6 +523,133 @@ unsafe fn d_relu_row(
     }
 }
 
+/// Active batch rows per group of [`fused_row`]: each holds a register of input-gradient
+/// lanes and one of its broadcast input, with two of `w`, two of the gradient and two of `dz`
+/// (22 of the 32 registers). 6, 10 and 12 were no faster.
+const FG: usize = 8;
+/// Columns per chunk of [`fused_row`]: its weight gradient waits in a stack buffer of that
+/// many between groups (a layer up to 4096 wide in one chunk; smaller chunks, for `dz` to
+/// stay in L1 across rows, were slower).
+const FC: usize = 4096;
+
+/// Row `r` of `w` (`w` points to it) of a hidden layer's backward through ReLU + dropout, in
+/// one pass over its columns, for a batch of at most 64 rows: `dh[i, r] = reduce(sum_c dz[i,
+/// c] w[c]) * scale` for the batch rows in `positive` (the others are zeroed by the caller),
+/// and the update of `w` over the batch rows in `nonzero` (see [`masks`]; `x` and `dh` point
+/// to column `r`). The rows of `nonzero` go [`FG`] at a time, each load of `w` and of `dz`
+/// serving both products, their lanes and inputs in registers; the weight gradient continues
+/// across groups in order, and the last group steps `w` (every group read the old `w`).
+#[inline(always)]
+unsafe fn fused_row(
+    dh: (*mut f32, usize),
+    w: *mut f32,
+    (x, dz): ((*const f32, usize), (*const f32, usize)),
+    (n, lr, scale): (usize, f32, f32),
+    (positive, nonzero): (u64, u64),
+) {
+    // SAFETY: the module's contract, for the batch rows in `nonzero` (below 64). `lanes` holds
+    // a register per listed batch row, `gradient` a chunk's columns.
+    unsafe {
+        let (mut rows, mut len, mut bits) = ([0usize; 64], 0, nonzero);
+        while bits != 0 {
+            rows[len] = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            len += 1;
+        }
+        let mut lanes = [_mm512_setzero_ps(); 64];
+        let mut gradient = std::mem::MaybeUninit::<Aligned<[f32; FC]>>::uninit();
+        let gradient = gradient.as_mut_ptr().cast::<f32>();
+        for c0 in (0..n).step_by(FC) {
+            let ops = (w.add(c0), x, (dz.0.add(c0), dz.1), gradient);
+            for g0 in (0..len).step_by(FG) {
+                let group = &rows[g0..(g0 + FG).min(len)];
+                let at = ((n - c0).min(FC), g0 == 0, g0 + FG >= len);
+                let lanes = lanes.as_mut_ptr().add(g0);
+                match group.len() {
+                    8 => fused_group::<8>(ops, group, lanes, at, lr),
+                    7 => fused_group::<7>(ops, group, lanes, at, lr),
+                    6 => fused_group::<6>(ops, group, lanes, at, lr),
+                    5 => fused_group::<5>(ops, group, lanes, at, lr),
+                    4 => fused_group::<4>(ops, group, lanes, at, lr),
+                    3 => fused_group::<3>(ops, group, lanes, at, lr),
+                    2 => fused_group::<2>(ops, group, lanes, at, lr),
+                    _ => fused_group::<1>(ops, group, lanes, at, lr),
+                }
+            }
+        }
+        for (&i, &sum) in rows[..len].iter().zip(&lanes) {
+            if positive >> i & 1 != 0 {
+                *dh.0.add(i * dh.1) = reduce(sum) * scale;
+            }
+        }
+    }
+}
+
+/// The operands of [`fused_group`]: a chunk's columns of the row of `w` and of `dz`, `x` at
+/// the row's column, and the gradient buffer.
+type FusedOps = (*mut f32, (*const f32, usize), (*const f32, usize), *mut f32);
+
+/// [`fused_row`]'s `K` batch rows `rows` over a chunk of `cols` columns: their lanes continue
+/// from `lanes`; the gradient starts at `+0` (`first`) or continues from the buffer, and goes
+/// back to it, or (`last`) steps `w`. Two registers of columns a step.
+#[inline(always)]
+unsafe fn fused_group<const K: usize>(
+    (w, x, dz, gradient): FusedOps,
+    rows: &[usize],
+    lanes: *mut __m512,
+    (cols, first, last): (usize, bool, bool),
+    lr: f32,
+) {
+    // SAFETY: `fused_row`'s; masked-off lanes are neither read nor written.
+    unsafe {
+        let xb: [__m512; K] = std::array::from_fn(|k| _mm512_set1_ps(*x.0.add(rows[k] * x.1)));
+        let zr: [*const f32; K] = std::array::from_fn(|k| dz.0.add(rows[k] * dz.1));
+        let mut acc: [__m512; K] = std::array::from_fn(|k| *lanes.add(k));
+        let neg = _mm512_set1_ps(-lr);
+        let mut c = 0;
+        while c < cols {
+            let m: [__mmask16; 2] =
+                std::array::from_fn(|v| lanes_of(cols.saturating_sub(c + 16 * v)));
+            let wv: [__m512; 2] =
+                std::array::from_fn(|v| _mm512_maskz_loadu_ps(m[v], w.add(c + 16 * v)));
+            let mut g: [__m512; 2] = if first {
+                [_mm512_setzero_ps(); 2]
+            } else {
+                std::array::from_fn(|v| _mm512_maskz_loadu_ps(m[v], gradient.add(c + 16 * v)))
+            };
+            for k in 0..K {
+                for v in 0..2 {
+                    let z = _mm512_maskz_loadu_ps(m[v], zr[k].add(c + 16 * v));
+                    acc[k] = _mm512_mask3_fmadd_ps(z, wv[v], acc[k], m[v]);
+                    g[v] = _mm512_fmadd_ps(xb[k], z, g[v]);
+                }
+            }
+            for v in 0..2 {
+                let p = c + 16 * v;
+                if last {
+                    _mm512_mask_storeu_ps(w.add(p), m[v], _mm512_fmadd_ps(neg, g[v], wv[v]));
+                } else {
+                    _mm512_mask_storeu_ps(gradient.add(p), m[v], g[v]);
+                }
+            }
+            c += 32;
+        }
+        for (k, &a) in acc.iter().enumerate() {
+            *lanes.add(k) = a;
+        }
+    }
+}
+
+/// The lanes of a register holding one of the `left` columns (none for `left == 0`).
+#[inline(always)]
+fn lanes_of(left: usize) -> __mmask16 {
+    if left >= 16 {
+        !0
+    } else {
+        (1u32 << left) as __mmask16 - 1
+    }
+}
+
 /// `dh[i] = reduce(sum_c dz[i, c] w[c]) * scale` for the `G` batch rows `rows`.
 #[inline(always)]
 unsafe fn d_relu_dots<const G: usize>(
@@ -563,9 +690,10 @@ unsafe fn d_relu_dots<const G: usize>(
 /// update of every row, or of the rows `indices[t] - offset` of `update` (checked by the
 /// caller to lie in the block). A batch of at most 64 rows (the masks' words:
 /// [`super::operands::avx512_own_backward`]). Up to [`NARROW`] outputs without a list (the
-/// output layer), [`narrow`]; otherwise each row of `w` is updated over the batch rows its
-/// input is nonzero in ([`update_row`]), except a block without `dh` or list (every batch
-/// row, [`update`]).
+/// output layer), [`narrow`]; a wide hidden layer's rows through ReLU + dropout, both
+/// products in one pass each ([`fused_row`]); otherwise each row of `w` is updated over the
+/// batch rows its input is nonzero in ([`update_row`]), except a block without `dh` or list
+/// (every batch row, [`update`]).
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn backward(
     s: Shape,
@@ -591,6 +719,8 @@ pub(super) unsafe fn backward(
         if scale.is_none() {
             dense_dh(s, dh, w, dz);
         }
+        // Through ReLU + dropout, a wide layer's rows of `w` in one pass each.
+        let fused = scale.is_some() && avx512_fused_backward(s.n);
         let (mut positive, mut nonzero) = ([0; MR], [0; MR]);
         for r0 in (0..s.rows).step_by(MR) {
             let len = (s.rows - r0).min(MR);
@@ -599,13 +729,20 @@ pub(super) unsafe fn backward(
             if let Some(scale) = scale {
                 let dh = (dh.0.add(r0), dh.1);
                 zero(dh, s.m, len);
-                for (r, &bits) in positive[..len].iter().enumerate() {
-                    let w = wr.0.add(r * w.1).cast_const();
-                    d_relu_row((dh.0.add(r), dh.1), dz, w, (bits, s.n), scale);
+                for r in 0..len {
+                    let (dhr, wr) = ((dh.0.add(r), dh.1), wr.0.add(r * w.1));
+                    if fused {
+                        let ops = ((xr.0.add(r), xr.1), dz);
+                        fused_row(dhr, wr, ops, (s.n, lr, scale), (positive[r], nonzero[r]));
+                    } else {
+                        d_relu_row(dhr, dz, wr.cast_const(), (positive[r], s.n), scale);
+                    }
                 }
             }
-            for (r, &bits) in nonzero[..len].iter().enumerate() {
-                update_row(wr, xr, dz, (s.m, s.n, lr), (r, bits));
+            if !fused {
+                for (r, &bits) in nonzero[..len].iter().enumerate() {
+                    update_row(wr, xr, dz, (s.m, s.n, lr), (r, bits));
+                }
             }
         }
     }
@@ -660,7 +797,8 @@ unsafe fn narrow_n<const N: usize>((s, dh, w, x, dz, lr): NarrowArgs) {
     // nor written, and the copies stay inside `t`'s `N x 16` floats.
     unsafe {
         let zero = _mm512_setzero_ps();
-        let mut t = [[0f32; 16]; N];
+        let mut t = Aligned([[0f32; 16]; N]);
+        let t = &mut t.0;
         for r0 in (0..s.rows).step_by(16) {
             let len = (s.rows - r0).min(16);
             let live = lanes(len);
@@ -922,9 +1060,8 @@ pub(super) unsafe fn forward_rows(
     unsafe { portable::forward_rows::<Hardware, Lists>(s, z, x, w) }
 }
 
-/// [`portable::backward`] compiled with AVX-512F: the one-pass row walk of a wide hidden layer
-/// through ReLU + dropout, and every layer of a batch over 64 rows or with momentum, which
-/// [`backward`] does not know.
+/// [`portable::backward`] compiled with AVX-512F: every layer of a batch over 64 rows or with
+/// momentum, which [`backward`] does not know.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn backward_rows(
     s: Shape,

@@ -245,10 +245,7 @@ pub(crate) fn backward_rows(isa: Isa, mut block: Block<'_, '_>, dz: &ArrayView2<
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    let own = {
-        let relu_gradient = block.dh.is_some() && block.relu_scale.is_some();
-        avx512_own_backward(s, block.velocity.is_some(), relu_gradient)
-    };
+    let own = avx512_own_backward(s, block.velocity.is_some());
     let ld = |strides: &[isize]| strides[0] as usize;
     let w = (block.w.as_mut_ptr(), ld(block.w.strides()));
     let x = (block.x.as_ptr(), ld(block.x.strides()));
@@ -360,23 +357,31 @@ pub(crate) fn forward(
 }
 
 /// Whether AVX-512's own backward kernels ([`avx512::backward`]) run a block of `s.m` batch
-/// rows and `s.n` outputs, rather than [`portable::backward`] compiled with AVX-512F
+/// rows, rather than [`portable::backward`] compiled with AVX-512F
 /// ([`avx512::backward_rows`]). Its own sum a batch in one block and know no velocity; they
 /// win on the first layer's update (a pixel at a time over the images it is ink in), on the
 /// output layer (16 rows of `W` across the lanes), and on a hidden layer's gradient through
-/// ReLU + dropout up to [`AVX512_ROW_WALK_MIN_COLS`] outputs. The rule `bench --sparsity`
-/// counts by too.
-pub(crate) fn avx512_own_backward(s: Shape, momentum: bool, relu_gradient: bool) -> bool {
-    s.m <= portable::BATCH_BLOCK && !momentum && !(relu_gradient && s.n >= AVX512_ROW_WALK_MIN_COLS)
+/// ReLU + dropout (see [`avx512_fused_backward`]). The rule `bench --sparsity` counts by too.
+pub(crate) fn avx512_own_backward(s: Shape, momentum: bool) -> bool {
+    s.m <= portable::BATCH_BLOCK && !momentum
 }
 
-/// Outputs from which a hidden layer's backward on AVX-512 takes portable's one-pass row walk
-/// ([`portable::one_pass_backward`]): each row of `W` is read once for both products, and only
-/// the batch rows its input is nonzero in are visited. Per layer, Intel Xeon (AVX-512): 512
-/// columns 72-100 µs against 106-132 for AVX-512's own (dot products and 4-row update tiles),
-/// 2048 1.39-1.45 ms against 2.0; at 256 the two are within noise, at 128 its own are 3-7%
-/// faster (`docs/performance.md`).
-pub(crate) const AVX512_ROW_WALK_MIN_COLS: usize = 512;
+/// Whether AVX-512's own backward of a hidden layer through ReLU + dropout with `n` outputs
+/// runs in one pass per row of `W` for both products, the input gradient's dot products for
+/// every nonzero input (the positive ones kept), rather than the dot products where the input
+/// is positive, then the update: from [`AVX512_FUSED_MIN_COLS`]. The rule `bench --sparsity`
+/// counts by too.
+pub(crate) fn avx512_fused_backward(n: usize) -> bool {
+    n >= AVX512_FUSED_MIN_COLS
+}
+
+/// Outputs from which a hidden layer's backward on AVX-512 reads each row of `W` once for both
+/// products. Per layer (32 rows), Intel Xeon (AVX-512), interleaved: 512 columns 101-103 µs
+/// against 122-193 in two passes and 107-113 for portable's one-pass row walk compiled for
+/// AVX-512, 1024 337-347 against 499-507 and 384-400, 2048 1.41-1.45 ms against 2.21 and
+/// 1.58-1.61; at 256 30-31 µs in two passes against 34-35, at 128 13 against 15-16
+/// (`docs/performance.md`).
+pub(crate) const AVX512_FUSED_MIN_COLS: usize = 512;
 
 /// The number of nonzero elements of `x` (NaN counts as nonzero).
 pub(crate) fn nonzeros(x: &ArrayView2<'_, f32>) -> usize {

@@ -144,6 +144,11 @@ unsafe fn store<const P: usize>(p: *mut f32, v: [f32; P]) {
     unsafe { p.cast::<[f32; P]>().write_unaligned(v) }
 }
 
+/// A stack buffer starting on a cache line: a vector load from a misaligned buffer splits
+/// across two lines.
+#[repr(C, align(64))]
+pub(crate) struct Aligned<T>(pub(crate) T);
+
 /// The cache level of [`hint`]: L2.
 const T1: i32 = 2;
 
@@ -266,7 +271,7 @@ unsafe fn f_panel<F: Fma, const P: usize>(
             let (zi, xi) = at(0);
             return f_rest::<F, P, STRIDED>(m, zi, xi, w, (ks, first, std::ptr::null_mut()));
         }
-        let mut buffer = std::mem::MaybeUninit::<[[f32; P]; FK]>::uninit();
+        let mut buffer = std::mem::MaybeUninit::<Aligned<[[f32; P]; FK]>>::uninit();
         let pack = buffer.as_mut_ptr().cast::<f32>();
         let (zi, xi) = at(0);
         f_tile::<F, FR, P, PACK>(zi, xi, w, ks, first, pack);
@@ -577,8 +582,8 @@ pub(crate) unsafe fn forward_rows<F: Fma, L: Lister>(
 ) {
     // SAFETY: the module's contract.
     unsafe {
-        let mut values = std::mem::MaybeUninit::<[[f32; RK]; RG]>::uninit();
-        let mut slots = std::mem::MaybeUninit::<[[u32; RK]; RG]>::uninit();
+        let mut values = std::mem::MaybeUninit::<Aligned<[[f32; RK]; RG]>>::uninit();
+        let mut slots = std::mem::MaybeUninit::<Aligned<[[u32; RK]; RG]>>::uninit();
         let group = &mut Group {
             i0: 0,
             rows: 0,
@@ -589,7 +594,7 @@ pub(crate) unsafe fn forward_rows<F: Fma, L: Lister>(
             slots: slots.as_mut_ptr().cast(),
             lens: [0; RG],
         };
-        let mut pack = std::mem::MaybeUninit::<[f32; RK * RP]>::uninit();
+        let mut pack = std::mem::MaybeUninit::<Aligned<[f32; RK * RP]>>::uninit();
         let pack = pack.as_mut_ptr().cast::<f32>();
         for i0 in (0..s.m).step_by(RG) {
             for k0 in (0..s.rows).step_by(RK) {
@@ -972,9 +977,9 @@ pub(crate) unsafe fn backward<F: Fma>(
             // row of `W` finds its inputs contiguous: read in place, a column of `x` is one
             // line per batch row, and rows a power of two of bytes apart share an L1 set.
             None if s.m <= BATCH_BLOCK => {
-                let mut xt = std::mem::MaybeUninit::<[[f32; BATCH_BLOCK]; XT]>::uninit();
+                let mut xt = std::mem::MaybeUninit::<Aligned<[[f32; BATCH_BLOCK]; XT]>>::uninit();
                 let xt = xt.as_mut_ptr().cast::<f32>();
-                let mut dht = std::mem::MaybeUninit::<[[f32; BATCH_BLOCK]; XT]>::uninit();
+                let mut dht = std::mem::MaybeUninit::<Aligned<[[f32; BATCH_BLOCK]; XT]>>::uninit();
                 let dht = dht.as_mut_ptr().cast::<f32>();
                 for r0 in (0..s.rows).step_by(XT) {
                     let len = (s.rows - r0).min(XT);
@@ -1234,7 +1239,7 @@ unsafe fn fused_row<F: Fma>(
         let active = &active[..len];
         // The input gradient's 16 lanes for each active row (the negative ones' are computed
         // and dropped: ReLU + dropout outputs have none).
-        let mut lanes = std::mem::MaybeUninit::<[[f32; LANES]; BATCH_BLOCK]>::uninit();
+        let mut lanes = std::mem::MaybeUninit::<Aligned<[[f32; LANES]; BATCH_BLOCK]>>::uninit();
         let lanes = lanes.as_mut_ptr().cast::<[f32; LANES]>();
         for t in 0..len {
             lanes.add(t).write([0.0; LANES]);

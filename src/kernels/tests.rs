@@ -173,8 +173,11 @@ fn every_implementation_matches_the_definition_for_every_remainder() {
     // Every remainder of the tiles: batch rows mod 4 and 6, W rows mod 4, 6 and 8 (the narrow
     // layers' tiles, several of them), columns mod 8, 16 and 96 (fewer than 16 too, like the
     // output layer's 10); passes of 512 columns with a short last pass; batches of more than
-    // one block of 64 rows (70, 130), and of exactly one (64).
+    // one block of 64 rows (70, 130), and of exactly one (64); wide layers' one-pass rows over
+    // groups of 8 batch rows (37, 64), and over more than one chunk of 4096 columns.
     for (m, rows, n) in [
+        (33, 3, 4133),
+        (64, 5, 517),
         (5, 7, 1037),
         (37, 9, 1100),
         (70, 6, 530),

@@ -6,7 +6,7 @@
 
 use ndarray::ArrayView2;
 
-use super::operands::{Isa, Product, Shape, avx512_own_backward};
+use super::operands::{Isa, Product, Shape, avx512_fused_backward, avx512_own_backward};
 use super::portable::{Hardware, NARROW, Native, UR_PIXELS, narrow_backward, one_pass_backward};
 use super::{Kernels, forward_product};
 
@@ -80,7 +80,7 @@ pub fn layer_work(
         rows: k,
         n: outputs,
     };
-    let own = isa == Isa::Avx512 && avx512_own_backward(shape, false, columns.is_none());
+    let own = isa == Isa::Avx512 && avx512_own_backward(shape, false);
     // A narrow layer's backward (the output layer) computes every product, zeros included.
     let narrow = columns.is_none()
         && match isa {
@@ -88,7 +88,11 @@ pub fn layer_work(
             Isa::Avx512 | Isa::Avx2 => narrow_backward::<Hardware>(outputs),
             Isa::Portable => narrow_backward::<Native>(outputs),
         };
-    let one_pass = !own && one_pass_backward(m);
+    let one_pass = if own {
+        avx512_fused_backward(outputs)
+    } else {
+        one_pass_backward(m)
+    };
     // The input gradient through ReLU + dropout: where the input is positive; in one pass with
     // the update, where it is nonzero (the same, after ReLU).
     let gradient = match columns {
