@@ -55,7 +55,9 @@ fn backward(
         kernels,
         ..
     } = ws;
-    let [g0, g1] = grads;
+    let [g0, g1] = grads
+        .each_mut()
+        .map(|g| g.as_slice_mut().expect("a contiguous buffer"));
     for l in (0..n).rev() {
         let layer = &mut model.layers[l];
         let (inputs, outputs) = (layer.inputs(), layer.outputs());

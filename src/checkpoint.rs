@@ -110,7 +110,7 @@ fn write_velocity(dir: &Path, state: &TrainState, stamp: &str) -> Result<Option<
             .velocity
             .iter()
             .map(|(w, b)| Dense {
-                weight: w.clone(),
+                weight: crate::aligned::copy(w.view()),
                 bias: b.clone(),
             })
             .collect();

@@ -228,7 +228,7 @@ impl Split {
     /// # Panics
     /// If an index is out of range.
     pub fn rows(&self, indices: &[usize]) -> (Array2<f32>, Vec<u32>) {
-        let mut x = Array2::zeros((indices.len(), self.features));
+        let mut x = crate::aligned::zeros(indices.len(), self.features);
         let mut y = vec![0; indices.len()];
         self.gather(indices, x.view_mut(), &mut y);
         (x, y)
@@ -789,7 +789,7 @@ impl Batcher {
             base: indices,
             batch_size,
             seed,
-            x: Array2::zeros((batch_size, features)),
+            x: crate::aligned::zeros(batch_size, features),
             y: vec![0; batch_size],
         }
     }

@@ -58,7 +58,7 @@ fn open01(rng: &mut impl RngCore) -> f64 {
 /// A `(fan_in, fan_out)` weight matrix drawn from `N(0, init.gain() / fan_in)`.
 pub fn weights(fan_in: usize, fan_out: usize, init: Init, rng: &mut impl RngCore) -> Array2<f32> {
     let std = (init.gain() / fan_in.max(1) as f64).sqrt();
-    let mut w = Array2::zeros((fan_in, fan_out));
+    let mut w = crate::aligned::zeros(fan_in, fan_out);
     let data = w.as_slice_mut().expect("fresh array is standard layout");
     for pair in data.chunks_mut(2) {
         let r = (-2.0 * kernels::ln_f64(open01(rng))).sqrt();

@@ -6,6 +6,7 @@
 
 use ndarray::{Array1, Array2};
 
+use crate::aligned;
 use crate::error::{Error, Result};
 use crate::init::{self, Init};
 use crate::model::{MAX_WIDTH, width_accepted};
@@ -16,12 +17,24 @@ use crate::rng::{self, Stream};
 /// Its shapes are fixed once built: the weights and biases can be read, and changed in place
 /// through views in a network ([`crate::Mlp::layers_mut`]), but not replaced by
 /// arrays of another shape or layout.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Dense {
-    /// Weights, `(inputs, outputs)`, standard layout.
+    /// Weights, `(inputs, outputs)`, standard layout, starting a cache line
+    /// ([`crate::aligned`]).
     pub(crate) weight: Array2<f32>,
     /// Biases, `(outputs,)`.
     pub(crate) bias: Array1<f32>,
+}
+
+/// A copy's weights start a cache line too (ndarray's clone keeps the offset into a buffer the
+/// allocator may align differently).
+impl Clone for Dense {
+    fn clone(&self) -> Dense {
+        Dense {
+            weight: aligned::copy(self.weight.view()),
+            bias: self.bias.clone(),
+        }
+    }
 }
 
 impl Dense {
@@ -71,10 +84,9 @@ impl Dense {
                 });
             }
         }
-        let weight = if weight.is_standard_layout() {
-            weight
-        } else {
-            weight.as_standard_layout().into_owned()
+        let weight = match weight.as_slice() {
+            Some(values) if aligned::is_aligned(values) => weight,
+            _ => aligned::copy(weight.view()),
         };
         Ok(Dense { weight, bias })
     }
@@ -102,5 +114,44 @@ impl Dense {
     /// Number of parameters (weights and biases).
     pub fn parameters(&self) -> usize {
         self.weight.len() + self.bias.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aligned::is_aligned;
+    use crate::model::Mlp;
+
+    fn starts_a_line(layer: &Dense) -> bool {
+        is_aligned(layer.weight().as_slice().expect("standard layout"))
+    }
+
+    #[test]
+    fn weights_start_a_cache_line_however_the_layer_was_made() {
+        let model = Mlp::new(&[784, 128, 37, 10], Init::He, 7).unwrap();
+        assert!(model.layers().iter().all(starts_a_line));
+        // Clones, saved and loaded models, and layers from parts in any layout.
+        let mut keep = Vec::new();
+        for _ in 0..8 {
+            keep.push(vec![0u8; 24]);
+            assert!(model.clone().layers().iter().all(starts_a_line));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        model.save(&path).unwrap();
+        let loaded = Mlp::load(&path).unwrap();
+        assert_eq!(loaded, model);
+        assert!(loaded.layers().iter().all(starts_a_line));
+        let w = Array2::from_shape_fn((6, 5), |(i, j)| (i * 5 + j) as f32);
+        for weight in [
+            w.clone(),
+            w.t().to_owned().reversed_axes(),
+            w.slice_move(ndarray::s![.., ..]),
+        ] {
+            let layer = Dense::from_parts(weight.clone(), Array1::zeros(5)).unwrap();
+            assert!(starts_a_line(&layer));
+            assert_eq!(layer.weight(), &weight);
+        }
     }
 }

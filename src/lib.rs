@@ -106,6 +106,7 @@
 #[cfg(feature = "openblas")]
 extern crate blas_src;
 
+mod aligned;
 mod backward;
 mod checkpoint;
 pub mod data;

@@ -5,8 +5,9 @@
 //! `s = softmax(h W + b)` with cross-entropy loss. Activations live in a [`Workspace`] sized once
 //! for a number of rows, so a training step allocates nothing.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 
+use crate::aligned;
 use crate::error::{Error, Result};
 pub use crate::init::Init;
 use crate::kernels::{self, BatchStats, Dropout, Kernels};
@@ -88,12 +89,13 @@ impl StepDropout {
     }
 }
 
-/// Floats from one row of a layer's gradient to the next in the workspace: the width and one
-/// cache line more. The fused backward reads a column tile of
-/// `dz` across the batch rows; rows a power of two of bytes apart would put all their lines of
-/// the tile in one set of the L1 cache, which holds 8 (`docs/performance.md`).
+/// Floats from one row of a layer's gradient to the next in the workspace: the width rounded
+/// up to whole cache lines, and one line more. Each row starts a line (the buffer does), and
+/// rows are not a power of two of bytes apart: the fused backward reads a column tile of `dz`
+/// across the batch rows, and such rows would put all their lines of the tile in one set of
+/// the L1 cache, which holds 8 (`docs/performance.md`).
 pub(crate) fn gradient_stride(width: usize) -> usize {
-    width + 16
+    width.next_multiple_of(16) + 16
 }
 
 /// Reused buffers for forward and backward passes of up to `rows` samples.
@@ -105,7 +107,7 @@ pub struct Workspace {
     /// Two ping-pong gradient buffers of `rows` rows of [`gradient_stride`]`(widest hidden
     /// layer)` floats, viewed as `(rows, width)` matrices of whatever width a layer needs, each
     /// row [`gradient_stride`]`(width)` floats after the previous one.
-    pub(crate) grads: [Vec<f32>; 2],
+    pub(crate) grads: [Array1<f32>; 2],
     /// The buffer of a training batch's nonzero input columns: the step fills it and passes
     /// the list to the forward product and the update ([`Workspace::with_nonzero`]).
     nonzero: Vec<u32>,
@@ -135,9 +137,9 @@ impl Workspace {
         Workspace {
             acts: sizes[1..]
                 .iter()
-                .map(|&n| Array2::zeros((rows, n)))
+                .map(|&n| aligned::zeros(rows, n))
                 .collect(),
-            grads: std::array::from_fn(|_| vec![0.0; rows * gradient_stride(widest)]),
+            grads: std::array::from_fn(|_| aligned::zeros1(rows * gradient_stride(widest))),
             nonzero: Vec::with_capacity(model.inputs()),
             kernels,
             rows,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use ndarray::{Array1, Array2};
+use ndarray::Array1;
 use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
@@ -250,7 +250,10 @@ fn from_bytes(bytes: &[u8]) -> std::result::Result<LoadedModel, String> {
             let weight = tensor(format!("layers.{l}.weight"), &[w[0], w[1]])?;
             let bias = tensor(format!("layers.{l}.bias"), &[w[1]])?;
             Ok(Dense {
-                weight: Array2::from_shape_vec((w[0], w[1]), weight).map_err(|e| e.to_string())?,
+                weight: crate::aligned::copy(
+                    ndarray::ArrayView2::from_shape((w[0], w[1]), &weight)
+                        .map_err(|e| e.to_string())?,
+                ),
                 bias: Array1::from(bias),
             })
         })

@@ -35,7 +35,7 @@ impl Sgd {
                 .iter()
                 .map(|l| {
                     (
-                        Array2::zeros(l.weight.raw_dim()),
+                        crate::aligned::zeros(l.inputs(), l.outputs()),
                         Array1::zeros(l.outputs()),
                     )
                 })

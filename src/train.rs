@@ -865,7 +865,7 @@ struct EvalBuffers {
 impl EvalBuffers {
     fn new(model: &Mlp, features: usize, kernels: Kernels) -> EvalBuffers {
         EvalBuffers {
-            x: Array2::zeros((EVAL_ROWS, features)),
+            x: crate::aligned::zeros(EVAL_ROWS, features),
             y: vec![0; EVAL_ROWS],
             pred: vec![0; EVAL_ROWS],
             ws: Workspace::with_kernels(model, EVAL_ROWS, kernels),
