@@ -697,7 +697,8 @@ fn dropout_reference(z: &Array2<f32>, bias: &Array1<f32>, d: Dropout) -> Array2<
 
 #[test]
 fn dropout_keeps_and_zeroes_units_as_defined() {
-    // Odd widths, and widths past one run of draws with an odd remainder.
+    // Odd widths, and widths past one run of draws with an odd remainder; several chunks with a
+    // partial or a full one last (37, 40 rows), each on one thread and on two.
     let cases = [
         (1, 1, 0.5),
         (9, 7, 0.5),
@@ -705,8 +706,12 @@ fn dropout_keeps_and_zeroes_units_as_defined() {
         (32, 2048, 0.5),
         (10, 301, 0.5),
         (3, 257, 0.3),
+        (37, 301, 0.5),
+        (40, 128, 0.5),
+        (64, 3, 0.5),
     ];
-    for (rows, width, p) in cases {
+    let (one_thread, two_threads) = (pool(1), pool(2));
+    for ((rows, width, p), threads) in cases.into_iter().flat_map(|c| [(c, 1), (c, 2)]) {
         let z = Array2::from_shape_fn((rows, width), |(i, j)| {
             ((i * 37 + j * 11) % 23) as f32 / 11.0 - 1.0
         });
@@ -714,8 +719,17 @@ fn dropout_keeps_and_zeroes_units_as_defined() {
         let d = Dropout { p, key: 99 };
         let expected = dropout_reference(&z, &bias, d);
         let mut h = z.clone();
-        bias_relu_dropout(h.view_mut(), bias.view(), Some(d));
-        assert_eq!(bits(&h), bits(&expected), "{rows}x{width}, p = {p}");
+        let run = || bias_relu_dropout(h.view_mut(), bias.view(), Some(d));
+        if threads == 1 {
+            one_thread.install(run)
+        } else {
+            two_threads.install(run)
+        }
+        assert_eq!(
+            bits(&h),
+            bits(&expected),
+            "{rows}x{width}, p = {p}, {threads} threads"
+        );
         // Dropped and inactive units are +0.0, never -0.0.
         assert!(h.iter().all(|v| v.to_bits() != (-0.0f32).to_bits()));
         if rows * width >= 1000 {
@@ -735,20 +749,25 @@ fn dropout_keeps_and_zeroes_units_as_defined() {
 /// every result.
 #[test]
 fn dropout_masks_are_the_committed_goldens() {
-    let key = Dropout::key(0, 1, 1499, 0);
-    let mut h = Array2::<f32>::ones((32, 128));
-    bias_relu_dropout(
-        h.view_mut(),
-        Array1::zeros(128).view(),
-        Some(Dropout { p: 0.5, key }),
-    );
-    let kept: Vec<usize> = (h.iter().enumerate())
-        .filter(|(_, v)| **v > 0.0)
-        .map(|(i, _)| i)
-        .collect();
-    let got = (key, kept.len(), fingerprint(&kept));
-    assert_eq!(got, GOLDEN_MASK, "{got:#x?}");
-    assert!(h.iter().all(|&v| v == 0.0 || v == 2.0));
+    // On one thread and on two (chunks in parallel).
+    for threads in [1, 2] {
+        let key = Dropout::key(0, 1, 1499, 0);
+        let mut h = Array2::<f32>::ones((32, 128));
+        pool(threads).install(|| {
+            bias_relu_dropout(
+                h.view_mut(),
+                Array1::zeros(128).view(),
+                Some(Dropout { p: 0.5, key }),
+            )
+        });
+        let kept: Vec<usize> = (h.iter().enumerate())
+            .filter(|(_, v)| **v > 0.0)
+            .map(|(i, _)| i)
+            .collect();
+        let got = (key, kept.len(), fingerprint(&kept));
+        assert_eq!(got, GOLDEN_MASK, "{threads} threads: {got:#x?}");
+        assert!(h.iter().all(|&v| v == 0.0 || v == 2.0));
+    }
 }
 
 const GOLDEN_MASK: (u64, usize, u64) = (0x8754_be8f_3695_bb0a, 2009, 0xd20d_c704_e612_608b);
