@@ -1,10 +1,12 @@
 //! The AVX-512 implementation of the products of [`super::portable`]'s arithmetic, with the
-//! same bits: its own dense kernels, `z = x W` streamed without packing and the fused input
-//! gradient + update of a block of `W`'s rows, which win on narrow layers, the output layer
-//! and the first layer's update; and [`super::portable`]'s row-by-row kernels compiled with
-//! AVX-512F ([`forward_rows`], [`backward_rows`]), which win on wide sparse layers. The rules
-//! that choose are in [`super::operands`] and [`super`] (see `docs/performance.md` for why
-//! each kernel is shaped as it is).
+//! same bits: its own dense kernels, `z = x W` streamed without packing, which win on narrow
+//! layers, and the fused input gradient + update of a block of `W`'s rows, for every layer of
+//! a batch of up to 64 rows without momentum (the first layer's update, the output layer, the
+//! hidden layers, wide ones in one pass per row); and [`super::portable`]'s kernels compiled
+//! with AVX-512F: the row-by-row forward ([`forward_rows`]), which wins on wide sparse layers,
+//! and the backward for momentum and larger batches ([`backward_rows`]). The rules that choose
+//! are in [`super::operands`] and [`super`] (see `docs/performance.md` for why each kernel is
+//! shaped as it is).
 //!
 //! Every function here is `unsafe` with one contract: the CPU has AVX-512F, and each
 //! `(pointer, leading dimension)` pair addresses a matrix whose rows the function reads or
@@ -547,8 +549,8 @@ unsafe fn fused_row(
     (n, lr, scale): (usize, f32, f32),
     (positive, nonzero): (u64, u64),
 ) {
-    // SAFETY: the module's contract, for the batch rows in `nonzero` (below 64). `lanes` holds
-    // a register per listed batch row, `gradient` a chunk's columns.
+    // SAFETY: the module's contract, for the batch rows in `nonzero` (below 64). `sums` holds
+    // a register of lanes per listed batch row, `gradient` a chunk's columns.
     unsafe {
         let (mut rows, mut len, mut bits) = ([0usize; 64], 0, nonzero);
         while bits != 0 {
@@ -556,7 +558,7 @@ unsafe fn fused_row(
             bits &= bits - 1;
             len += 1;
         }
-        let mut lanes = [_mm512_setzero_ps(); 64];
+        let mut sums = [_mm512_setzero_ps(); 64];
         let mut gradient = std::mem::MaybeUninit::<Aligned<[f32; FC]>>::uninit();
         let gradient = gradient.as_mut_ptr().cast::<f32>();
         for c0 in (0..n).step_by(FC) {
@@ -564,20 +566,20 @@ unsafe fn fused_row(
             for g0 in (0..len).step_by(FG) {
                 let group = &rows[g0..(g0 + FG).min(len)];
                 let at = ((n - c0).min(FC), g0 == 0, g0 + FG >= len);
-                let lanes = lanes.as_mut_ptr().add(g0);
+                let sums = sums.as_mut_ptr().add(g0);
                 match group.len() {
-                    8 => fused_group::<8>(ops, group, lanes, at, lr),
-                    7 => fused_group::<7>(ops, group, lanes, at, lr),
-                    6 => fused_group::<6>(ops, group, lanes, at, lr),
-                    5 => fused_group::<5>(ops, group, lanes, at, lr),
-                    4 => fused_group::<4>(ops, group, lanes, at, lr),
-                    3 => fused_group::<3>(ops, group, lanes, at, lr),
-                    2 => fused_group::<2>(ops, group, lanes, at, lr),
-                    _ => fused_group::<1>(ops, group, lanes, at, lr),
+                    8 => fused_group::<8>(ops, group, sums, at, lr),
+                    7 => fused_group::<7>(ops, group, sums, at, lr),
+                    6 => fused_group::<6>(ops, group, sums, at, lr),
+                    5 => fused_group::<5>(ops, group, sums, at, lr),
+                    4 => fused_group::<4>(ops, group, sums, at, lr),
+                    3 => fused_group::<3>(ops, group, sums, at, lr),
+                    2 => fused_group::<2>(ops, group, sums, at, lr),
+                    _ => fused_group::<1>(ops, group, sums, at, lr),
                 }
             }
         }
-        for (&i, &sum) in rows[..len].iter().zip(&lanes) {
+        for (&i, &sum) in rows[..len].iter().zip(&sums) {
             if positive >> i & 1 != 0 {
                 *dh.0.add(i * dh.1) = reduce(sum) * scale;
             }
@@ -589,14 +591,14 @@ unsafe fn fused_row(
 /// the row's column, and the gradient buffer.
 type FusedOps = (*mut f32, (*const f32, usize), (*const f32, usize), *mut f32);
 
-/// [`fused_row`]'s `K` batch rows `rows` over a chunk of `cols` columns: their lanes continue
-/// from `lanes`; the gradient starts at `+0` (`first`) or continues from the buffer, and goes
-/// back to it, or (`last`) steps `w`. Two registers of columns a step.
+/// [`fused_row`]'s `K` batch rows `rows` over a chunk of `cols` columns: their input-gradient
+/// lanes continue from `sums`; the weight gradient starts at `+0` (`first`) or continues from
+/// the buffer, and goes back to it, or (`last`) steps `w`. Two registers of columns a step.
 #[inline(always)]
 unsafe fn fused_group<const K: usize>(
     (w, x, dz, gradient): FusedOps,
     rows: &[usize],
-    lanes: *mut __m512,
+    sums: *mut __m512,
     (cols, first, last): (usize, bool, bool),
     lr: f32,
 ) {
@@ -604,12 +606,11 @@ unsafe fn fused_group<const K: usize>(
     unsafe {
         let xb: [__m512; K] = std::array::from_fn(|k| _mm512_set1_ps(*x.0.add(rows[k] * x.1)));
         let zr: [*const f32; K] = std::array::from_fn(|k| dz.0.add(rows[k] * dz.1));
-        let mut acc: [__m512; K] = std::array::from_fn(|k| *lanes.add(k));
+        let mut acc: [__m512; K] = std::array::from_fn(|k| *sums.add(k));
         let neg = _mm512_set1_ps(-lr);
         let mut c = 0;
         while c < cols {
-            let m: [__mmask16; 2] =
-                std::array::from_fn(|v| lanes_of(cols.saturating_sub(c + 16 * v)));
+            let m: [__mmask16; 2] = std::array::from_fn(|v| lanes(cols.saturating_sub(c + 16 * v)));
             let wv: [__m512; 2] =
                 std::array::from_fn(|v| _mm512_maskz_loadu_ps(m[v], w.add(c + 16 * v)));
             let mut g: [__m512; 2] = if first {
@@ -635,18 +636,8 @@ unsafe fn fused_group<const K: usize>(
             c += 32;
         }
         for (k, &a) in acc.iter().enumerate() {
-            *lanes.add(k) = a;
+            *sums.add(k) = a;
         }
-    }
-}
-
-/// The lanes of a register holding one of the `left` columns (none for `left == 0`).
-#[inline(always)]
-fn lanes_of(left: usize) -> __mmask16 {
-    if left >= 16 {
-        !0
-    } else {
-        (1u32 << left) as __mmask16 - 1
     }
 }
 
