@@ -21,7 +21,7 @@ pub(crate) unsafe fn forward(
     rows: Rows<'_>,
 ) {
     // SAFETY: this module's contract.
-    unsafe { portable::forward::<Hardware>(s, z, x, w, rows) }
+    unsafe { portable::forward::<Hardware, 16>(s, z, x, w, rows) }
 }
 
 /// [`super::elementwise::pixels_to_features`] with AVX2 + FMA.

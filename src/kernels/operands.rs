@@ -351,7 +351,7 @@ pub(crate) fn forward(
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::forward(shape, zp, xp, wp, rows),
-            _ => portable::forward::<Native>(shape, zp, xp, wp, rows),
+            _ => portable::forward::<Native, 16>(shape, zp, xp, wp, rows),
         }
     }
 }

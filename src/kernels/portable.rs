@@ -286,9 +286,10 @@ unsafe fn f_panel<F: Fma, const P: usize>(
     }
 }
 
-/// `z = x w`, `(m, k) x (k, n)`, over the `rows` of `w` (all `k`, or the nonzero columns of `x`).
+/// `z = x w`, `(m, k) x (k, n)`, over the `rows` of `w` (all `k`, or the nonzero columns of `x`),
+/// in panels of `PANEL` columns (16 or 32), then narrower ones for the rest.
 #[inline(always)]
-pub(crate) unsafe fn forward<F: Fma>(
+pub(crate) unsafe fn forward<F: Fma, const PANEL: usize>(
     s: Shape,
     z: (*mut f32, usize),
     x: (*const f32, usize),
@@ -304,14 +305,16 @@ pub(crate) unsafe fn forward<F: Fma>(
             for k0 in (0..k).step_by(FK) {
                 let ks = (rows, k0, (k0 + FK).min(k));
                 let mut c = 0;
-                while c + 16 <= s.n {
-                    f_panel::<F, 16>(m, (z.0.add(c), z.1), x, (w.0.add(c), w.1), ks);
-                    c += 16;
+                while c + PANEL <= s.n {
+                    f_panel::<F, PANEL>(m, (z.0.add(c), z.1), x, (w.0.add(c), w.1), ks);
+                    c += PANEL;
                 }
-                for p in [8, 4, 2, 1] {
-                    if s.n - c >= p {
+                for p in [32, 16, 8, 4, 2, 1] {
+                    if p < PANEL && s.n - c >= p {
                         let (zc, wc) = ((z.0.add(c), z.1), (w.0.add(c), w.1));
                         match p {
+                            32 => f_panel::<F, 32>(m, zc, x, wc, ks),
+                            16 => f_panel::<F, 16>(m, zc, x, wc, ks),
                             8 => f_panel::<F, 8>(m, zc, x, wc, ks),
                             4 => f_panel::<F, 4>(m, zc, x, wc, ks),
                             2 => f_panel::<F, 2>(m, zc, x, wc, ks),

@@ -428,7 +428,7 @@ fn only_views_with_rows_in_order_are_addressable() {
 #[test]
 fn forward_matches_the_definition_on_every_implementation() {
     // Row tiles of 6, 8 (AVX-512 over a list) and 12 and every remainder, column panels of
-    // 32, 16, 8, 4, 2, 1 and masked ones, inner dimensions across the passes, row groups past
+    // 64 (AVX-512's packed tiles), 32, 16, 8, 4, 2, 1 and masked ones, inner dimensions across the passes, row groups past
     // 192 (dense panels) and 128 (row by row), as evaluation's chunks have.
     for (m, k, n) in [
         (32, 784, 128),
