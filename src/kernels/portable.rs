@@ -287,7 +287,7 @@ unsafe fn f_panel<F: Fma, const P: usize>(
 }
 
 /// `z = x w`, `(m, k) x (k, n)`, over the `rows` of `w` (all `k`, or the nonzero columns of `x`),
-/// in panels of `PANEL` columns (16 or 32), then narrower ones for the rest.
+/// in panels of `PANEL` columns (16; 64 on AVX-512), then narrower ones for the rest.
 #[inline(always)]
 pub(crate) unsafe fn forward<F: Fma, const PANEL: usize>(
     s: Shape,
