@@ -739,15 +739,8 @@ pub(super) unsafe fn backward(
     }
 }
 
-/// The arguments of [`narrow`], as [`backward`] takes them (without a nonzero list).
-type NarrowArgs = (
-    Shape,
-    Option<((*mut f32, usize), Option<f32>)>,
-    (*mut f32, usize),
-    (*const f32, usize),
-    (*const f32, usize),
-    f32,
-);
+/// The arguments of [`narrow`] (portable's, with the learning rate for the step).
+type NarrowArgs = portable::NarrowArgs<f32>;
 
 /// [`narrow_n`] for `s.n <= NARROW` outputs.
 #[inline(always)]

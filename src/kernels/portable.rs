@@ -1076,14 +1076,16 @@ unsafe fn narrow<F: Fma>(args: NarrowArgs) {
     }
 }
 
-/// The arguments of [`narrow`], as [`backward`] takes them (without a nonzero list).
-type NarrowArgs = (
+/// The arguments of a narrow backward (here [`narrow`], and AVX-512's), as [`backward`] takes
+/// them (without a nonzero list): the step `S` is a [`Step`] here, the learning rate on
+/// AVX-512.
+pub(crate) type NarrowArgs<S = Step> = (
     Shape,
     Option<((*mut f32, usize), Option<f32>)>,
     (*mut f32, usize),
     (*const f32, usize),
     (*const f32, usize),
-    Step,
+    S,
 );
 
 /// [`backward`] of a block of `W` with `N = s.n <= NARROW` outputs, every product dense (zero
