@@ -826,7 +826,7 @@ impl Batcher {
 
     /// Gathers batch `b` of the current epoch from `split`: a `(rows, features)` view into the
     /// reused buffer and the rows' labels. Batches of 16 rows or more are gathered in two halves
-    /// on the current rayon pool (the trainer's, inside [`crate::Trainer::run`]).
+    /// on the current threads (the trainer's [`kernels::Team`], inside [`crate::Trainer::run`]).
     ///
     /// # Panics
     /// If `b >= num_batches()` or `split` has a different feature count.
@@ -837,12 +837,12 @@ impl Batcher {
         let rows = end - start;
         let indices = &self.order[start..end];
         let (x, y) = (self.x.slice_mut(s![..rows, ..]), &mut self.y[..rows]);
-        if rows >= GATHER_SPLIT_MIN_ROWS && rayon::current_num_threads() > 1 {
+        if rows >= GATHER_SPLIT_MIN_ROWS && kernels::current_threads() > 1 {
             let half = rows / 2;
             let (x0, x1) = x.split_at(ndarray::Axis(0), half);
             let (y0, y1) = y.split_at_mut(half);
             let (i0, i1) = indices.split_at(half);
-            rayon::join(|| split.gather(i0, x0, y0), || split.gather(i1, x1, y1));
+            kernels::join(|| split.gather(i0, x0, y0), || split.gather(i1, x1, y1));
         } else {
             split.gather(indices, x, y);
         }

@@ -10,12 +10,10 @@ pub(crate) fn noise(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| rand::Rng::random::<f32>(&mut r) - 0.5)
 }
 
-/// A rayon pool of exactly `threads` threads, to run a test's work on that many.
-pub(crate) fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
+/// A team of exactly `threads` threads, to run a test's work on that many (`.install(...)`),
+/// as [`crate::Trainer`] does.
+pub(crate) fn pool(threads: usize) -> crate::kernels::Team {
+    crate::kernels::Team::new(threads).unwrap()
 }
 
 /// FNV-1a over a list of indices: a short fingerprint of an order or a mask, for goldens.

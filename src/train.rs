@@ -14,7 +14,7 @@ pub use crate::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::data::{Batcher, Dataset, Holdout, Split};
 use crate::error::{Error, Result};
 use crate::init::Init;
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, Team};
 use crate::model::{self, EVAL_ROWS, Evaluation, Mlp, StepDropout, Workspace};
 use crate::openblas;
 use crate::optim::Sgd;
@@ -650,18 +650,15 @@ impl Trainer {
             return Err(Error::Position { reason });
         }
         let threads = c.thread_count(data);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::Config {
-                field: "threads",
-                reason: format!("cannot start {threads} threads: {e}"),
-            })?;
-        // With OpenBLAS's products, parallelism comes from rayon splitting each into
+        let team = Team::new(threads).map_err(|e| Error::Config {
+            field: "threads",
+            reason: format!("cannot start {threads} threads: {e}"),
+        })?;
+        // With OpenBLAS's products, parallelism comes from the team splitting each into
         // single-threaded sgemm calls: OpenBLAS's own threads would only compete with it for
         // the cores. relumax's own kernels leave OpenBLAS alone.
         let _single = (c.kernels.resolve()? == Kernels::Blas).then(openblas::SingleThreaded::enter);
-        let result = pool.install(|| {
+        let result = team.install(|| {
             let done = self.run_epochs(&mut state, data, &holdout, &mut on_event)?;
             if !done {
                 return Ok(None);

@@ -89,9 +89,11 @@ fn training_steps_allocate_nothing() {
         (&[784, 256, 256, 10], 0.9),
         (&[784, 1024, 1024, 10], 0.0),
     ];
+    // On a team of one and of two threads (as `Trainer::run`), and on a rayon pool (the
+    // kernels' fallback for a caller without a team).
     for (sizes, momentum) in cases {
-        for threads in [1, 2] {
-            let n = common::pool(threads).install(|| {
+        for (threads, team) in [(1, true), (2, true), (2, false)] {
+            let run = || {
                 let mut model = Mlp::new(sizes, Init::He, 0).unwrap();
                 let mut ws = Workspace::new(&model, 32);
                 let mut sgd = Sgd::new(&model, 0.01, momentum);
@@ -116,10 +118,17 @@ fn training_steps_allocate_nothing() {
                         step(k);
                     }
                 })
-            });
+            };
+            let n = if team {
+                common::pool(threads).install(run)
+            } else {
+                common::rayon_pool(threads).install(run)
+            };
+            let on = if team { "a team" } else { "a rayon pool" };
             assert_eq!(
                 n, 0,
-                "{sizes:?} momentum {momentum}, {threads} threads: {n} allocations in 25 steps"
+                "{sizes:?} momentum {momentum}, {threads} threads on {on}: {n} allocations in 25 \
+                 steps"
             );
         }
     }

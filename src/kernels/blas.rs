@@ -5,15 +5,12 @@
 //!
 //! - [`gemm`]: `C = alpha * A B + beta * C` (operands must be standard layout or `.t()` of it,
 //!   which is what keeps ndarray on the BLAS path);
-//! - [`par_gemm`]: [`gemm`] over fixed column blocks on the rayon pool.
+//! - [`par_gemm`]: [`gemm`] over fixed column blocks on the current threads.
 
+use super::elementwise::relu_dropout_backward;
+use super::{blocks_or_none, check, for_each};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, s};
-use rayon::iter::Either;
-use rayon::prelude::*;
-
-use super::check;
-use super::elementwise::relu_dropout_backward;
 
 /// The inner dimension of every `sgemm` call is a multiple of this, or below it.
 ///
@@ -86,7 +83,8 @@ pub fn block_size(n: usize) -> usize {
     (n / 4).max(MIN_BLOCK).next_multiple_of(16)
 }
 
-/// [`gemm`] run in parallel on the current rayon pool: `dst` and `b` are cut into column
+/// [`gemm`] run in parallel on the current threads (the installed [`super::Team`]'s, else the
+/// current rayon pool's): `dst` and `b` are cut into column
 /// blocks (a quarter of the columns, at least 64: a function of the size alone), one
 /// single-threaded `sgemm` each, so the result is identical for any number of threads.
 ///
@@ -108,10 +106,12 @@ pub fn par_gemm(
     if dst.ncols() <= size {
         return gemm(dst, beta, a, b, alpha);
     }
-    dst.axis_chunks_iter_mut(Axis(1), size)
-        .into_par_iter()
-        .zip(b.axis_chunks_iter(Axis(1), size).into_par_iter())
-        .for_each(|(mut d, bb)| gemm(&mut d, beta, a, &bb, alpha));
+    let blocks = dst
+        .axis_chunks_iter_mut(Axis(1), size)
+        .zip(b.axis_chunks_iter(Axis(1), size));
+    for_each(true, blocks, |(mut d, bb)| {
+        gemm(&mut d, beta, a, &bb, alpha)
+    });
 }
 
 /// The backward pass of one layer through OpenBLAS: `dh = dz W^T` (then, with
@@ -126,8 +126,7 @@ pub(super) fn backward(
     x: &ArrayView2<'_, f32>,
     (lr, relu): (f32, Option<f32>),
 ) {
-    let inputs = w.nrows();
-    let size = block_size(inputs);
+    let size = block_size(w.nrows());
     if let Some((v, mu)) = velocity {
         if let Some(dh) = dh.as_deref_mut() {
             par_gemm(dh, 0.0, dz, &w.t(), 1.0);
@@ -143,30 +142,13 @@ pub(super) fn backward(
             }
             gemm(&mut wr, 1.0, &xr.t(), dz, -lr);
         };
-        w.axis_chunks_iter_mut(Axis(0), size)
-            .into_par_iter()
-            .zip(x.axis_chunks_iter(Axis(1), size).into_par_iter())
-            .zip(dh_blocks(dh.as_deref_mut(), size, inputs))
-            .for_each(|((wr, xr), dhr)| task(wr, xr, dhr));
+        let blocks = w
+            .axis_chunks_iter_mut(Axis(0), size)
+            .zip(x.axis_chunks_iter(Axis(1), size))
+            .zip(blocks_or_none(dh.as_deref_mut(), Axis(1), size));
+        for_each(true, blocks, |((wr, xr), dhr)| task(wr, xr, dhr));
     }
     if let (Some(dh), Some(scale)) = (dh, relu) {
         relu_dropout_backward(dh.view_mut(), x.view(), scale);
-    }
-}
-
-/// The column blocks of `dh` matching `W`'s blocks of `size` rows (of `inputs`), or `None` for
-/// each block when there is no input gradient.
-pub(super) fn dh_blocks<'a>(
-    dh: Option<&'a mut ArrayViewMut2<'_, f32>>,
-    size: usize,
-    inputs: usize,
-) -> impl IndexedParallelIterator<Item = Option<ArrayViewMut2<'a, f32>>> {
-    match dh {
-        Some(dh) => Either::Left(
-            dh.axis_chunks_iter_mut(Axis(1), size)
-                .into_par_iter()
-                .map(Some),
-        ),
-        None => Either::Right((0..inputs.div_ceil(size)).into_par_iter().map(|_| None)),
     }
 }

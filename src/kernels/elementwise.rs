@@ -15,17 +15,17 @@
 //! - [`pixels_to_features`]: an image's bytes to features, `byte / 255` rounded once.
 //!
 //! Element-wise kernels split rows into fixed chunks of [`CHUNK_ROWS`]. Each chunk draws its
-//! dropout mask from its own stream, keyed by the chunk index, and chunks run in parallel
-//! (rayon) only when the matrix is large enough to pay for it. Which thread runs a chunk
-//! never changes its result, so outputs are identical for any thread count.
+//! dropout mask from its own stream, keyed by the chunk index, and chunks run in parallel (on
+//! the current [`super::Team`]) only when the matrix is large enough to pay for it. Which
+//! thread runs a chunk never changes its result, so outputs are identical for any thread
+//! count.
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 use rand::RngCore;
-use rayon::prelude::*;
 
-use super::check;
 use super::math;
 use super::portable::{BATCH_BLOCK, Fma};
+use super::{check, for_each};
 use crate::rng::{self, Stream};
 
 /// Rows per fixed chunk of the element-wise kernels (and per dropout stream).
@@ -77,17 +77,10 @@ where
         .as_slice_mut()
         .expect("kernel operands must be in standard layout");
     let chunk = CHUNK_ROWS * cols;
-    if len >= PAR_MIN_ELEMENTS && rayon::current_num_threads() > 1 {
-        slice
-            .par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-    } else {
-        slice
-            .chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-    }
+    let parallel = len >= PAR_MIN_ELEMENTS;
+    for_each(parallel, slice.chunks_mut(chunk).enumerate(), |(i, c)| {
+        f(i, c)
+    });
 }
 
 /// In place: `z <- relu(z + bias)`, then inverted dropout when `dropout` is given.
@@ -162,13 +155,9 @@ pub fn relu_dropout_backward(mut grad: ArrayViewMut2<'_, f32>, h: ArrayView2<'_,
             .and(&a)
             .for_each(|g, &a| *g = if a > 0.0 { *g * scale } else { 0.0 });
     };
-    let parallel = grad.len() >= PAR_MIN_ELEMENTS && rayon::current_num_threads() > 1;
-    let rows = ndarray::Zip::from(grad.rows_mut()).and(h.rows());
-    if parallel {
-        rows.par_for_each(row);
-    } else {
-        rows.for_each(row);
-    }
+    let parallel = grad.len() >= PAR_MIN_ELEMENTS;
+    let rows = grad.rows_mut().into_iter().zip(h.rows());
+    for_each(parallel, rows, |(g, a)| row(g, a));
 }
 
 /// Summed loss and number of correct predictions over a batch.

@@ -22,8 +22,9 @@
 //! - [`layer_work`]: what the products of a step execute, zeros skipped, against the dense
 //!   count.
 //!
-//! Products are cut into blocks run in parallel by rayon; every element's operations are fixed
-//! by the definition, so results are identical for any thread count.
+//! Products are cut into blocks run in parallel by the installed [`Team`] (else the current
+//! rayon pool); every element's operations are fixed by the definition, so results are
+//! identical for any thread count.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -34,12 +35,10 @@ mod elementwise;
 mod math;
 mod operands;
 mod portable;
+mod team;
 #[cfg(test)]
 mod tests;
 mod work;
-
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
-use rayon::prelude::*;
 
 pub use blas::{gemm, par_gemm};
 pub use elementwise::{
@@ -48,9 +47,12 @@ pub use elementwise::{
 };
 pub use math::{exp, ln};
 pub(crate) use math::{ln_f64, sin_cos_f64};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use operands::{Block, Isa, Nonzero, Product};
 pub(crate) use operands::{pixels_to_features, prefetch};
 pub use portable::BATCH_BLOCK;
+pub use team::{Team, current_threads};
+pub(crate) use team::{for_each, join};
 pub use work::{LayerWork, layer_work};
 
 use crate::error::{Error, Result};
@@ -216,12 +218,6 @@ impl std::str::FromStr for Kernels {
 /// handing blocks to another thread would cost more than it saves.
 const PAR_MIN_FLOPS: usize = 1 << 20;
 
-/// Rayon's `with_min_len` for the blocks of a product of `flops`: all blocks in one task (on
-/// the calling thread) below [`PAR_MIN_FLOPS`], otherwise one block per task.
-fn min_blocks_per_task(flops: usize) -> usize {
-    if flops < PAR_MIN_FLOPS { usize::MAX } else { 1 }
-}
-
 #[cold]
 #[track_caller]
 #[inline(never)]
@@ -302,32 +298,29 @@ fn matmul_over(
     // 32-column panels.
     let product = forward_product(isa, n, &x.view());
     let by_rows = product == Product::Rows;
-    let min_len = min_blocks_per_task(2 * m * k * n);
-    let threads = rayon::current_num_threads();
+    let parallel = 2 * m * k * n >= PAR_MIN_FLOPS;
+    let threads = current_threads();
     let run = |z: &mut ArrayViewMut2<'_, f32>| {
         if by_rows && n < SPLIT_ROWS_BELOW_COLS {
             let size = m.div_ceil(threads).max(1);
-            z.axis_chunks_iter_mut(Axis(0), size)
-                .into_par_iter()
-                .zip(x.axis_chunks_iter(Axis(0), size).into_par_iter())
-                .with_min_len(min_len)
-                .for_each(|(zb, xb)| {
-                    operands::forward(isa, zb, &xb, &w.view(), (nonzero, product))
-                });
-            return;
+            let blocks = z
+                .axis_chunks_iter_mut(Axis(0), size)
+                .zip(x.axis_chunks_iter(Axis(0), size));
+            return for_each(parallel, blocks, |(zb, xb)| {
+                operands::forward(isa, zb, &xb, &w.view(), (nonzero, product))
+            });
         }
         let size = if by_rows {
             n.div_ceil(threads).next_multiple_of(64)
         } else {
             (n / 8).max(32).next_multiple_of(32)
         };
-        z.axis_chunks_iter_mut(Axis(1), size)
-            .into_par_iter()
-            .zip(w.axis_chunks_iter(Axis(1), size).into_par_iter())
-            .with_min_len(min_len)
-            .for_each(|(zb, wb)| {
-                operands::forward(isa, zb, &x.view(), &wb, (nonzero, product));
-            });
+        let blocks = z
+            .axis_chunks_iter_mut(Axis(1), size)
+            .zip(w.axis_chunks_iter(Axis(1), size));
+        for_each(parallel, blocks, |(zb, wb)| {
+            operands::forward(isa, zb, &x.view(), &wb, (nonzero, product));
+        });
     };
     if operands::rows_contiguous(z) {
         run(z);
@@ -493,34 +486,39 @@ fn backward(
     let cached = (BACKWARD_BLOCK_BYTES / (4 * outputs.max(1))).max(12) / 12 * 12;
     let size = cached.min(inputs.div_ceil(8).next_multiple_of(12)).max(1);
     let flops = 2 * x.len() * outputs * if dh.is_some() { 2 } else { 1 };
-    let dh_blocks = blas::dh_blocks(dh, size, inputs);
-    let (v_blocks, mu) = match velocity {
-        Some((v, mu)) => (Some(v.axis_chunks_iter_mut(Axis(0), size)), mu),
+    let (v, mu) = match velocity {
+        Some((v, mu)) => (Some(v), mu),
         None => (None, 0.0),
     };
-    let v_blocks = match v_blocks {
-        Some(it) => rayon::iter::Either::Left(it.into_par_iter().map(Some)),
-        None => {
-            rayon::iter::Either::Right((0..inputs.div_ceil(size)).into_par_iter().map(|_| None))
-        }
-    };
-    w.axis_chunks_iter_mut(Axis(0), size)
-        .into_par_iter()
-        .zip(x.axis_chunks_iter(Axis(1), size).into_par_iter())
-        .zip(dh_blocks)
-        .zip(v_blocks)
-        .with_min_len(min_blocks_per_task(flops))
-        .for_each(|(((w, x), dh), v)| {
-            let block = Block {
-                w,
-                x,
-                dh,
-                nonzero_rows: None,
-                relu_scale: relu,
-                velocity: v.map(|v| (v, mu)),
-            };
-            operands::backward_rows(isa, block, dz, lr);
-        });
+    let blocks = w
+        .axis_chunks_iter_mut(Axis(0), size)
+        .zip(x.axis_chunks_iter(Axis(1), size))
+        .zip(blocks_or_none(dh, Axis(1), size))
+        .zip(blocks_or_none(v, Axis(0), size));
+    for_each(flops >= PAR_MIN_FLOPS, blocks, |(((w, x), dh), v)| {
+        let block = Block {
+            w,
+            x,
+            dh,
+            nonzero_rows: None,
+            relu_scale: relu,
+            velocity: v.map(|v| (v, mu)),
+        };
+        operands::backward_rows(isa, block, dz, lr);
+    });
+}
+
+/// `m`'s blocks of `size` along `axis`, each as `Some`, or endless `None`s without `m`: the
+/// optional operand of a block of `W` (its input gradient, its velocity).
+fn blocks_or_none<'a>(
+    m: Option<&'a mut ArrayViewMut2<'_, f32>>,
+    axis: Axis,
+    size: usize,
+) -> impl Iterator<Item = Option<ArrayViewMut2<'a, f32>>> + Send {
+    m.into_iter()
+        .flat_map(move |m| m.axis_chunks_iter_mut(axis, size))
+        .map(Some)
+        .chain(std::iter::repeat_with(|| None))
 }
 
 /// The SGD update of a first layer (no input gradient), `W <- W - lr * x^T dz`, for an input
@@ -555,62 +553,62 @@ pub fn update_nonzero(
     // kernels' update tiles.
     let size = nonzero.len().div_ceil(8).next_multiple_of(4).max(4);
     let parallel = 2 * x.nrows() * nonzero.len() * outputs >= PAR_MIN_FLOPS;
-    let sparse = NonzeroUpdate {
-        isa,
-        dz,
-        lr,
+    let pieces = NonzeroPieces {
+        w: Some(w.view_mut()),
+        x: x.view(),
+        nonzero,
+        offset: 0,
         size,
-        parallel,
     };
-    sparse.run(w.view_mut(), x.view(), nonzero, 0);
+    for_each(parallel, pieces, |(w, x, nonzero_rows)| {
+        let block = Block {
+            w,
+            x,
+            dh: None,
+            nonzero_rows: Some(nonzero_rows),
+            relu_scale: None,
+            velocity: None,
+        };
+        operands::backward_rows(isa, block, dz, lr);
+    });
 }
 
-/// [`update_nonzero`] over pieces of the nonzero list, split recursively with `rayon::join`.
-struct NonzeroUpdate<'a, 'b> {
-    isa: Isa,
-    dz: &'a ArrayView2<'b, f32>,
-    lr: f32,
-    /// Rows of the nonzero list per piece.
+/// [`update_nonzero`]'s pieces: `size` entries of the nonzero list at a time, each with the
+/// rows of `W` (and columns of `x`) from its first entry to the next piece's.
+struct NonzeroPieces<'a, 'w> {
+    /// The rows of `W` not yet handed out, from row `offset` of the layer.
+    w: Option<ArrayViewMut2<'w, f32>>,
+    x: ArrayView2<'a, f32>,
+    nonzero: &'a [u32],
+    offset: usize,
     size: usize,
-    parallel: bool,
 }
 
-impl NonzeroUpdate<'_, '_> {
-    /// Updates the `nonzero` rows of `w`, whose first row is row `offset` of the layer.
-    fn run(
-        &self,
-        w: ArrayViewMut2<'_, f32>,
-        x: ArrayView2<'_, f32>,
-        nonzero: &[u32],
-        offset: usize,
-    ) {
-        if nonzero.len() <= self.size {
-            let nonzero_rows = Some(Nonzero {
-                indices: nonzero,
+impl<'a, 'w> Iterator for NonzeroPieces<'a, 'w> {
+    type Item = (ArrayViewMut2<'w, f32>, ArrayView2<'a, f32>, Nonzero<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let w = self.w.take()?;
+        let offset = self.offset;
+        let Some(&next) = self.nonzero.get(self.size) else {
+            let piece = Nonzero {
+                indices: std::mem::take(&mut self.nonzero),
                 offset,
-            });
-            let block = Block {
-                w,
-                x,
-                dh: None,
-                nonzero_rows,
-                relu_scale: None,
-                velocity: None,
             };
-            return operands::backward_rows(self.isa, block, self.dz, self.lr);
-        }
-        let mid = (nonzero.len() / self.size / 2).max(1) * self.size;
-        let cut = nonzero[mid] as usize - offset;
+            return Some((w, self.x, piece));
+        };
+        let cut = next as usize - offset;
         let (w0, w1) = w.split_at(Axis(0), cut);
-        let (x0, x1) = x.split_at(Axis(1), cut);
-        let (s0, s1) = nonzero.split_at(mid);
-        let left = || self.run(w0, x0, s0, offset);
-        let right = || self.run(w1, x1, s1, offset + cut);
-        if self.parallel {
-            rayon::join(left, right);
-        } else {
-            left();
-            right();
-        }
+        let (x0, x1) = self.x.split_at(Axis(1), cut);
+        let (s0, s1) = self.nonzero.split_at(self.size);
+        (self.w, self.x, self.nonzero, self.offset) = (Some(w1), x1, s1, next as usize);
+        Some((
+            w0,
+            x0,
+            Nonzero {
+                indices: s0,
+                offset,
+            },
+        ))
     }
 }

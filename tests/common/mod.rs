@@ -129,8 +129,15 @@ pub fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
-/// A rayon pool of exactly `threads` threads, to run a test's work on that many.
-pub fn pool(threads: usize) -> rayon::ThreadPool {
+/// A team of exactly `threads` threads, to run a test's work on that many (`.install(...)`),
+/// as `Trainer::run` does.
+pub fn pool(threads: usize) -> relumax::kernels::Team {
+    relumax::kernels::Team::new(threads).unwrap()
+}
+
+/// A rayon pool of exactly `threads` threads: the kernels' fallback without a team.
+#[allow(dead_code)]
+pub fn rayon_pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
