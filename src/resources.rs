@@ -18,6 +18,18 @@ pub struct MemoryEstimate {
     pub records: f64,
 }
 
+/// Two runs at once: the sum, kind by kind.
+impl std::ops::Add for MemoryEstimate {
+    type Output = MemoryEstimate;
+    fn add(self, other: MemoryEstimate) -> MemoryEstimate {
+        MemoryEstimate {
+            weights: self.weights + other.weights,
+            workspace: self.workspace + other.workspace,
+            records: self.records + other.records,
+        }
+    }
+}
+
 impl MemoryEstimate {
     /// All of it.
     pub fn total(&self) -> f64 {

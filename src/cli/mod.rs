@@ -24,6 +24,7 @@ mod report;
 mod run;
 mod run_dir;
 mod serve;
+mod side_by_side;
 mod train_cmd;
 
 use std::path::PathBuf;

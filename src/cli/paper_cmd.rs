@@ -5,21 +5,25 @@
 //! resumes, and `--shard I/N` plus `--aggregate` spread the work over machines.
 
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use relumax::kernels::Kernels;
+use relumax::train::MemoryEstimate;
 use relumax::{Event, TrainConfig, Trainer, model::train_flops_per_sample};
 
 use super::DataOpt;
 use super::common::{data_dir, hidden_layers, kernels, open_data, test_evaluation};
 use super::report;
 use super::run::{RunEnd, RunOptions, RunRecord, default_run_dir, read_run, train_to_dir};
+use super::side_by_side::{self, Limits};
 
 /// The paper's ten configurations: hidden layers and width.
 pub const CONFIGS: [(usize, usize); 10] = [
@@ -111,6 +115,11 @@ pub struct PaperArgs {
     /// [default: all cores; one for a network under 64 MFLOP a step, such as 1x512]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Configurations trained at once, while their threads together fit the cores: networks
+    /// that train on one thread share the cores; 1 trains one at a time [default: as many
+    /// as fit]
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
     /// The code that runs the products: auto, portable, avx2, avx512 (the same bits) or blas
     /// [default: $RELUMAX_KERNELS, else auto]
     #[arg(long, value_name = "KERNELS")]
@@ -169,6 +178,9 @@ impl PaperArgs {
                 "invalid --seeds: must be from 1 to {MAX_SEEDS}, got {}",
                 self.seeds
             );
+        }
+        if self.jobs == Some(0) {
+            anyhow::bail!("invalid --jobs: must be at least 1, got 0");
         }
         let kernels = kernels(self.kernels)?;
         let mut jobs = Vec::new();
@@ -307,60 +319,105 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
         Some(b) => b.suspend(|| outln!("{line}")),
         None => outln!("{line}"),
     };
-    let start = Instant::now();
-    let mut done = 0.0f64;
-    for (k, (config, &weight)) in todo.iter().zip(&weights).enumerate() {
-        let dir = run_dir(&args.out, config);
-        let label = format!(
-            "[{}/{}] {} seed {}",
-            k + 1,
-            todo.len(),
-            config.arch_name(),
-            config.seed
-        );
-        let steps_total = config.epochs;
+    // Jobs side by side while their threads fit the cores and their memory the machine.
+    let threads: Vec<usize> = todo.iter().map(|c| c.thread_count(&data)).collect();
+    let memory: Vec<MemoryEstimate> = todo.iter().map(|c| c.memory(&data)).collect();
+    let fits = |running: &[usize], j: usize| {
+        let together = running.iter().fold(memory[j], |sum, &r| sum + memory[r]);
+        together.check("side by side").is_ok()
+    };
+    let limits = Limits {
+        jobs: args.jobs.unwrap_or(usize::MAX),
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    // The fraction of each job done, for the bar.
+    let progress = Mutex::new(vec![0.0f64; todo.len()]);
+    let train = |j: usize| {
+        let config = &todo[j];
+        let label = format!("{} seed {}", config.arch_name(), config.seed);
         let options = RunOptions {
             interrupt: Some(super::interrupt_flag()),
             ..Default::default()
         };
-        let end = train_to_dir(config, (&data, &ddir), &dir, options, |event| {
-            if let (
-                Some(b),
-                Event::Step {
-                    epoch,
-                    step,
-                    steps,
-                    running_loss,
-                    ..
-                },
-            ) = (&bar, event)
-            {
-                let frac = ((epoch - 1) as f64 + *step as f64 / *steps as f64) / steps_total as f64;
-                b.set_position((1000.0 * (done + frac * weight) / total) as u64);
-                if *step == 1 || step % 100 == 0 {
-                    b.set_message(format!("{label} epoch {epoch} loss {running_loss:.3}"));
+        let epochs = config.epochs;
+        train_to_dir(
+            config,
+            (&data, &ddir),
+            &run_dir(&args.out, config),
+            options,
+            |event| {
+                if let (
+                    Some(b),
+                    Event::Step {
+                        epoch,
+                        step,
+                        steps,
+                        running_loss,
+                        ..
+                    },
+                ) = (&bar, event)
+                {
+                    let frac = ((epoch - 1) as f64 + *step as f64 / *steps as f64) / epochs as f64;
+                    let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
+                    progress[j] = frac;
+                    let done: f64 = progress.iter().zip(&weights).map(|(f, w)| f * w).sum();
+                    b.set_position((1000.0 * done / total) as u64);
+                    if *step == 1 || step % 100 == 0 {
+                        b.set_message(format!("{label} epoch {epoch} loss {running_loss:.3}"));
+                    }
                 }
+            },
+        )
+        .with_context(|| format!("while training {}", config.arch_name()))
+    };
+    let start = Instant::now();
+    let (mut done, mut ended) = (0.0f64, 0);
+    let mut outcome: anyhow::Result<bool> = Ok(true);
+    side_by_side::run(
+        todo.len(),
+        limits,
+        |j| threads[j],
+        fits,
+        train,
+        |j, end| {
+            let config = &todo[j];
+            let line = end.and_then(|end| {
+                let RunEnd::Done(result) = end else {
+                    return Ok(None);
+                };
+                ended += 1;
+                done += weights[j];
+                let elapsed = start.elapsed().as_secs_f64();
+                let left = elapsed * (total - done) / done.max(1.0);
+                let per_epoch = result.train_seconds / result.epochs.len().max(1) as f64;
+                let test = test_evaluation(&result)?;
+                Ok(Some(format!(
+                    "[{ended}/{}] {} seed {}: test loss {:.4} accuracy {:.4}, {per_epoch:.2} \
+                     s/epoch; about {left:.0} s left",
+                    todo.len(),
+                    config.arch_name(),
+                    config.seed,
+                    test.loss,
+                    test.accuracy
+                )))
+            });
+            match line {
+                Ok(Some(line)) => {
+                    say(line);
+                    return ControlFlow::Continue(());
+                }
+                // Interrupted: the others stop at their next step too.
+                Ok(None) if outcome.is_ok() => outcome = Ok(false),
+                Ok(None) => {}
+                // The first error is the one reported.
+                Err(e) if outcome.is_ok() => outcome = Err(e),
+                Err(_) => {}
             }
-        })
-        .with_context(|| format!("while training {}", config.arch_name()))?;
-        let RunEnd::Done(result) = end else {
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
-            return Ok(false);
-        };
-        done += weight;
-        let elapsed = start.elapsed().as_secs_f64();
-        let left = elapsed * (total - done) / done.max(1.0);
-        let per_epoch = result.train_seconds / result.epochs.len().max(1) as f64;
-        let test = test_evaluation(&result)?;
-        say(format!(
-            "{label}: test loss {:.4} accuracy {:.4}, {per_epoch:.2} s/epoch; about {left:.0} s left",
-            test.loss, test.accuracy
-        ));
-    }
+            ControlFlow::Break(())
+        },
+    );
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(true)
+    outcome
 }

@@ -222,7 +222,8 @@ fn paper_shards_then_aggregates() {
             .unwrap()
             .contains("Two hidden layers beat one")
     );
-    // The same run unsharded gives the same models and the same results.
+    // The same run unsharded (on two cores or more, the two networks side by side, each on one
+    // thread) gives the same models and the same results.
     let whole = tmp.path().join("whole");
     ok(&paper(&whole, &[]));
     for run in ["1x128-seed0", "2x128-seed0"] {
@@ -330,6 +331,7 @@ fn paper_rejects_bad_arguments() {
         (&["--epochs", "0"][..], 1, "invalid --epochs"),
         (&["--shard", "2/2"][..], 1, "invalid --shard"),
         (&["--shard", "x"][..], 2, "expected I/N"),
+        (&["--jobs", "0"][..], 1, "invalid --jobs"),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("p");

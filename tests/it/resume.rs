@@ -439,3 +439,28 @@ fn ctrl_c_during_paper_keeps_the_finished_configurations() {
     assert!(out.join("2x512-seed0/model.safetensors").is_file());
     assert!(out.join("report.md").is_file());
 }
+
+#[test]
+fn ctrl_c_stops_configurations_trained_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("paper");
+    // Two one-thread networks: side by side on two cores or more; 20 epochs take seconds.
+    let child = relumax_cmd()
+        .args(["paper", "--only", "1x128,2x128", "--epochs", "20", "--no-progress"])
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    send(child.id(), "-INT");
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("finished configurations are kept"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing half-trained is left: {left:?}");
+}
