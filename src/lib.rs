@@ -96,8 +96,8 @@
 //! # Global state
 //!
 //! No call leaves process-wide state changed: the kernels and thread count are
-//! [`TrainConfig`] fields, training runs in its own rayon pool, and OpenBLAS's thread count is
-//! only touched as [`openblas`] documents.
+//! [`TrainConfig`] fields, training runs on its own [`kernels::Team`] of threads, and
+//! OpenBLAS's thread count is only touched as [`openblas`] documents.
 
 #![deny(unsafe_code)]
 #![deny(missing_docs)]

@@ -3,7 +3,7 @@
 //!
 //! Without the `openblas` feature (another BLAS provider), these are no-ops: set that
 //! provider's own thread count to 1 (e.g. `MKL_NUM_THREADS=1`) so it does not compete with
-//! relumax's rayon threads.
+//! relumax's own threads.
 
 #![allow(unsafe_code)]
 

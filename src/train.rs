@@ -52,8 +52,9 @@ pub struct TrainConfig {
     pub init: Init,
     /// The run seed: init, split, shuffle and dropout streams all derive from it. Default 0.
     pub seed: u64,
-    /// Threads of the rayon pool that runs every product and element-wise kernel; `None` uses
-    /// every core, or one for a small network ([`TrainConfig::thread_count`]). Default `None`.
+    /// Threads of the team ([`crate::kernels::Team`]) that runs every product and element-wise
+    /// kernel; `None` uses every core, or one for a small network
+    /// ([`TrainConfig::thread_count`]). Default `None`.
     /// (With [`Kernels::Blas`], each OpenBLAS call inside it runs single-threaded; see
     /// [`Trainer::run`].)
     pub threads: Option<usize>,
@@ -93,12 +94,13 @@ impl Default for TrainConfig {
 pub const MAX_LR: f32 = 10.0;
 
 /// Without [`TrainConfig::threads`], networks whose training step (dense products of one
-/// batch) is under this many FLOPs train on one thread: handing their products to another
-/// thread costs more than it saves (a sleeping thread's wake-up, each product and element-wise
-/// pass). Intel Xeon, 2 cores, 4 epochs of the paper, training seconds with 1 and 2 threads:
-/// 1x128 (12 MFLOP a step) 0.46 against 0.65, 1x256 0.86 against 1.09, 1x512 (52 MFLOP)
-/// 1.67-1.72 against 1.84-1.97, 2x128 0.60 against 0.83-0.90, 2x256 1.29-1.32 against 1.50; but
-/// 2x512 (102 MFLOP) 3.28-3.32 against 3.00-3.03 (`docs/performance.md`).
+/// batch) is under this many FLOPs train on one thread: splitting their products costs more
+/// than it saves, even with the team's spinning hand-offs. Intel Xeon, 2 cores, seconds per
+/// epoch (`relumax bench`, two rounds) with 1 and 2 threads: 1x128 (12 MFLOP a step) 0.095
+/// against 0.112-0.120, 1x256 0.160-0.164 against 0.168-0.176, 1x512 (52 MFLOP) 0.272-0.275
+/// against 0.279-0.280, 2x128 0.124-0.126 against 0.161-0.165, 2x256 0.259-0.270 against
+/// 0.291-0.296; 2x512 (102 MFLOP) was already faster on two with rayon's hand-offs
+/// (`docs/performance.md`). `relumax paper` trains such networks side by side instead.
 pub const ONE_THREAD_BELOW_STEP_FLOPS: f64 = 64e6;
 
 impl TrainConfig {
@@ -550,13 +552,13 @@ impl Trainer {
     /// Trains from `state` (a new one, or one returned by an interruption or a checkpoint)
     /// until the configured epochs are done.
     ///
-    /// Runs in a rayon pool of `threads` threads, which splits every matrix product into fixed
-    /// blocks. With `Kernels::Blas` those are single-threaded OpenBLAS calls: OpenBLAS's
-    /// thread count, one setting for the whole process, is 1 while any such run lasts (the
-    /// process's other OpenBLAS calls included), and the last run to end, or to unwind,
-    /// restores it; relumax's own kernels leave it alone. Training runs on the pool's thread,
-    /// which is why
-    /// `on_event` must be `Send`. `on_event` sees every step and epoch; returning
+    /// Runs on a [`crate::kernels::Team`] of `threads` threads (this one and `threads - 1`
+    /// workers, which end with the run), which splits every matrix product into fixed blocks.
+    /// With `Kernels::Blas` those are single-threaded OpenBLAS calls: OpenBLAS's thread count,
+    /// one setting for the whole process, is 1 while any such run lasts (the process's other
+    /// OpenBLAS calls included), and the last run to end, or to unwind, restores it; relumax's
+    /// own kernels leave it alone. `on_event` runs on this thread (its `Send` bound leaves
+    /// room to move training to another). `on_event` sees every step and epoch; returning
     /// `ControlFlow::Break(())` stops after the current step (the epoch is then not reported).
     ///
     /// # Errors

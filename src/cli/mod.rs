@@ -216,7 +216,7 @@ pub fn check(cli: &Cli) -> anyhow::Result<()> {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // relumax parallelises products itself (rayon over single-threaded calls); OpenBLAS's own
+    // relumax parallelises products itself (its threads over single-threaded calls); OpenBLAS's own
     // threads would only compete for the cores. `bench` raises it for its sgemm ceiling.
     relumax::openblas::set_blas_threads(1);
     check(&cli)?;

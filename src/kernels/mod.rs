@@ -295,13 +295,16 @@ fn matmul_over(
     // `SPLIT_ROWS_BELOW_COLS` by batch rows, each thread listing only its own rows' nonzeros;
     // wider ones by column blocks, one per thread (each lists every row's nonzeros again).
     // Dense tiles: column blocks enough to balance up to 8 threads, a multiple of the
-    // 32-column panels.
+    // 32-column panels; by batch rows when that is one block (the output layer: its 10
+    // columns were one block, on one thread while the other waited, 21 of 22 µs a step at
+    // 2x2048).
     let product = forward_product(isa, n, &x.view());
     let by_rows = product == Product::Rows;
     let parallel = 2 * m * k * n >= PAR_MIN_FLOPS;
     let threads = current_threads();
+    let tiles_block = (n / 8).max(32).next_multiple_of(32);
     let run = |z: &mut ArrayViewMut2<'_, f32>| {
-        if by_rows && n < SPLIT_ROWS_BELOW_COLS {
+        if (by_rows && n < SPLIT_ROWS_BELOW_COLS) || (!by_rows && n <= tiles_block) {
             let size = m.div_ceil(threads).max(1);
             let blocks = z
                 .axis_chunks_iter_mut(Axis(0), size)
@@ -313,7 +316,7 @@ fn matmul_over(
         let size = if by_rows {
             n.div_ceil(threads).next_multiple_of(64)
         } else {
-            (n / 8).max(32).next_multiple_of(32)
+            tiles_block
         };
         let blocks = z
             .axis_chunks_iter_mut(Axis(1), size)

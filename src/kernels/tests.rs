@@ -573,7 +573,7 @@ fn nonzero_columns_lists_the_columns_with_any_nonzero_value() {
 fn public_products_give_the_same_bits_on_every_implementation_and_thread_count() {
     // Inputs dense (the dense tiles, in column blocks; AVX-512's packed ones from 1024 columns),
     // sparse (row by row: by batch rows below 512 columns, odd ones too, by column blocks from
-    // 512) and a fifth nonzero in 130 rows (row by row on AVX-512 below 512 columns too), with
+    // 512; the 10-column output layer by batch rows) and a fifth nonzero in 130 rows (row by row on AVX-512 below 512 columns too), with
     // zero columns. `above`: the inputs kept (noise is uniform in -0.5..0.5).
     let (k, lr, scale) = (300, 0.05, 2.0);
     for (m, n, above) in [
@@ -581,6 +581,7 @@ fn public_products_give_the_same_bits_on_every_implementation_and_thread_count()
         (32, 128, Some(0.1)),
         (33, 200, Some(0.1)),
         (32, 1100, Some(0.1)),
+        (64, 1100, Some(0.1)),
         (130, 128, Some(0.3)),
         (9, 1030, None),
         (70, 24, None),
@@ -614,7 +615,11 @@ fn public_products_give_the_same_bits_on_every_implementation_and_thread_count()
                 let (dh_view, w_view) = (&mut dh.view_mut(), &mut w_out.view_mut());
                 let step = (lr, scale);
                 backward_sgd_relu(kernels, dh_view, w_view, &dz1.view(), &h.view(), step);
-                (bits(&z), bits(&w), bits(&w_out), bits(&dh))
+                // The output layer's forward: 10 columns, by batch rows (in parallel from 64
+                // rows of 1100 inputs).
+                let mut logits = Array2::zeros((m, 10));
+                matmul(kernels, &mut logits.view_mut(), &h.view(), &w1.view());
+                (bits(&z), bits(&w), bits(&w_out), bits(&dh), bits(&logits))
             })
         };
         let expected = run(Kernels::Portable, 1, &nonzero);

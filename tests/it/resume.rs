@@ -446,7 +446,14 @@ fn ctrl_c_stops_configurations_trained_side_by_side() {
     let out = tmp.path().join("paper");
     // Two one-thread networks: side by side on two cores or more; 20 epochs take seconds.
     let child = relumax_cmd()
-        .args(["paper", "--only", "1x128,2x128", "--epochs", "20", "--no-progress"])
+        .args([
+            "paper",
+            "--only",
+            "1x128,2x128",
+            "--epochs",
+            "20",
+            "--no-progress",
+        ])
         .arg("--out")
         .arg(&out)
         .stdout(Stdio::piped())
