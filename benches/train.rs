@@ -47,6 +47,16 @@ fn nonzero(x: &Array2<f32>) -> Vec<u32> {
     nonzero
 }
 
+/// The threads the groups run their products on, as training does: a team of every core (what
+/// `Trainer::run` starts for networks of 64 MFLOP a step and more).
+fn team() -> &'static kernels::Team {
+    static TEAM: OnceLock<kernels::Team> = OnceLock::new();
+    TEAM.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        kernels::Team::new(cores).expect("the benchmark's threads start")
+    })
+}
+
 fn labels() -> Vec<u32> {
     (0..BATCH as u32).map(|i| i % 10).collect()
 }
@@ -61,46 +71,48 @@ fn dropout(step: usize) -> StepDropout {
 }
 
 fn step(c: &mut Criterion) {
-    // As in training: parallelism comes from rayon splitting the products.
-    relumax::openblas::set_blas_threads(1);
-    let mut group = c.benchmark_group("step");
-    let (x, y) = mnist_batch();
-    for layers in [1usize, 2] {
-        for width in WIDTHS {
-            let sizes: Vec<usize> = std::iter::once(784)
-                .chain(std::iter::repeat_n(width, layers))
-                .chain(std::iter::once(10))
-                .collect();
-            let mut model = Mlp::new(&sizes, Init::He, 0).unwrap();
-            model.advise_huge_pages();
-            let mut ws = Workspace::new(&model, BATCH);
-            let mut sgd = Sgd::new(&model, 1e-4, 0.0);
-            group.throughput(Throughput::Elements(
-                (train_flops_per_sample(&sizes) * BATCH as f64) as u64,
-            ));
-            let mut k = 0;
-            group.bench_function(BenchmarkId::new(format!("sgd_{layers}x"), width), |b| {
-                b.iter(|| {
-                    k += 1;
-                    model
-                        .train_step(x.view(), &y, &mut ws, dropout(k), &mut sgd)
-                        .loss
-                })
-            });
-            let mut model = Mlp::new(&sizes, Init::He, 0).unwrap();
-            model.advise_huge_pages();
-            group.throughput(Throughput::Elements(
-                sizes
-                    .windows(2)
-                    .map(|w| 2 * BATCH * w[0] * w[1])
-                    .sum::<usize>() as u64,
-            ));
-            group.bench_function(BenchmarkId::new(format!("forward_{layers}x"), width), |b| {
-                b.iter(|| model.forward_train(x.view(), &y, &mut ws, dropout(0)).loss)
-            });
+    team().install(|| {
+        // As in training: parallelism comes from the team splitting the products.
+        relumax::openblas::set_blas_threads(1);
+        let mut group = c.benchmark_group("step");
+        let (x, y) = mnist_batch();
+        for layers in [1usize, 2] {
+            for width in WIDTHS {
+                let sizes: Vec<usize> = std::iter::once(784)
+                    .chain(std::iter::repeat_n(width, layers))
+                    .chain(std::iter::once(10))
+                    .collect();
+                let mut model = Mlp::new(&sizes, Init::He, 0).unwrap();
+                model.advise_huge_pages();
+                let mut ws = Workspace::new(&model, BATCH);
+                let mut sgd = Sgd::new(&model, 1e-4, 0.0);
+                group.throughput(Throughput::Elements(
+                    (train_flops_per_sample(&sizes) * BATCH as f64) as u64,
+                ));
+                let mut k = 0;
+                group.bench_function(BenchmarkId::new(format!("sgd_{layers}x"), width), |b| {
+                    b.iter(|| {
+                        k += 1;
+                        model
+                            .train_step(x.view(), &y, &mut ws, dropout(k), &mut sgd)
+                            .loss
+                    })
+                });
+                let mut model = Mlp::new(&sizes, Init::He, 0).unwrap();
+                model.advise_huge_pages();
+                group.throughput(Throughput::Elements(
+                    sizes
+                        .windows(2)
+                        .map(|w| 2 * BATCH * w[0] * w[1])
+                        .sum::<usize>() as u64,
+                ));
+                group.bench_function(BenchmarkId::new(format!("forward_{layers}x"), width), |b| {
+                    b.iter(|| model.forward_train(x.view(), &y, &mut ws, dropout(0)).loss)
+                });
+            }
         }
-    }
-    group.finish();
+        group.finish();
+    })
 }
 
 /// The input of a network's second hidden layer of `width` units in training: the first
@@ -222,112 +234,120 @@ impl Layer {
 /// The backward pass of one layer alone, as training runs it ([`Layer`]). Throughput counts
 /// the dense products.
 fn backward(c: &mut Criterion) {
-    relumax::openblas::set_blas_threads(1);
-    let mut group = c.benchmark_group("backward");
-    let (images, _) = mnist_batch();
-    for width in WIDTHS {
-        for mut layer in Layer::all(width, &images) {
-            group.throughput(Throughput::Elements(layer.backward_flops()));
-            let id = BenchmarkId::new(format!("{}_layer", layer.name), width);
-            group.bench_function(id, |b| b.iter(|| layer.backward()));
+    team().install(|| {
+        relumax::openblas::set_blas_threads(1);
+        let mut group = c.benchmark_group("backward");
+        let (images, _) = mnist_batch();
+        for width in WIDTHS {
+            for mut layer in Layer::all(width, &images) {
+                group.throughput(Throughput::Elements(layer.backward_flops()));
+                let id = BenchmarkId::new(format!("{}_layer", layer.name), width);
+                group.bench_function(id, |b| b.iter(|| layer.backward()));
+            }
         }
-    }
-    group.finish();
+        group.finish();
+    })
 }
 
 fn fused(c: &mut Criterion) {
-    let mut group = c.benchmark_group("fused");
-    for width in WIDTHS {
-        let z0 = input(BATCH, width).mapv(|v| v - 0.5);
-        let bias = ndarray::Array1::from_elem(width, 0.01f32);
-        group.throughput(Throughput::Elements((BATCH * width) as u64));
-        let mut z = z0.clone();
-        group.bench_function(BenchmarkId::new("bias_relu_dropout", width), |b| {
+    team().install(|| {
+        let mut group = c.benchmark_group("fused");
+        for width in WIDTHS {
+            let z0 = input(BATCH, width).mapv(|v| v - 0.5);
+            let bias = ndarray::Array1::from_elem(width, 0.01f32);
+            group.throughput(Throughput::Elements((BATCH * width) as u64));
+            let mut z = z0.clone();
+            group.bench_function(BenchmarkId::new("bias_relu_dropout", width), |b| {
+                b.iter(|| {
+                    z.assign(&z0);
+                    let d = kernels::Dropout { p: 0.5, key: 7 };
+                    kernels::bias_relu_dropout(z.view_mut(), bias.view(), Some(d));
+                })
+            });
+            let h = z.clone();
+            let mut g = z0.clone();
+            group.bench_function(BenchmarkId::new("relu_dropout_backward", width), |b| {
+                b.iter(|| kernels::relu_dropout_backward(g.view_mut(), h.view(), 2.0))
+            });
+            let grad = z0.clone();
+            let mut bias_mut = bias.clone();
+            group.bench_function(BenchmarkId::new("bias_sgd", width), |b| {
+                b.iter(|| kernels::bias_sgd(bias_mut.view_mut(), grad.view(), 1e-3))
+            });
+        }
+        let logits0 = input(BATCH, 10);
+        let bias = ndarray::Array1::zeros(10);
+        let y = labels();
+        let mut logits = logits0.clone();
+        group.throughput(Throughput::Elements((BATCH * 10) as u64));
+        group.bench_function("softmax_cross_entropy", |b| {
             b.iter(|| {
-                z.assign(&z0);
-                let d = kernels::Dropout { p: 0.5, key: 7 };
-                kernels::bias_relu_dropout(z.view_mut(), bias.view(), Some(d));
+                logits.assign(&logits0);
+                kernels::softmax_cross_entropy(logits.view_mut(), bias.view(), &y, Some(1.0 / 32.0))
             })
         });
-        let h = z.clone();
-        let mut g = z0.clone();
-        group.bench_function(BenchmarkId::new("relu_dropout_backward", width), |b| {
-            b.iter(|| kernels::relu_dropout_backward(g.view_mut(), h.view(), 2.0))
-        });
-        let grad = z0.clone();
-        let mut bias_mut = bias.clone();
-        group.bench_function(BenchmarkId::new("bias_sgd", width), |b| {
-            b.iter(|| kernels::bias_sgd(bias_mut.view_mut(), grad.view(), 1e-3))
-        });
-    }
-    let logits0 = input(BATCH, 10);
-    let bias = ndarray::Array1::zeros(10);
-    let y = labels();
-    let mut logits = logits0.clone();
-    group.throughput(Throughput::Elements((BATCH * 10) as u64));
-    group.bench_function("softmax_cross_entropy", |b| {
-        b.iter(|| {
-            logits.assign(&logits0);
-            kernels::softmax_cross_entropy(logits.view_mut(), bias.view(), &y, Some(1.0 / 32.0))
-        })
-    });
-    group.finish();
+        group.finish();
+    })
 }
 
 fn gemm(c: &mut Criterion) {
-    relumax::openblas::set_blas_threads(1);
-    let mut group = c.benchmark_group("gemm");
-    for width in WIDTHS {
-        for (name, m, k, n, ta) in [
-            ("x_w", BATCH, width, width, false),
-            ("xT_dz_update", width, BATCH, width, true),
-            ("input_x_w0", BATCH, 784, width, false),
-        ] {
-            let a = if ta { input(k, m) } else { input(m, k) };
-            let b = input(k, n);
-            let mut out = Array2::<f32>::zeros((m, n));
-            group.throughput(Throughput::Elements((2 * m * k * n) as u64));
-            group.bench_function(BenchmarkId::new(name, width), |bench| {
-                bench.iter(|| {
-                    let av = if ta { a.t() } else { a.view() };
-                    kernels::par_gemm(&mut out.view_mut(), 1.0, &av, &b.view(), -1e-6)
-                })
+    team().install(|| {
+        relumax::openblas::set_blas_threads(1);
+        let mut group = c.benchmark_group("gemm");
+        for width in WIDTHS {
+            for (name, m, k, n, ta) in [
+                ("x_w", BATCH, width, width, false),
+                ("xT_dz_update", width, BATCH, width, true),
+                ("input_x_w0", BATCH, 784, width, false),
+            ] {
+                let a = if ta { input(k, m) } else { input(m, k) };
+                let b = input(k, n);
+                let mut out = Array2::<f32>::zeros((m, n));
+                group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+                group.bench_function(BenchmarkId::new(name, width), |bench| {
+                    bench.iter(|| {
+                        let av = if ta { a.t() } else { a.view() };
+                        kernels::par_gemm(&mut out.view_mut(), 1.0, &av, &b.view(), -1e-6)
+                    })
+                });
+            }
+            let dz = input(BATCH, width);
+            let w = input(width, width);
+            let mut dh = Array2::<f32>::zeros((BATCH, width));
+            group.throughput(Throughput::Elements((2 * BATCH * width * width) as u64));
+            group.bench_function(BenchmarkId::new("dz_wT", width), |bench| {
+                bench.iter(|| kernels::par_gemm(&mut dh.view_mut(), 0.0, &dz.view(), &w.t(), 1.0))
             });
         }
-        let dz = input(BATCH, width);
-        let w = input(width, width);
-        let mut dh = Array2::<f32>::zeros((BATCH, width));
-        group.throughput(Throughput::Elements((2 * BATCH * width * width) as u64));
-        group.bench_function(BenchmarkId::new("dz_wT", width), |bench| {
-            bench.iter(|| kernels::par_gemm(&mut dh.view_mut(), 0.0, &dz.view(), &w.t(), 1.0))
-        });
-    }
-    group.finish();
+        group.finish();
+    })
 }
 
 /// A layer's products as training runs them ([`Layer`]) on every implementation this CPU runs
 /// (`portable`, `avx2`, `avx512`) and on OpenBLAS (`blas`), side by side.
 /// Throughput counts the dense products.
 fn backends(c: &mut Criterion) {
-    relumax::openblas::set_blas_threads(1);
-    let mut group = c.benchmark_group("backends");
-    let (images, _) = mnist_batch();
-    for width in WIDTHS {
-        for mut layer in Layer::all(width, &images) {
-            for kernels in Kernels::runnable() {
-                layer.kernels = kernels;
-                let label = kernels.name();
-                let name = layer.name;
-                group.throughput(Throughput::Elements(layer.product_flops()));
-                let id = BenchmarkId::new(format!("forward_{name}_{label}"), width);
-                group.bench_function(id, |b| b.iter(|| layer.forward()));
-                group.throughput(Throughput::Elements(layer.backward_flops()));
-                let id = BenchmarkId::new(format!("backward_{name}_{label}"), width);
-                group.bench_function(id, |b| b.iter(|| layer.backward()));
+    team().install(|| {
+        relumax::openblas::set_blas_threads(1);
+        let mut group = c.benchmark_group("backends");
+        let (images, _) = mnist_batch();
+        for width in WIDTHS {
+            for mut layer in Layer::all(width, &images) {
+                for kernels in Kernels::runnable() {
+                    layer.kernels = kernels;
+                    let label = kernels.name();
+                    let name = layer.name;
+                    group.throughput(Throughput::Elements(layer.product_flops()));
+                    let id = BenchmarkId::new(format!("forward_{name}_{label}"), width);
+                    group.bench_function(id, |b| b.iter(|| layer.forward()));
+                    group.throughput(Throughput::Elements(layer.backward_flops()));
+                    let id = BenchmarkId::new(format!("backward_{name}_{label}"), width);
+                    group.bench_function(id, |b| b.iter(|| layer.backward()));
+                }
             }
         }
-    }
-    group.finish();
+        group.finish();
+    })
 }
 
 fn epoch(c: &mut Criterion) {
