@@ -10,9 +10,9 @@
 //!
 //! Regions are broadcasts: every thread of the team runs the region's job with its own index,
 //! the calling thread (the leader) as thread 0, and the call returns when all have finished.
-//! [`for_each`] hands out the items of an iterator to the threads one at a time, so they share
-//! uneven work as it comes. Which thread runs an item never changes a result (the kernels fix
-//! every element's operations), so outputs are identical for any thread count.
+//! [`for_each`] hands out the items of an iterator to the threads in runs of neighbours, so
+//! they share uneven work as it comes. Which thread runs an item never changes a result (the
+//! kernels fix every element's operations), so outputs are identical for any thread count.
 //!
 //! Kernels find the team through [`Team::install`], as rayon's `ThreadPool::install`; without
 //! one they fall back to the current rayon pool.
