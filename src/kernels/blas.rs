@@ -7,10 +7,11 @@
 //!   which is what keeps ndarray on the BLAS path);
 //! - [`par_gemm`]: [`gemm`] over fixed column blocks on the current threads.
 
-use super::elementwise::relu_dropout_backward;
-use super::{blocks_or_none, check, for_each};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, s};
+
+use super::elementwise::relu_dropout_backward;
+use super::{blocks_or_none, check, for_each};
 
 /// The inner dimension of every `sgemm` call is a multiple of this, or below it.
 ///

@@ -40,6 +40,8 @@ mod team;
 mod tests;
 mod work;
 
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
 pub use blas::{gemm, par_gemm};
 pub use elementwise::{
     BatchStats, Dropout, argmax, argmax_rows, bias_relu_dropout, bias_sgd, relu_dropout_backward,
@@ -47,7 +49,6 @@ pub use elementwise::{
 };
 pub use math::{exp, ln};
 pub(crate) use math::{ln_f64, sin_cos_f64};
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use operands::{Block, Isa, Nonzero, Product};
 pub(crate) use operands::{pixels_to_features, prefetch};
 pub use portable::BATCH_BLOCK;
@@ -613,5 +614,13 @@ impl<'a, 'w> Iterator for NonzeroPieces<'a, 'w> {
                 offset,
             },
         ))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let pieces = match self.w {
+            Some(_) => self.nonzero.len().div_ceil(self.size).max(1),
+            None => 0,
+        };
+        (pieces, Some(pieces))
     }
 }
