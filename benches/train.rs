@@ -52,8 +52,7 @@ fn nonzero(x: &Array2<f32>) -> Vec<u32> {
 fn team() -> &'static kernels::Team {
     static TEAM: OnceLock<kernels::Team> = OnceLock::new();
     TEAM.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        kernels::Team::new(cores).expect("the benchmark's threads start")
+        kernels::Team::new(relumax::train::cores()).expect("the benchmark's threads start")
     })
 }
 

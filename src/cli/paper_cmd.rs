@@ -328,7 +328,7 @@ fn train_jobs(args: &PaperArgs, jobs: &[TrainConfig]) -> anyhow::Result<bool> {
     };
     let limits = Limits {
         jobs: args.jobs.unwrap_or(usize::MAX),
-        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        cores: relumax::train::cores(),
     };
     // The fraction of each job done, for the bar.
     let progress = Mutex::new(vec![0.0f64; todo.len()]);

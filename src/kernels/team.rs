@@ -160,31 +160,47 @@ fn current() -> Option<Arc<Shared>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
+/// The threads the kernels called on this thread run on: the installed team, else (`None`)
+/// the current rayon pool. Looked up once per region.
+struct Here(Option<Arc<Shared>>);
+
+impl Here {
+    fn now() -> Here {
+        Here(current())
+    }
+
+    fn threads(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |team| team.threads)
+    }
+
+    /// Runs `job(t)` once for every thread index `t` of the team, each on its own thread,
+    /// and returns when all have finished; a panic in any is resumed here. Without a team,
+    /// for every `t` below the rayon pool's thread count, in parallel as its threads steal
+    /// them (nested `rayon::join`, which allocates nothing).
+    fn broadcast(&self, job: &(dyn Fn(usize) + Sync)) {
+        fn spread(job: &(dyn Fn(usize) + Sync), threads: std::ops::Range<usize>) {
+            if threads.len() <= 1 {
+                return threads.for_each(job);
+            }
+            let mid = threads.start + threads.len() / 2;
+            rayon::join(
+                || spread(job, threads.start..mid),
+                || spread(job, mid..threads.end),
+            );
+        }
+        match &self.0 {
+            Some(team) => team.broadcast(job),
+            None => spread(job, 0..self.threads()),
+        }
+    }
+}
+
 /// Threads the kernels called on this thread run on: the installed [`Team`]'s, else the
 /// current rayon pool's.
 pub fn current_threads() -> usize {
-    current().map_or_else(rayon::current_num_threads, |team| team.threads)
-}
-
-/// Runs `job(t)` once for every thread index `t` of the installed team, each on its own thread,
-/// and returns when all have finished; a panic in any is resumed here. Without a team, for
-/// every `t` below the current rayon pool's thread count, in parallel as its threads steal
-/// them (nested `rayon::join`, which allocates nothing).
-pub(crate) fn broadcast(job: &(dyn Fn(usize) + Sync)) {
-    fn spread(job: &(dyn Fn(usize) + Sync), threads: std::ops::Range<usize>) {
-        if threads.len() <= 1 {
-            return threads.for_each(job);
-        }
-        let mid = threads.start + threads.len() / 2;
-        rayon::join(
-            || spread(job, threads.start..mid),
-            || spread(job, mid..threads.end),
-        );
-    }
-    match current() {
-        Some(team) => team.broadcast(job),
-        None => spread(job, 0..rayon::current_num_threads()),
-    }
+    Here::now().threads()
 }
 
 /// Items a thread takes at once from [`for_each`]'s iterator, at most.
@@ -202,12 +218,13 @@ where
     I::Item: Send,
     F: Fn(I::Item) + Sync,
 {
-    let threads = current_threads();
+    let here = Here::now();
+    let threads = here.threads();
     if !parallel || threads < 2 {
         return items.for_each(f);
     }
     let items = Mutex::new(items);
-    broadcast(&|_| {
+    here.broadcast(&|_| {
         let mut run: [Option<I::Item>; TAKE_MAX] = std::array::from_fn(|_| None);
         loop {
             let taken = {
@@ -231,12 +248,13 @@ where
 
 /// Runs `a` and `b`, on two threads when there are two.
 pub(crate) fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
-    if current_threads() < 2 {
+    let here = Here::now();
+    if here.threads() < 2 {
         a();
         return b();
     }
     let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
-    broadcast(&|t| match t {
+    here.broadcast(&|t| match t {
         0 => lock(&a).take().into_iter().for_each(|a| a()),
         _ => lock(&b).take().into_iter().for_each(|b| b()),
     });
@@ -354,6 +372,11 @@ impl Shared {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    /// A region on this thread's threads.
+    fn broadcast(job: &(dyn Fn(usize) + Sync)) {
+        Here::now().broadcast(job);
+    }
 
     #[test]
     fn every_thread_runs_each_region_once() {
